@@ -1,0 +1,32 @@
+"""Small helpers that turn kernel results into Dagster metadata (images shown inline in the UI)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import dagster as dg
+from PIL import Image
+
+
+def inline_image(image: Image.Image | Path, alt: str = "image", max_side: int = 640) -> dg.MetadataValue:
+    """A PNG embedded in markdown, so the UI shows the picture, not a path."""
+    img = Image.open(image) if isinstance(image, Path) else image
+    img = img.copy()
+    img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+
+
+def flat(prefix: str, mapping: dict) -> dict:
+    """{'known': {'top1': 0.3}} -> {'prefix/known/top1': 0.3}, scalars only."""
+    out = {}
+    for key, value in mapping.items():
+        name = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            out.update(flat(name, value))
+        elif isinstance(value, (int, float, str, bool)):
+            out[name] = value
+    return out

@@ -1,0 +1,42 @@
+"""Stage 1: real database images -> CLIP embeddings in a LanceDB table."""
+
+import dagster as dg
+
+from pipelines.resources import RealRagConfigResource
+from realrag_core.clip_backbone import load_clip
+from realrag_core.embed_images import embed_source
+from realrag_core.embed_reader import Scope
+from realrag_core.world import load_world
+
+
+@dg.asset(
+    group_name="realrag",
+    deps=["clip_backbone", "world_splits"],
+    kinds={"lancedb", "pytorch"},
+    code_version="1",
+    description=(
+        "Stage 1. Streams the database-style images of the world's concepts from the image source, decodes "
+        "and validates them in DataLoader workers, embeds them in batches with the base CLIP (L2-normalised) "
+        "and upserts them into a LanceDB table keyed by a content+caption hash: reruns never duplicate or drop "
+        "rows and unchanged images are not re-embedded. Bad files go to rejects/image_embeddings.parquet with "
+        "a reason. A vector index (IVF_HNSW_SQ or IVF_PQ, searched with refine) is built past a row threshold."
+    ),
+)
+def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    store = realrag.store()
+    world = load_world(store.world_dir)
+    scope = Scope(frozenset(cfg.world.styles.database), world.concept_split)
+    report = embed_source(
+        cfg.source, scope, load_clip(store.clip_dir, cfg.device), cfg.lancedb_uri, cfg.embeddings,
+        store.rejects_dir / "image_embeddings.parquet",
+    )  # fmt: skip
+    metadata = report.as_metadata()
+    store.write_report("image_embeddings", metadata)
+    metadata["world_hash"] = world.hash
+    metadata["table_uri"] = cfg.lancedb_uri
+    metadata["rejects_path"] = dg.MetadataValue.path(report.rejects_path)
+    metadata["dagster/row_count"] = report.rows
+    if report.rejected:
+        context.log.warning(f"{report.rejected} file(s) rejected: see {report.rejects_path}")
+    return dg.MaterializeResult(metadata=metadata)

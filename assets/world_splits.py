@@ -1,0 +1,40 @@
+"""Foundation: the world's concepts, their generator split (known/novel) and the style roles, as data."""
+
+import dagster as dg
+
+from pipelines.resources import RealRagConfigResource
+from realrag_core.sources import iter_records
+from realrag_core.world import compute_world, save_world
+
+
+@dg.asset(
+    group_name="foundation",
+    deps=["image_source"],
+    kinds={"parquet"},
+    code_version="1",
+    description=(
+        "Chooses the world's concepts by seed and splits them into `known` (exactly the concepts the demo "
+        "generator trains on) and `novel`. Records the style roles: the reference style (judge only), the "
+        "database styles and the CLIP pre-training styles, independent per artist. Stored as "
+        "world/splits.parquet + world/world.json with a hash that later products record."
+    ),
+)
+def world_splits(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    world = compute_world(iter_records(cfg.source), cfg.world)
+    store = realrag.store()
+    path = save_world(world, store.world_dir)
+    counts = {"concepts": len(world.concepts), "known": len(world.concepts_in("known")),
+              "novel": len(world.concepts_in("novel"))}  # fmt: skip
+    store.write_report("world_splits", {"hash": world.hash, **counts})
+    return dg.MaterializeResult(
+        metadata={
+            "world_hash": world.hash,
+            **counts,
+            "database_styles": ", ".join(cfg.world.styles.database),
+            "clip_pretrain_styles": ", ".join(cfg.world.styles.clip_pretrain),
+            "reference_style": cfg.world.styles.reference or "none",
+            "novel_concepts": ", ".join(world.concepts_in("novel")[:40]),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )

@@ -1,0 +1,30 @@
+"""Dagster resources: the one config tree, opened once per run."""
+
+from __future__ import annotations
+
+import dagster as dg
+import torch
+from pydantic import Field
+
+from realrag_core.config import RealRagConfig, load_config
+from realrag_core.store import ArtifactStore
+
+
+class RealRagConfigResource(dg.ConfigurableResource):
+    """The validated pydantic config tree (``$REALRAG_CONFIG``, default ``configs/demo.yaml``).
+
+    An invalid profile fails here, before any asset does work, with a message naming the field.
+    """
+
+    config_path: str = Field(default="", description="YAML profile; empty: $REALRAG_CONFIG, then configs/demo.yaml")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        cfg = self.load()
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+
+    def load(self) -> RealRagConfig:
+        return load_config(self.config_path or None)
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.load().artifacts_root)

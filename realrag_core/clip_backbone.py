@@ -1,0 +1,183 @@
+"""The demo's base CLIP: a small open_clip model built by open_clip's own factory from a model config,
+trained contrastively with ``open_clip.loss.ClipLoss``, saved the way open_clip loads local models
+(``open_clip_config.json`` + ``open_clip_model.safetensors``, opened with ``local-dir:<folder>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from PIL import Image
+from safetensors.torch import save_file
+
+from .config import ClipArchitecture, ClipTrainConfig
+
+CONFIG_NAME = "open_clip_config.json"
+WEIGHTS_NAME = "open_clip_model.safetensors"
+# Emoji sit on white; mean/std 0.5 keeps white at +1 and the artwork's colours spread around 0.
+PREPROCESS_CFG = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                  "resize_mode": "shortest"}  # fmt: skip
+
+
+@dataclass
+class ClipBundle:
+    model: open_clip.CLIP
+    preprocess: Callable  # PIL -> tensor, evaluation transform
+    tokenizer: Callable
+    model_id: str
+    device: str = "cpu"
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.text_projection.shape[1])
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
+            out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.empty(0, self.dim)
+
+    @torch.no_grad()
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 256) -> torch.Tensor:
+        out = [
+            self.embed_pixels(torch.stack([self.preprocess(im) for im in images[i : i + batch_size]]))
+            for i in range(0, len(images), batch_size)
+        ]
+        return torch.cat(out) if out else torch.empty(0, self.dim)
+
+
+def write_model_config(folder: Path, arch: ClipArchitecture) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG_NAME
+    path.write_text(json.dumps({"model_cfg": arch.open_clip_model_cfg(), "preprocess_cfg": PREPROCESS_CFG}, indent=2))
+    return path
+
+
+def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, augment_scale=(0.7, 1.0)):
+    """A randomly initialised model from the config in ``folder``, through open_clip's factory."""
+    write_model_config(folder, arch)
+    torch.manual_seed(seed)
+    model, train_tf, eval_tf = open_clip.create_model_and_transforms(
+        f"local-dir:{folder}", aug_cfg={"scale": tuple(augment_scale)}
+    )
+    return model, train_tf, eval_tf, open_clip.get_tokenizer(f"local-dir:{folder}")
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_clip(
+    model: open_clip.CLIP,
+    tokenizer: Callable,
+    train_transform: Callable,
+    images: Sequence[Image.Image],
+    concepts: Sequence[str],
+    cfg: ClipTrainConfig,
+    seed: int,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Contrastive training on (caption, image) pairs. Each batch holds at most one image per concept, so
+    no in-batch negative is secretly a positive."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    by_concept: dict[str, list[int]] = {}
+    for i, c in enumerate(concepts):
+        by_concept.setdefault(c, []).append(i)
+    names = sorted(by_concept)
+    batch = min(cfg.batch_size, len(names))
+    if batch < 2:
+        raise ValueError("contrastive training needs at least two concepts")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_with_warmup(s, cfg.steps, cfg.warmup_steps)
+    )
+    loss_fn = ClipLoss()
+    model.train()
+    losses = []
+    for step in range(cfg.steps):
+        chosen = rng.sample(names, batch)
+        idx = [rng.choice(by_concept[c]) for c in chosen]
+        pixels = torch.stack([train_transform(images[i]) for i in idx])
+        captions = [rng.choice(cfg.captions).format(concept=c) for c in chosen]
+        image_features, text_features, logit_scale = model(pixels, tokenizer(captions))
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():  # CLIP's clamp on the learned temperature
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if on_step:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses
+
+
+def model_id_of(weights: Path) -> str:
+    return "demo-clip:" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+
+
+def save_clip(model: open_clip.CLIP, folder: Path) -> str:
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_NAME))
+    return model_id_of(folder / WEIGHTS_NAME)
+
+
+def load_clip(folder: Path, device: str = "cpu") -> ClipBundle:
+    """Open a saved demo CLIP through open_clip's ``local-dir:`` loader (config + safetensors)."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}: materialize clip_backbone first")
+    model, _, eval_tf = open_clip.create_model_and_transforms(f"local-dir:{folder}", device=device)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    return ClipBundle(model, eval_tf, tokenizer, model_id_of(folder / WEIGHTS_NAME), device)
+
+
+def retrieval_accuracy(
+    text_emb: torch.Tensor, query_concepts: Sequence[str], image_emb: torch.Tensor, image_concepts: Sequence[str],
+    ks=(1, 5),
+) -> dict[str, float]:
+    """Text->image concept accuracy: a query hits at k if one of its k nearest images shows its concept."""
+    sims = text_emb @ image_emb.T
+    top = sims.topk(min(max(ks), sims.shape[1]), dim=1).indices.numpy()
+    img_c = np.asarray(image_concepts, dtype=object)
+    q = np.asarray(query_concepts, dtype=object)[:, None]
+    return {f"top{k}": float((img_c[top[:, :k]] == q).any(axis=1).mean()) for k in ks}
+
+
+def zero_shot_report(
+    bundle: ClipBundle, images: Sequence[Image.Image], concepts: Sequence[str], split_of: dict[str, str],
+    caption: str,
+) -> dict[str, dict[str, float]]:
+    """Text->image top-1/top-5 per split, querying every concept's caption against all given images."""
+    image_emb = bundle.embed_images(images)
+    report = {}
+    for split in sorted(set(split_of.values())):
+        queries = sorted({c for c in concepts if split_of.get(c) == split})
+        if not queries:
+            continue
+        text_emb = bundle.embed_texts([caption.format(concept=c) for c in queries])
+        report[split] = {**retrieval_accuracy(text_emb, queries, image_emb, concepts), "queries": len(queries)}
+    return report

@@ -1,0 +1,363 @@
+"""One pydantic config tree for the whole pipeline, loaded from YAML.
+
+The config path comes from ``REALRAG_CONFIG`` (default ``configs/demo.yaml`` in the project root).
+Relative paths inside a config file are resolved against the folder that holds the file, so a profile
+works from any working directory (the Dagster UI, the CLI, tests).
+
+Every invalid config fails in :func:`load_config`, before any work, with one :class:`ConfigError` whose
+message names the field and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
+CONFIG_ENV_VAR = "REALRAG_CONFIG"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: the message names the file, the field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- image sources
+
+
+class EmojiDemoSourceConfig(_Strict):
+    """The offline demo world: object emoji by several artists, from pinned npm packages."""
+
+    kind: Literal["emoji_demo"] = "emoji_demo"
+    npm_cache: Path = Field(description="folder holding the `npm pack` tarballs (fetched when missing)")
+    image_dir: Path = Field(description="where the rendered images and captions.csv are written")
+    image_size: int = Field(64, ge=16, le=512, description="rendered size in pixels, on white")
+    categories: tuple[str, ...] = (
+        "Animals & Nature",
+        "Food & Drink",
+        "Travel & Places",
+        "Objects",
+        "Activities",
+    )
+
+
+class SyntheticSourceConfig(_Strict):
+    """A tiny procedurally drawn world (coloured shapes in several drawing styles) for smoke runs."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    image_dir: Path
+    num_concepts: int = Field(12, ge=4, le=64)
+    styles: tuple[str, ...] = ("outline", "filled", "shadow", "striped", "dotted")
+    image_size: int = Field(32, ge=16, le=256)
+
+
+class CaptionFileSourceConfig(_Strict):
+    """An image folder plus a captions file (CSV or JSONL) with columns path, caption[, concept, style]."""
+
+    kind: Literal["caption_file"] = "caption_file"
+    image_dir: Path
+    captions: Path
+
+    @model_validator(mode="after")
+    def _paths_exist(self):
+        if not self.image_dir.is_dir():
+            raise ValueError(f"image_dir {self.image_dir} is not a folder")
+        if not self.captions.is_file():
+            raise ValueError(f"captions file {self.captions} does not exist")
+        if self.captions.suffix.lower() not in {".csv", ".jsonl"}:
+            raise ValueError(f"captions file {self.captions} must be .csv or .jsonl")
+        return self
+
+
+class ClassFolderSourceConfig(_Strict):
+    """Class-named sub-folders (Stanford-Cars style): ``root/<class name>/*.jpg``."""
+
+    kind: Literal["class_folders"] = "class_folders"
+    root: Path
+    caption_template: str = "a photo of a {concept}"
+    style: str = "photo"
+
+    @field_validator("caption_template")
+    @classmethod
+    def _template_has_concept(cls, v: str) -> str:
+        if "{concept}" not in v:
+            raise ValueError("caption_template must contain {concept}")
+        return v
+
+    @model_validator(mode="after")
+    def _root_exists(self):
+        if not self.root.is_dir():
+            raise ValueError(f"root {self.root} is not a folder")
+        return self
+
+
+SourceConfig = Annotated[
+    Union[EmojiDemoSourceConfig, SyntheticSourceConfig, CaptionFileSourceConfig, ClassFolderSourceConfig],
+    Field(discriminator="kind"),
+]
+
+
+# --------------------------------------------------------------------------- world: splits and style roles
+
+
+class StyleRoles(_Strict):
+    """Which artist styles play which role. Independence is enforced per artist, not per style."""
+
+    reference: str | None = Field(
+        None, description="held out of the database and of every model except the evaluation judge"
+    )
+    database: tuple[str, ...] = Field(description="styles whose images form the retrieval database")
+    clip_pretrain: tuple[str, ...] = Field(
+        description="styles the demo CLIP is pre-trained on (never a database or reference artist)"
+    )
+    artists: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="styles drawn by one artist (near-duplicates); a style not listed is its own artist",
+    )
+
+    def artist_of(self, style: str) -> str:
+        for artist, styles in self.artists.items():
+            if style in styles:
+                return artist
+        return style
+
+    @model_validator(mode="after")
+    def _roles_are_independent(self):
+        if not self.database:
+            raise ValueError("database: at least one style is needed")
+        groups = {
+            "database": {self.artist_of(s) for s in self.database},
+            "clip_pretrain": {self.artist_of(s) for s in self.clip_pretrain},
+            "reference": {self.artist_of(self.reference)} if self.reference else set(),
+        }
+        names = list(groups)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                shared = groups[a] & groups[b]
+                if shared:
+                    raise ValueError(
+                        f"{a} and {b} share the artist(s) {sorted(shared)}; roles must use independent artists"
+                    )
+        return self
+
+
+class WorldConfig(_Strict):
+    seed: int = 0
+    num_concepts: int | None = Field(
+        None, ge=4, description="concepts kept in the world (chosen by seed); null keeps every concept"
+    )
+    known_fraction: float = Field(0.8, gt=0.0, lt=1.0, description="share of concepts the generator knows")
+    require_all_styles: bool = Field(True, description="keep only concepts drawn in every role style")
+    styles: StyleRoles
+
+
+# --------------------------------------------------------------------------- the demo CLIP
+
+
+class ClipArchitecture(_Strict):
+    """An open_clip model config (see open_clip's model_configs/*.json)."""
+
+    embed_dim: int = Field(128, ge=8)
+    image_size: int = Field(32, ge=8)
+    vision_layers: int = Field(4, ge=1)
+    vision_width: int = Field(128, ge=16)
+    patch_size: int = Field(4, ge=1)
+    text_layers: int = Field(4, ge=1)
+    text_width: int = Field(128, ge=16)
+    text_heads: int = Field(4, ge=1)
+    context_length: int = Field(16, ge=4, le=77)
+
+    @model_validator(mode="after")
+    def _sizes_fit(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.text_width % self.text_heads:
+            raise ValueError(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
+        if self.vision_width % 64 and self.vision_width % 32 and self.vision_width % 16:
+            raise ValueError(f"vision_width {self.vision_width} must be a multiple of 16 (open_clip head size)")
+        return self
+
+    def open_clip_model_cfg(self) -> dict:
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {
+                "image_size": self.image_size,
+                "layers": self.vision_layers,
+                "width": self.vision_width,
+                "head_width": min(64, self.vision_width),
+                "patch_size": self.patch_size,
+            },
+            "text_cfg": {
+                "context_length": self.context_length,
+                "vocab_size": 49408,
+                "width": self.text_width,
+                "heads": self.text_heads,
+                "layers": self.text_layers,
+            },
+        }
+
+
+class ClipTrainConfig(_Strict):
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_steps: int = Field(40, ge=0)
+    captions: tuple[str, ...] = Field(
+        ("a {concept}", "an emoji of a {concept}", "{concept}"),
+        description="caption templates sampled during pre-training",
+    )
+    augment_scale: tuple[float, float] = Field((0.7, 1.0), description="RandomResizedCrop scale range")
+
+    @field_validator("captions")
+    @classmethod
+    def _templates(cls, v):
+        if not v or any("{concept}" not in t for t in v):
+            raise ValueError("every caption template must contain {concept}")
+        return v
+
+
+class ClipConfig(_Strict):
+    kind: Literal["train_demo"] = "train_demo"
+    architecture: ClipArchitecture = ClipArchitecture()
+    train: ClipTrainConfig = ClipTrainConfig()
+    eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
+
+
+# --------------------------------------------------------------------------- stage 1: image embeddings
+
+
+class IndexConfig(_Strict):
+    threshold_rows: int = Field(
+        50_000, ge=1, description="build a vector index once the table holds this many rows; exact search below"
+    )
+    type: Literal["IVF_PQ", "IVF_HNSW_SQ"] = "IVF_HNSW_SQ"
+    num_partitions: int | None = Field(None, ge=1, description="null: about sqrt(rows)")
+    num_sub_vectors: int | None = Field(None, ge=1, description="IVF_PQ only; null: dim / 8")
+    nprobes: int = Field(20, ge=1)
+    refine_factor: int = Field(10, ge=1, description="re-rank this many times k candidates exactly")
+
+
+class EmbeddingsConfig(_Strict):
+    table_uri: str | None = Field(None, description="LanceDB URI (local path or s3://...); null: <artifacts>/lancedb")
+    table_name: str = "image_embeddings"
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(2, ge=0)
+    max_image_pixels: int = Field(50_000_000, ge=1, description="larger images are rejected as absurd")
+    min_image_side: int = Field(8, ge=1, description="smaller images are rejected")
+    on_model_mismatch: Literal["error", "recreate"] = Field(
+        "error", description="a table written by another model: refuse (error) or drop and rebuild it"
+    )
+    index: IndexConfig = IndexConfig()
+
+
+# --------------------------------------------------------------------------- root
+
+
+class RealRagConfig(_Strict):
+    name: str
+    artifacts_root: Path = Field(description="tables, Parquet, images, checkpoints and reports live here")
+    device: Literal["cpu", "cuda", "mps"] = "cpu"
+    torch_threads: int | None = Field(None, ge=1, description="null: torch's default")
+    source: SourceConfig
+    world: WorldConfig
+    clip: ClipConfig = ClipConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+
+    @model_validator(mode="after")
+    def _synthetic_styles_cover_roles(self):
+        if isinstance(self.source, SyntheticSourceConfig):
+            roles = self.world.styles
+            used = set(roles.database) | set(roles.clip_pretrain) | ({roles.reference} - {None})
+            missing = used - set(self.source.styles)
+            if missing:
+                raise ValueError(f"world.styles names styles the synthetic source does not draw: {sorted(missing)}")
+            if self.world.num_concepts and self.world.num_concepts > self.source.num_concepts:
+                raise ValueError(
+                    f"world.num_concepts {self.world.num_concepts} exceeds source.num_concepts "
+                    f"{self.source.num_concepts}"
+                )
+        return self
+
+    @property
+    def lancedb_uri(self) -> str:
+        return self.embeddings.table_uri or str(self.artifacts_root / "lancedb")
+
+    def digest(self, *sections: str) -> str:
+        """A short stable hash of the named top-level sections (all when none are named)."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {k: data[k] for k in sections}
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root"}
+
+
+def _resolve_paths(node, base: Path):
+    """Resolve relative path-valued keys against the config file's folder."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key in _PATH_KEYS and isinstance(value, str):
+                p = Path(os.path.expanduser(value))
+                out[key] = str(p if p.is_absolute() else (base / p).resolve())
+            else:
+                out[key] = _resolve_paths(value, base)
+        return out
+    if isinstance(node, list):
+        return [_resolve_paths(v, base) for v in node]
+    return node
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _SOURCE_KINDS))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc or '<root>'}: {msg}")
+    return f"invalid config {path}: " + "; ".join(lines)
+
+
+_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders"}
+
+
+def config_path_from_env() -> Path:
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG).expanduser().resolve()
+
+
+def parse_config(data: dict, base_dir: Path, origin: str = "<dict>") -> RealRagConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {origin}: the top level must be a mapping")
+    try:
+        return RealRagConfig.model_validate(_resolve_paths(data, base_dir))
+    except ValidationError as err:
+        raise ConfigError(_format_error(Path(origin), err)) from None
+
+
+def load_config(path: str | Path | None = None) -> RealRagConfig:
+    """Load and validate a profile. ``path`` defaults to $REALRAG_CONFIG, then configs/demo.yaml."""
+    path = Path(path).expanduser().resolve() if path else config_path_from_env()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV_VAR} or pass a path)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid config {path}: not valid YAML ({err})") from None
+    return parse_config(data, path.parent, str(path))

@@ -1,0 +1,153 @@
+"""Stage 1 kernel: image source -> CLIP embeddings in LanceDB (reader -> model step -> writer).
+
+Idempotent and incremental: rows are keyed by a content id and upserted; ids already in the table are
+not decoded or embedded again; a crash loses at most the rows not yet flushed, and a rerun resumes.
+Bad files go to a rejects Parquet with a reason; the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .clip_backbone import ClipBundle
+from .config import EmbeddingsConfig
+from .embed_reader import ImageReadDataset, Scope, collate_read_batch
+from .image_io import DecodeLimits
+from .vector_table import IndexState, ensure_index, existing_ids, open_embedding_table, table_schema, upsert
+
+REJECT_SCHEMA = pa.schema(
+    [("path", pa.string()), ("caption", pa.string()), ("concept", pa.string()), ("style", pa.string()),
+     ("split", pa.string()), ("reason", pa.string()), ("run_at", pa.timestamp("us", tz="UTC"))]
+)  # fmt: skip
+
+
+@dataclass
+class EmbedReport:
+    inserted: int
+    skipped_unchanged: int
+    duplicates_in_source: int
+    rejected: int
+    rows: int
+    table_version: int
+    table_recreated: bool
+    index: IndexState
+    seconds: float
+    rejects_path: str
+    model_id: str
+
+    def as_metadata(self) -> dict:
+        out = asdict(self)
+        out["index"] = self.index.action
+        out["indexed_rows"] = self.index.indexed_rows
+        out["unindexed_rows"] = self.index.unindexed_rows
+        out["images_per_second"] = round(self.inserted / self.seconds, 1) if self.seconds else 0.0
+        return out
+
+
+class _Writer:
+    """Buffers embedded rows and upserts them in large batches (few table versions, bounded memory)."""
+
+    def __init__(self, table, schema: pa.Schema, model_id: str, flush_rows: int):
+        self.table, self.schema, self.model_id, self.flush_rows = table, schema, model_id, flush_rows
+        self.buffer: list[dict] = []
+        self.written = 0
+
+    def add(self, metas: list[dict], vectors: torch.Tensor) -> None:
+        now = datetime.now(timezone.utc)
+        for meta, vec in zip(metas, vectors.numpy()):
+            self.buffer.append({**meta, "embedding": vec, "model_id": self.model_id, "added_at": now})
+        if len(self.buffer) >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        columns = {f.name: [r[f.name] for r in self.buffer] for f in self.schema}
+        upsert(self.table, pa.Table.from_pydict(columns, schema=self.schema))
+        self.written += len(self.buffer)
+        self.buffer = []
+
+
+def write_rejects(rejects: list[dict], path: Path, run_at: datetime) -> None:
+    """The current rejects, replacing the previous run's list (files still bad are rejected again)."""
+    rows = {f.name: [r.get(f.name) for r in rejects] for f in REJECT_SCHEMA if f.name != "run_at"}
+    rows["run_at"] = [run_at] * len(rejects)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pydict(rows, schema=REJECT_SCHEMA), tmp)
+    tmp.replace(path)
+
+
+def embed_source(
+    source_cfg,
+    scope: Scope,
+    clip: ClipBundle,
+    uri: str,
+    cfg: EmbeddingsConfig,
+    rejects_path: Path,
+    flush_rows: int = 2048,
+    progress: bool = True,
+) -> EmbedReport:
+    start = time.perf_counter()
+    run_at = datetime.now(timezone.utc)
+    table, recreated = open_embedding_table(uri, cfg.table_name, clip.dim, clip.model_id, cfg.on_model_mismatch)
+    known = existing_ids(table)
+    dataset = ImageReadDataset(
+        source_cfg, scope, clip.preprocess, DecodeLimits(cfg.max_image_pixels, cfg.min_image_side), known
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_read_batch,
+        # spawn, not fork: forking next to an open Lance table (tokio threads) can deadlock
+        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+    )
+    writer = _Writer(table, table_schema(clip.dim, clip.model_id), clip.model_id, flush_rows)
+    seen: set[str] = set()
+    skipped = duplicates = 0
+    rejects: list[dict] = []
+    bar = tqdm(desc="image_embeddings", unit="img", disable=not progress)
+    try:
+        for batch in loader:
+            skipped += len(batch["skipped"])
+            rejects.extend(batch["rejects"])
+            keep = []
+            for i, meta in enumerate(batch["ok"]):
+                if meta["id"] in seen:
+                    duplicates += 1  # identical content and caption listed twice: one row
+                else:
+                    seen.add(meta["id"])
+                    keep.append(i)
+            if keep:
+                vectors = clip.embed_pixels(batch["pixels"][keep])
+                writer.add([batch["ok"][i] for i in keep], vectors)
+            bar.update(len(batch["ok"]) + len(batch["skipped"]) + len(batch["rejects"]))
+            bar.set_postfix(new=writer.written + len(writer.buffer), skipped=skipped, rejected=len(rejects))
+    finally:
+        writer.flush()  # whatever was embedded before a failure is kept
+        bar.close()
+        write_rejects(rejects, rejects_path, run_at)
+    index = ensure_index(table, cfg.index)
+    return EmbedReport(
+        inserted=writer.written,
+        skipped_unchanged=skipped,
+        duplicates_in_source=duplicates,
+        rejected=len(rejects),
+        rows=table.count_rows(),
+        table_version=table.version,
+        table_recreated=recreated,
+        index=index,
+        seconds=round(time.perf_counter() - start, 2),
+        rejects_path=str(rejects_path),
+        model_id=clip.model_id,
+    )

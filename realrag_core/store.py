@@ -1,0 +1,50 @@
+"""Where each stage keeps its artifacts under the profile's ``artifacts_root``.
+
+Stages read their inputs from here (LanceDB, Parquet, safetensors), never from Dagster's IO storage, so a
+stage can run alone in a fresh process: ``dagster asset materialize --select image_embeddings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    root: Path
+
+    def _dir(self, *parts: str) -> Path:
+        path = Path(self.root, *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def world_dir(self) -> Path:
+        return self._dir("world")
+
+    @property
+    def clip_dir(self) -> Path:
+        return self._dir("checkpoints", "clip_backbone")
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self._dir("rejects")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self._dir("reports")
+
+    def write_report(self, name: str, data: dict) -> Path:
+        """A stage's measured numbers as JSON under reports/ (read by the summary and the README table)."""
+        import json
+
+        path = self.reports_dir / f"{name}.json"
+        path.write_text(json.dumps(data, indent=2, default=str))
+        return path
+
+    def read_report(self, name: str) -> dict | None:
+        import json
+
+        path = Path(self.root, "reports", f"{name}.json")
+        return json.loads(path.read_text()) if path.is_file() else None

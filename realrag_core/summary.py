@@ -1,0 +1,47 @@
+"""Print what the last run of each stage measured, from the profile's reports/ folder.
+
+``python -m realrag_core.summary`` (uses $REALRAG_CONFIG, default configs/demo.yaml).
+"""
+
+from __future__ import annotations
+
+from .config import load_config
+from .store import ArtifactStore
+
+
+def summary_lines(store: ArtifactStore) -> list[str]:
+    lines = []
+    world = store.read_report("world_splits")
+    if world:
+        lines.append(
+            f"world      {world['concepts']} concepts ({world['known']} known / {world['novel']} novel), "
+            f"hash {world['hash']}"
+        )
+    clip = store.read_report("clip_backbone")
+    if clip:
+        lines.append(
+            f"clip       {clip['model_id']}, {clip['params'] / 1e6:.2f}M params, trained {clip['train_seconds']} s "
+            f"on {clip['pretrain_images']} images{' (reused)' if clip['reused'] else ''}"
+        )
+        lines.append("zero-shot  text->image concept accuracy on database images (never seen by the CLIP):")
+        for split, m in clip["zero_shot"].items():
+            lines.append(f"           {split:6s} top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  ({m['queries']} queries)")
+    emb = store.read_report("image_embeddings")
+    if emb:
+        lines.append(
+            f"embeddings {emb['rows']} rows (table v{emb['table_version']}): inserted {emb['inserted']}, "
+            f"skipped {emb['skipped_unchanged']}, rejected {emb['rejected']}, index: {emb['index']}, "
+            f"{emb['seconds']} s"
+        )
+    return lines or ["no reports yet: run the job first"]
+
+
+def main() -> None:
+    cfg = load_config()
+    print(f"== realrag profile '{cfg.name}' ({cfg.artifacts_root})")
+    for line in summary_lines(ArtifactStore(cfg.artifacts_root)):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The LanceDB image-embedding table: schema, model guard, upsert, vector index and search."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import HnswSq, IvfPq
+
+from .config import IndexConfig
+
+VECTOR_COLUMN = "embedding"
+MODEL_KEY = b"realrag.model_id"
+DIM_KEY = b"realrag.dim"
+
+
+class ModelMismatchError(RuntimeError):
+    """The table was written by another embedding model (or with another dimension)."""
+
+
+def table_schema(dim: int, model_id: str) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("path", pa.string()),
+            pa.field("caption", pa.string()),
+            pa.field("concept", pa.string()),
+            pa.field("style", pa.string()),
+            pa.field("split", pa.string()),
+            pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), dim)),
+            pa.field("model_id", pa.string()),
+            pa.field("added_at", pa.timestamp("us", tz="UTC")),
+        ],
+        metadata={MODEL_KEY: model_id.encode(), DIM_KEY: str(dim).encode()},
+    )
+
+
+def table_model(table) -> tuple[str | None, int | None]:
+    meta = table.schema.metadata or {}
+    model = meta.get(MODEL_KEY)
+    dim = meta.get(DIM_KEY)
+    if dim is None:  # fall back on the vector column's width
+        dim = table.schema.field(VECTOR_COLUMN).type.list_size
+    return (model.decode() if model else None), int(dim)
+
+
+def open_embedding_table(uri: str, name: str, dim: int, model_id: str, on_mismatch: str = "error"):
+    """Open (or create) the table; refuse one written by another model before any work is done.
+
+    Returns ``(table, recreated)``; ``recreated`` is True when a mismatching table was dropped by policy.
+    """
+    db = lancedb.connect(uri)
+    if name in db.table_names():
+        table = db.open_table(name)
+        stored_model, stored_dim = table_model(table)
+        if stored_model == model_id and stored_dim == dim:
+            return table, False
+        message = (
+            f"LanceDB table {name!r} at {uri} holds embeddings of model {stored_model!r} (dim {stored_dim}), "
+            f"not {model_id!r} (dim {dim})"
+        )
+        if on_mismatch != "recreate":
+            raise ModelMismatchError(
+                message + "; set embeddings.on_model_mismatch: recreate to rebuild it, or use another table_name"
+            )
+        db.drop_table(name)
+        return db.create_table(name, schema=table_schema(dim, model_id)), True
+    return db.create_table(name, schema=table_schema(dim, model_id)), False
+
+
+def existing_ids(table) -> frozenset[str]:
+    if table.count_rows() == 0:
+        return frozenset()
+    return frozenset(table.to_lance().to_table(columns=["id"])["id"].to_pylist())
+
+
+def upsert(table, rows: pa.Table) -> None:
+    """Insert new ids, update existing ones: rerunning never duplicates a row. Callers serialize writes
+    (concurrent merge_insert can duplicate rows: lancedb#2463)."""
+    (
+        table.merge_insert("id")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute(rows.cast(table.schema))
+    )
+
+
+@dataclass(frozen=True)
+class IndexState:
+    indexed: bool
+    action: str  # "none (below threshold)", "created IVF_HNSW_SQ", "optimized", "up to date"
+    indexed_rows: int
+    unindexed_rows: int
+
+
+def _vector_index(table):
+    for idx in table.list_indices():
+        if list(idx.columns) == [VECTOR_COLUMN]:
+            return idx
+    return None
+
+
+def ensure_index(table, cfg: IndexConfig) -> IndexState:
+    """Build the vector index once the table passes the threshold; fold new rows into it afterwards."""
+    rows = table.count_rows()
+    index = _vector_index(table)
+    if index is None:
+        if rows < cfg.threshold_rows:
+            return IndexState(False, f"none (exact search below {cfg.threshold_rows} rows)", 0, rows)
+        dim = table.schema.field(VECTOR_COLUMN).type.list_size
+        partitions = cfg.num_partitions or max(1, int(math.sqrt(rows)))
+        if cfg.type == "IVF_PQ":
+            sub_vectors = cfg.num_sub_vectors or max(1, dim // 8)
+            config = IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub_vectors)
+        else:
+            config = HnswSq(distance_type="cosine", num_partitions=partitions)
+        table.create_index(VECTOR_COLUMN, config=config)
+        action = f"created {cfg.type} ({partitions} partitions)"
+    else:
+        stats = table.index_stats(index.name)
+        if stats.num_unindexed_rows == 0:
+            return IndexState(True, "up to date", stats.num_indexed_rows, 0)
+        table.optimize()  # merges new rows into the index
+        action = "optimized"
+    stats = table.index_stats(_vector_index(table).name)
+    return IndexState(True, action, stats.num_indexed_rows, stats.num_unindexed_rows)
+
+
+def search(table, query: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "concept", "style", "path")):
+    """Cosine nearest neighbours of one query vector; uses the index (with refine) when there is one."""
+    q = table.search(np.asarray(query, dtype=np.float32), vector_column_name=VECTOR_COLUMN)
+    q = q.distance_type("cosine").limit(k).select(list(columns))
+    if _vector_index(table) is not None:
+        q = q.nprobes(cfg.nprobes).refine_factor(cfg.refine_factor)
+    return q.to_arrow()

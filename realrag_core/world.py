@@ -1,0 +1,94 @@
+"""Deterministic concept splits and style roles, stored as data with a hash.
+
+``known`` concepts are exactly those the demo generator trains on; every other world concept is
+``novel``. The world keeps ``num_concepts`` concepts chosen by seed among those drawn in every role style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import WorldConfig
+from .sources import ImageRecord
+
+SPLITS_FILE = "splits.parquet"
+META_FILE = "world.json"
+
+
+@dataclass(frozen=True)
+class World:
+    concept_split: dict[str, str]  # concept -> "known" | "novel"
+    roles: dict  # style roles as configured
+    seed: int
+    hash: str
+
+    @property
+    def concepts(self) -> list[str]:
+        return sorted(self.concept_split)
+
+    def concepts_in(self, split: str) -> list[str]:
+        return sorted(c for c, s in self.concept_split.items() if s == split)
+
+
+def world_hash(concept_split: dict[str, str], roles: dict, seed: int) -> str:
+    blob = json.dumps({"splits": sorted(concept_split.items()), "roles": roles, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
+    """Choose the world's concepts and split them into known/novel, from the seed alone."""
+    roles = cfg.styles.model_dump(mode="json")
+    role_styles = set(cfg.styles.database) | set(cfg.styles.clip_pretrain)
+    if cfg.styles.reference:
+        role_styles.add(cfg.styles.reference)
+    styles_of = defaultdict(set)
+    for r in records:
+        styles_of[r.concept].add(r.style)
+    if cfg.require_all_styles:
+        eligible = sorted(c for c, s in styles_of.items() if role_styles <= s)
+    else:
+        eligible = sorted(c for c, s in styles_of.items() if s & set(cfg.styles.database))
+    n = cfg.num_concepts or len(eligible)
+    if n > len(eligible):
+        raise ValueError(f"world.num_concepts={n} but only {len(eligible)} concepts are drawn in every role style")
+    rng = random.Random(cfg.seed)
+    chosen = sorted(rng.sample(eligible, n))
+    order = chosen[:]
+    rng.shuffle(order)
+    n_known = max(1, min(n - 1, round(cfg.known_fraction * n)))
+    split = {c: ("known" if i < n_known else "novel") for i, c in enumerate(order)}
+    return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed))
+
+
+def save_world(world: World, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {"concept": world.concepts, "split": [world.concept_split[c] for c in world.concepts]}
+    )
+    pq.write_table(table, folder / SPLITS_FILE)
+    meta = {"hash": world.hash, "seed": world.seed, "roles": world.roles,
+            "counts": {s: len(world.concepts_in(s)) for s in ("known", "novel")}}  # fmt: skip
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+    return folder / SPLITS_FILE
+
+
+def load_world(folder: Path) -> World:
+    path = folder / SPLITS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: materialize the world_splits asset first")
+    table = pq.read_table(path).to_pydict()
+    meta = json.loads((folder / META_FILE).read_text())
+    split = dict(zip(table["concept"], table["split"]))
+    world = World(split, meta["roles"], meta["seed"], meta["hash"])
+    if world_hash(split, world.roles, world.seed) != world.hash:
+        raise ValueError(f"{path} does not match the hash recorded in {META_FILE}: the split files were edited")
+    return world

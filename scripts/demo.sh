@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 1: set up, then materialize every asset on the profile in $REALRAG_CONFIG
+# (default configs/demo.yaml: the offline demo world, embedded LanceDB, local SQLite Dagster instance).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+start=$(date +%s)
+.venv/bin/dagster job execute -m pipelines.definitions -j realrag
+.venv/bin/python -m realrag_core.summary
+echo "[demo] job finished in $(( $(date +%s) - start )) s"

@@ -1,0 +1,77 @@
+"""Shared fixtures: the smoke profile re-rooted in a temporary folder, and a small user-style source with
+bad files in it."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from realrag_core.config import PROJECT_ROOT, parse_config
+from realrag_core.synthetic_world import draw_concept
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def smoke_dict(root: Path) -> dict:
+    data = yaml.safe_load((PROJECT_ROOT / "configs" / "smoke.yaml").read_text())
+    data["artifacts_root"] = str(root / "artifacts")
+    data["source"]["image_dir"] = str(root / "artifacts" / "source")
+    return data
+
+
+@pytest.fixture
+def smoke_data(tmp_path) -> dict:
+    return smoke_dict(tmp_path)
+
+
+@pytest.fixture
+def smoke_cfg(smoke_data, tmp_path):
+    return parse_config(smoke_data, tmp_path)
+
+
+@pytest.fixture
+def smoke_config_file(smoke_data, tmp_path) -> Path:
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(smoke_data))
+    return path
+
+
+GOOD = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("orange", "star")]
+STYLES = ("filled", "shadow")
+
+
+@pytest.fixture
+def user_folder(tmp_path) -> Path:
+    """A captions-file source: 4 concepts x 2 styles of real drawings, one picture under two captions, one
+    listed twice, and one file of each kind of damage."""
+    root = tmp_path / "user_images"
+    root.mkdir()
+    rows = []
+    for colour, shape in GOOD:
+        for style in STYLES:
+            name = f"{style}-{colour}-{shape}.png"
+            draw_concept(colour, shape, style, 32).save(root / name)
+            rows.append({"path": name, "caption": f"{colour} {shape}", "concept": f"{colour} {shape}", "style": style})
+    # the same picture under a second caption is a second row; the same pair twice is one row
+    rows.append({"path": "filled-red-circle.png", "caption": "a red disc", "concept": "red circle", "style": "filled"})
+    rows.append(dict(rows[0]))
+    # damage, each of which must become a recorded reject
+    (root / "empty.png").write_bytes(b"")
+    full = (root / "filled-blue-square.png").read_bytes()
+    (root / "truncated.png").write_bytes(full[: len(full) // 2])
+    (root / "not_an_image.png").write_text("this is text, not pixels")
+    Image.new("I;16", (32, 32)).save(root / "sixteen_bit.png")
+    Image.new("RGB", (4, 4), "red").save(root / "tiny.png")
+    for bad in ("empty.png", "truncated.png", "not_an_image.png", "sixteen_bit.png", "tiny.png", "missing.png"):
+        rows.append({"path": bad, "caption": "red circle", "concept": "red circle", "style": "filled"})
+    rows.append({"path": "filled-green-triangle.png", "caption": "", "concept": "green triangle", "style": "filled"})
+    with (root / "captions.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "caption", "concept", "style"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
