@@ -247,6 +247,12 @@ class IndexConfig(_Strict):
     nprobes: int = Field(20, ge=1)
     refine_factor: int = Field(10, ge=1, description="re-rank this many times k candidates exactly")
 
+    @model_validator(mode="after")
+    def _pq_needs_training_rows(self):
+        if self.type == "IVF_PQ" and self.threshold_rows < 256:
+            raise ValueError("IVF_PQ trains 256 centroids per sub-vector: threshold_rows must be >= 256")
+        return self
+
 
 class EmbeddingsConfig(_Strict):
     table_uri: str | None = Field(None, description="LanceDB URI (local path or s3://...); null: <artifacts>/lancedb")

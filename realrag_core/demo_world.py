@@ -15,6 +15,7 @@ import base64
 import hashlib
 import io
 import json
+import multiprocessing
 import re
 import shutil
 import subprocess
@@ -270,7 +271,8 @@ def build_demo_world(
                  "concept_id": c.concept_id, "category": c.category, "artist": artist}
             )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    # spawn: the host process may hold LanceDB/tokio threads, which fork does not copy safely
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_render_package, str(tarballs[k]), w, str(out), size) for k, w in wanted.items()]
         rendered = sum(f.result() for f in futures)
     _write_licences(out, tarballs)

@@ -74,7 +74,8 @@ def open_embedding_table(uri: str, name: str, dim: int, model_id: str, on_mismat
 def existing_ids(table) -> frozenset[str]:
     if table.count_rows() == 0:
         return frozenset()
-    return frozenset(table.to_lance().to_table(columns=["id"])["id"].to_pylist())
+    # only the id column is read, not the vectors
+    return frozenset(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
 
 
 def upsert(table, rows: pa.Table) -> None:
@@ -130,9 +131,10 @@ def ensure_index(table, cfg: IndexConfig) -> IndexState:
 
 
 def search(table, query: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "concept", "style", "path")):
-    """Cosine nearest neighbours of one query vector; uses the index (with refine) when there is one."""
+    """Cosine nearest neighbours of one query vector (with ``_distance``); uses the index, re-ranked
+    exactly by ``refine_factor``, when there is one."""
     q = table.search(np.asarray(query, dtype=np.float32), vector_column_name=VECTOR_COLUMN)
-    q = q.distance_type("cosine").limit(k).select(list(columns))
+    q = q.distance_type("cosine").limit(k).select([*columns, "_distance"])
     if _vector_index(table) is not None:
         q = q.nprobes(cfg.nprobes).refine_factor(cfg.refine_factor)
     return q.to_arrow()

@@ -1,0 +1,41 @@
+"""The dagster CLI as a user runs it: separate processes, a temporary instance, a shell whose only
+variables are PATH (.venv/bin) and the profile."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lancedb
+import pytest
+
+from realrag_core.config import PROJECT_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _dagster(args, config_file, tmp_path):
+    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(config_file), "HOME": str(tmp_path), "TQDM_DISABLE": "1"}
+    proc = subprocess.run([str(VENV_BIN / "dagster"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg, tmp_path):
+    _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone",
+              "-m", "pipelines.definitions"], smoke_config_file, tmp_path)  # fmt: skip
+    # a new process with a fresh temporary instance: inputs come from the artifact store, not Dagster IO
+    _dagster(["asset", "materialize", "--select", "image_embeddings", "-m", "pipelines.definitions"],
+             smoke_config_file, tmp_path)  # fmt: skip
+    table = lancedb.connect(str(smoke_cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
+    rows = table.to_arrow()
+    assert rows.num_rows == 36
+    assert set(rows["style"].to_pylist()) == {"filled", "shadow", "striped"}
+    assert "outline" not in set(rows["style"].to_pylist())  # pre-training style stays out of the database
+
+
+@pytest.mark.slow
+def test_workspace_yaml_loads_the_code_location(smoke_config_file, tmp_path):
+    proc = _dagster(["definitions", "validate", "-w", "workspace.yaml"], smoke_config_file, tmp_path)
+    assert "realrag" in proc.stdout + proc.stderr

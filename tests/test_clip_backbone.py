@@ -1,0 +1,63 @@
+import json
+
+import open_clip
+import torch
+
+from realrag_core.clip_backbone import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    create_untrained,
+    load_clip,
+    retrieval_accuracy,
+    save_clip,
+    train_clip,
+)
+from realrag_core.sources import iter_records, prepare_source
+
+
+def _pretrain_data(cfg):
+    prepare_source(cfg.source)
+    records = [r for r in iter_records(cfg.source) if r.style in cfg.world.styles.clip_pretrain]
+    from PIL import Image
+
+    return [Image.open(r.path).convert("RGB") for r in records], [r.concept for r in records]
+
+
+def test_model_comes_from_open_clip_factory_config(smoke_cfg, tmp_path):
+    model, _, _, tokenizer = create_untrained(tmp_path, smoke_cfg.clip.architecture, seed=0)
+    assert isinstance(model, open_clip.CLIP)
+    saved = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert saved["model_cfg"]["vision_cfg"]["image_size"] == smoke_cfg.clip.architecture.image_size
+    assert tokenizer(["a red circle"]).shape == (1, smoke_cfg.clip.architecture.context_length)
+
+
+def test_training_lowers_clip_loss_and_is_deterministic(smoke_cfg, tmp_path):
+    images, concepts = _pretrain_data(smoke_cfg)
+    train = smoke_cfg.clip.train.model_copy(update={"steps": 25})
+    runs = []
+    for i in range(2):
+        model, train_tf, _, tok = create_untrained(tmp_path / f"m{i}", smoke_cfg.clip.architecture, seed=0)
+        runs.append(train_clip(model, tok, train_tf, images, concepts, train, seed=0))
+    assert runs[0] == runs[1]
+    assert sum(runs[0][-5:]) / 5 < sum(runs[0][:5]) / 5
+
+
+def test_save_and_load_through_local_dir_round_trips(smoke_cfg, tmp_path):
+    images, concepts = _pretrain_data(smoke_cfg)
+    model, train_tf, eval_tf, tok = create_untrained(tmp_path, smoke_cfg.clip.architecture, seed=0)
+    train_clip(model, tok, train_tf, images, concepts, smoke_cfg.clip.train.model_copy(update={"steps": 3}), 0)
+    model_id = save_clip(model, tmp_path)
+    assert (tmp_path / WEIGHTS_NAME).is_file() and model_id.startswith("demo-clip:")
+    bundle = load_clip(tmp_path)
+    assert bundle.model_id == model_id
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.encode_image(torch.stack([eval_tf(images[0])])), dim=-1)
+    assert torch.allclose(bundle.embed_images(images[:1]), expected, atol=1e-6)
+    assert torch.allclose(bundle.embed_texts(["a red circle"]).norm(dim=-1), torch.ones(1))
+
+
+def test_retrieval_accuracy_counts_concept_hits():
+    images = torch.eye(3)
+    texts = torch.tensor([[1.0, 0, 0], [0, 0.2, 1.0]])
+    acc = retrieval_accuracy(texts, ["a", "b"], images, ["a", "b", "c"], ks=(1, 2))
+    assert acc == {"top1": 0.5, "top2": 1.0}

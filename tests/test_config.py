@@ -1,0 +1,90 @@
+import copy
+
+import pytest
+import yaml
+
+from realrag_core.config import PROJECT_ROOT, ConfigError, load_config, parse_config
+
+
+def test_shipped_profiles_load_with_their_own_roots():
+    demo = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
+    smoke = load_config(PROJECT_ROOT / "configs" / "smoke.yaml")
+    assert demo.source.kind == "emoji_demo" and smoke.source.kind == "synthetic"
+    assert demo.artifacts_root != smoke.artifacts_root
+    # relative paths resolve against the config file's folder, not the working directory
+    assert demo.artifacts_root == (PROJECT_ROOT / "artifacts" / "demo").resolve()
+
+
+def test_env_var_selects_the_profile(monkeypatch):
+    monkeypatch.setenv("REALRAG_CONFIG", str(PROJECT_ROOT / "configs" / "smoke.yaml"))
+    assert load_config().name == "smoke"
+    monkeypatch.delenv("REALRAG_CONFIG")
+    assert load_config().name == "demo"
+
+
+def _error(data, tmp_path) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, tmp_path, "test.yaml")
+    return str(err.value)
+
+
+def test_unknown_key_is_named(smoke_data, tmp_path):
+    data = copy.deepcopy(smoke_data)
+    data["embeddings"]["batchsize"] = 3
+    msg = _error(data, tmp_path)
+    assert "embeddings.batchsize" in msg and "unknown key" in msg
+
+
+def test_wrong_type_is_named(smoke_data, tmp_path):
+    data = copy.deepcopy(smoke_data)
+    data["clip"]["train"]["steps"] = "many"
+    msg = _error(data, tmp_path)
+    assert "clip.train.steps" in msg and "integer" in msg
+
+
+def test_missing_path_is_named(tmp_path, smoke_data):
+    data = copy.deepcopy(smoke_data)
+    data["source"] = {"kind": "caption_file", "image_dir": str(tmp_path / "nope"), "captions": "c.csv"}
+    data["world"]["styles"] = {"database": ["photo"], "clip_pretrain": ["other"]}
+    msg = _error(data, tmp_path)
+    assert "source" in msg and "nope" in msg and "not a folder" in msg
+
+
+@pytest.mark.parametrize(
+    "mutate, field, reason",
+    [
+        (lambda d: d["clip"]["architecture"].update(image_size=18, patch_size=4), "clip.architecture", "divisible"),
+        (lambda d: d["embeddings"].update(batch_size=0), "embeddings.batch_size", "greater than or equal to 1"),
+        (lambda d: d["world"].update(known_fraction=1.5), "world.known_fraction", "less than 1"),
+        (lambda d: d["world"].update(num_concepts=40), "<root>", "exceeds source.num_concepts"),
+    ],
+)
+def test_impossible_sizes_are_named(smoke_data, tmp_path, mutate, field, reason):
+    data = copy.deepcopy(smoke_data)
+    mutate(data)
+    msg = _error(data, tmp_path)
+    assert field in msg and reason in msg
+
+
+def test_roles_must_use_independent_artists(smoke_data, tmp_path):
+    data = copy.deepcopy(smoke_data)
+    data["world"]["styles"]["artists"] = {"same_hand": ["outline", "filled"]}
+    msg = _error(data, tmp_path)
+    assert "world.styles" in msg and "same_hand" in msg
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_digest_changes_with_content(smoke_cfg, smoke_data, tmp_path):
+    other = copy.deepcopy(smoke_data)
+    other["world"]["seed"] = 1
+    assert parse_config(other, tmp_path).digest("world") != smoke_cfg.digest("world")
+    assert parse_config(copy.deepcopy(smoke_data), tmp_path).digest() == smoke_cfg.digest()
+    assert yaml.safe_dump(smoke_data)  # the fixture stays serialisable for the CLI tests

@@ -1,0 +1,138 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
+from realrag_core.config import CaptionFileSourceConfig, EmbeddingsConfig, IndexConfig
+from realrag_core.embed_images import embed_source
+from realrag_core.embed_reader import Scope, content_id
+from realrag_core.vector_table import ModelMismatchError, open_embedding_table, search
+
+CONCEPTS = {"red circle": "known", "blue square": "known", "green triangle": "novel", "orange star": "novel"}
+
+
+@pytest.fixture
+def clip(smoke_cfg, tmp_path):
+    folder = tmp_path / "clip"
+    model, *_ = create_untrained(folder, smoke_cfg.clip.architecture, seed=0)
+    save_clip(model, folder)
+    return load_clip(folder)
+
+
+@pytest.fixture
+def source(user_folder):
+    return CaptionFileSourceConfig(image_dir=user_folder, captions=user_folder / "captions.csv")
+
+
+def _run(source, clip, tmp_path, **cfg):
+    ecfg = EmbeddingsConfig(batch_size=4, num_workers=0, **cfg)
+    scope = Scope(frozenset({"filled", "shadow"}), CONCEPTS)
+    return embed_source(source, scope, clip, str(tmp_path / "db"), ecfg, tmp_path / "rejects.parquet", progress=False)
+
+
+def _table(tmp_path, clip):
+    table, _ = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, clip.model_id)
+    return table
+
+
+def test_rows_rejects_and_ids(source, clip, tmp_path, user_folder):
+    report = _run(source, clip, tmp_path)
+    # 8 drawings + the same picture under a second caption; the pair listed twice is one row
+    assert report.inserted == 9 and report.rows == 9 and report.duplicates_in_source == 1
+    rows = _table(tmp_path, clip).to_arrow().to_pylist()
+    assert len({r["id"] for r in rows}) == 9
+    red = [r for r in rows if r["path"].endswith("filled-red-circle.png")]
+    assert sorted(r["caption"] for r in red) == ["a red disc", "red circle"]
+    assert red[0]["id"] == content_id((user_folder / "filled-red-circle.png").read_bytes(), red[0]["caption"])
+    assert {r["split"] for r in rows} == {"known", "novel"} and {r["model_id"] for r in rows} == {clip.model_id}
+    emb = np.stack([r["embedding"] for r in rows])
+    assert emb.shape == (9, clip.dim) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    # every damaged file is recorded with its reason; nothing is silently dropped
+    rejects = pq.read_table(tmp_path / "rejects.parquet").to_pylist()
+    reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in rejects}
+    assert set(reasons) == {"empty.png", "truncated.png", "not_an_image.png", "sixteen_bit.png", "tiny.png",
+                            "missing.png", "filled-green-triangle.png"}
+    assert "empty file" in reasons["empty.png"] and "unsupported mode" in reasons["sixteen_bit.png"]
+    assert "unreadable file" in reasons["missing.png"] and "empty caption" in reasons["filled-green-triangle.png"]
+    assert report.rejected == len(rejects) == 7
+
+
+def test_rerun_is_idempotent_and_incremental(source, clip, tmp_path, user_folder):
+    first = _run(source, clip, tmp_path)
+    second = _run(source, clip, tmp_path)
+    # every listing already in the table is skipped, the twice-listed pair included
+    assert second.inserted == 0 and second.rows == first.rows
+    assert second.skipped_unchanged == first.inserted + first.duplicates_in_source
+    # a new image and a changed image: only those are embedded; the changed one is a new row (new content)
+    from realrag_core.synthetic_world import draw_concept
+
+    draw_concept("orange", "star", "outline", 32).save(user_folder / "shadow-orange-star.png")
+    with (user_folder / "captions.csv").open("a") as fh:
+        fh.write("extra.png,blue square,blue square,shadow\n")
+    draw_concept("blue", "square", "striped", 32).save(user_folder / "extra.png")
+    third = _run(source, clip, tmp_path)
+    assert third.inserted == 2 and third.rows == first.rows + 2
+    assert third.table_version > first.table_version
+
+
+def test_crash_mid_run_keeps_flushed_rows_and_resume_completes(source, clip, tmp_path, monkeypatch):
+    from realrag_core import embed_images
+
+    calls = {"n": 0}
+    real_upsert = embed_images.upsert
+
+    def failing_upsert(table, rows):
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the disk stays full
+            raise RuntimeError("disk full")
+        real_upsert(table, rows)
+
+    monkeypatch.setattr(embed_images, "upsert", failing_upsert)
+    with pytest.raises(RuntimeError, match="disk full"):
+        embed_source(source, Scope(frozenset({"filled", "shadow"}), CONCEPTS), clip, str(tmp_path / "db"),
+                     EmbeddingsConfig(batch_size=2, num_workers=0), tmp_path / "rejects.parquet",
+                     flush_rows=2, progress=False)  # fmt: skip
+    kept = _table(tmp_path, clip).count_rows()
+    assert kept == 2
+    monkeypatch.setattr(embed_images, "upsert", real_upsert)
+    resumed = _run(source, clip, tmp_path)
+    assert resumed.rows == 9 and resumed.inserted == 9 - kept  # only what was lost is embedded again
+
+
+def test_workers_give_the_same_table(source, clip, tmp_path):
+    a = _run(source, clip, tmp_path / "a")
+    b = embed_source(source, Scope(frozenset({"filled", "shadow"}), CONCEPTS), clip, str(tmp_path / "b" / "db"),
+                     EmbeddingsConfig(batch_size=3, num_workers=2), tmp_path / "b" / "rejects.parquet",
+                     progress=False)  # fmt: skip
+    assert (b.inserted, b.rejected) == (a.inserted, a.rejected)
+    ta = {r["id"]: r["embedding"] for r in _table(tmp_path / "a", clip).to_arrow().to_pylist()}
+    tb = {r["id"]: r["embedding"] for r in _table(tmp_path / "b", clip).to_arrow().to_pylist()}
+    assert ta.keys() == tb.keys()
+    assert all(np.allclose(ta[k], tb[k], atol=1e-5) for k in ta)
+
+
+def test_table_of_another_model_is_refused_or_recreated(source, clip, tmp_path):
+    _run(source, clip, tmp_path)
+    with pytest.raises(ModelMismatchError, match="holds embeddings of model"):
+        open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, "other-model:1")
+    with pytest.raises(ModelMismatchError, match="dim"):
+        open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim * 2, clip.model_id)
+    table, recreated = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, "other-model:1",
+                                            on_mismatch="recreate")  # fmt: skip
+    assert recreated and table.count_rows() == 0
+
+
+def test_index_is_built_past_the_threshold_and_searches_match_exact(source, clip, tmp_path):
+    index_type = "IVF_HNSW_SQ"
+    exact = _run(source, clip, tmp_path / "exact")
+    assert not exact.index.indexed
+    cfg = IndexConfig(threshold_rows=5, type=index_type, num_partitions=1)
+    indexed = _run(source, clip, tmp_path / "indexed", index=cfg)
+    assert indexed.index.indexed and indexed.index.action.startswith("created " + index_type)
+    t_exact, t_indexed = _table(tmp_path / "exact", clip), _table(tmp_path / "indexed", clip)
+    for row in t_exact.to_arrow().to_pylist()[:3]:
+        a = search(t_exact, row["embedding"], 3, cfg)["id"].to_pylist()
+        b = search(t_indexed, row["embedding"], 3, cfg)["id"].to_pylist()
+        assert a[0] == b[0] == row["id"]  # refine re-ranks exactly: the query itself comes first
+    rerun = _run(source, clip, tmp_path / "indexed", index=cfg)
+    assert rerun.index.action == "up to date" and rerun.index.unindexed_rows == 0

@@ -1,0 +1,52 @@
+import copy
+
+import pytest
+
+from realrag_core.config import parse_config
+from realrag_core.sources import ImageRecord, iter_records, prepare_source
+from realrag_core.world import compute_world, load_world, save_world
+
+
+def _records(concepts, styles, missing=()):
+    return [ImageRecord(f"{c}-{s}.png", c, c, s) for c in concepts for s in styles if (c, s) not in missing]
+
+
+def test_splits_are_deterministic_and_follow_the_seed(smoke_cfg):
+    prepare_source(smoke_cfg.source)
+    a = compute_world(iter_records(smoke_cfg.source), smoke_cfg.world)
+    b = compute_world(iter_records(smoke_cfg.source), smoke_cfg.world)
+    assert a == b
+    assert len(a.concepts_in("known")) == 9 and len(a.concepts_in("novel")) == 3
+    other = compute_world(iter_records(smoke_cfg.source), smoke_cfg.world.model_copy(update={"seed": 7}))
+    assert other.concept_split != a.concept_split and other.hash != a.hash
+
+
+def test_concepts_missing_a_role_style_are_left_out(smoke_data, tmp_path):
+    data = copy.deepcopy(smoke_data)
+    data["world"]["num_concepts"] = None
+    cfg = parse_config(data, tmp_path)
+    concepts = [f"c{i}" for i in range(8)]
+    records = _records(concepts, ["outline", "filled", "shadow", "striped", "dotted"], missing={("c3", "dotted")})
+    world = compute_world(records, cfg.world)
+    assert "c3" not in world.concept_split and len(world.concepts) == 7
+
+
+def test_asking_for_more_concepts_than_exist_fails(smoke_cfg):
+    records = _records(["a", "b", "c"], ["outline", "filled", "shadow", "striped", "dotted"])
+    with pytest.raises(ValueError, match="only 3 concepts"):
+        compute_world(records, smoke_cfg.world)
+
+
+def test_saved_world_round_trips_and_detects_edits(smoke_cfg, tmp_path):
+    prepare_source(smoke_cfg.source)
+    world = compute_world(iter_records(smoke_cfg.source), smoke_cfg.world)
+    save_world(world, tmp_path / "w")
+    assert load_world(tmp_path / "w") == world
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(tmp_path / "w" / "splits.parquet").to_pydict()
+    t["split"] = ["known"] * len(t["split"])
+    pq.write_table(pa.table(t), tmp_path / "w" / "splits.parquet")
+    with pytest.raises(ValueError, match="edited"):
+        load_world(tmp_path / "w")
