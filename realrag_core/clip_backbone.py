@@ -22,6 +22,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from .config import ClipArchitecture, ClipTrainConfig
+from .stats import wilson_interval
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -159,12 +160,18 @@ def retrieval_accuracy(
     text_emb: torch.Tensor, query_concepts: Sequence[str], image_emb: torch.Tensor, image_concepts: Sequence[str],
     ks=(1, 5),
 ) -> dict[str, float]:
-    """Text->image concept accuracy: a query hits at k if one of its k nearest images shows its concept."""
+    """Text->image concept accuracy: a query hits at k if one of its k nearest images shows its concept.
+    Each accuracy comes with its 95% Wilson interval (``top1_lo``, ``top1_hi``)."""
     sims = text_emb @ image_emb.T
     top = sims.topk(min(max(ks), sims.shape[1]), dim=1).indices.numpy()
     img_c = np.asarray(image_concepts, dtype=object)
     q = np.asarray(query_concepts, dtype=object)[:, None]
-    return {f"top{k}": float((img_c[top[:, :k]] == q).any(axis=1).mean()) for k in ks}
+    out = {}
+    for k in ks:
+        hits = int((img_c[top[:, :k]] == q).any(axis=1).sum())
+        lo, hi = wilson_interval(hits, len(query_concepts))
+        out.update({f"top{k}": hits / len(query_concepts), f"top{k}_lo": lo, f"top{k}_hi": hi})
+    return out
 
 
 def zero_shot_report(

@@ -25,7 +25,10 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         )
         lines.append("zero-shot  text->image concept accuracy on database images (never seen by the CLIP):")
         for split, m in clip["zero_shot"].items():
-            lines.append(f"           {split:6s} top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  ({m['queries']} queries)")
+            lines.append(
+                f"           {split:6s} top-1 {m['top1']:.3f} [{m['top1_lo']:.2f}, {m['top1_hi']:.2f}]  "
+                f"top-5 {m['top5']:.3f} [{m['top5_lo']:.2f}, {m['top5_hi']:.2f}]  (n={m['queries']} queries, 95% Wilson)"
+            )
     emb = store.read_report("image_embeddings")
     if emb:
         lines.append(

@@ -60,4 +60,5 @@ def test_retrieval_accuracy_counts_concept_hits():
     images = torch.eye(3)
     texts = torch.tensor([[1.0, 0, 0], [0, 0.2, 1.0]])
     acc = retrieval_accuracy(texts, ["a", "b"], images, ["a", "b", "c"], ks=(1, 2))
-    assert acc == {"top1": 0.5, "top2": 1.0}
+    assert (acc["top1"], acc["top2"]) == (0.5, 1.0)
+    assert acc["top1_lo"] < 0.5 < acc["top1_hi"] and acc["top2_hi"] == 1.0 and acc["top2_lo"] < 1.0
