@@ -38,7 +38,7 @@ def clip_backbone(
         "params": info["params"],
         "train_seconds": info["train_seconds"],
         "final_loss": info["final_loss"],
-        "pretrain_images": info["pretrain_images"],
+        "train_images": info["train_images"],
         "eval_images": info["eval_images"],
         **flat("zero_shot", info["zero_shot"]),
         "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),

@@ -234,6 +234,80 @@ class ClipConfig(_Strict):
     eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
 
 
+class JudgeConfig(_Strict):
+    """The evaluation judge: a separate open_clip model (own seed) trained on every real image and caption,
+    reference style included, used only by the metrics stage (the way Inception is independent)."""
+
+    seed: int = 1
+    architecture: ClipArchitecture = ClipArchitecture()
+    train: ClipTrainConfig = ClipTrainConfig()
+
+
+# --------------------------------------------------------------------------- the demo generator
+
+
+class DemoUNetConfig(_Strict):
+    """A diffusers UNet2DConditionModel in pixel space; the reference enters as extra input channels."""
+
+    image_size: int = Field(32, ge=8, le=128)
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    cross_attention: tuple[bool, ...] = Field((False, False, True), description="per level, finest first")
+    layers_per_block: int = Field(1, ge=1)
+    attention_head_dim: int = Field(8, ge=1)
+    norm_num_groups: int = Field(8, ge=1)
+    spatial_reference: bool = True
+
+    @model_validator(mode="after")
+    def _shape_fits(self):
+        if len(self.cross_attention) != len(self.block_out_channels):
+            raise ValueError("cross_attention needs one flag per entry of block_out_channels")
+        if self.image_size % 2 ** (len(self.block_out_channels) - 1):
+            raise ValueError(f"image_size {self.image_size} cannot be halved {len(self.block_out_channels) - 1} times")
+        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
+        if bad:
+            raise ValueError(f"block_out_channels {bad} not divisible by norm_num_groups {self.norm_num_groups}")
+        return self
+
+
+class GeneratorMix(_Strict):
+    """Training examples by condition; the remainder drops both (classifier-free guidance's null)."""
+
+    text_and_reference: float = Field(0.3, ge=0, le=1)
+    reference_only: float = Field(0.4, ge=0, le=1)
+    text_only: float = Field(0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums(self):
+        if self.text_and_reference + self.reference_only + self.text_only > 1 + 1e-9:
+            raise ValueError("the shares add up to more than 1")
+        return self
+
+
+class GeneratorTrainConfig(_Strict):
+    steps: int = Field(800, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    seed: int = 0
+    mix: GeneratorMix = GeneratorMix()
+
+
+class SamplingConfig(_Strict):
+    steps: int = Field(25, ge=1)
+    guidance: float = Field(3.0, ge=1.0)
+    batch_size: int = Field(64, ge=1)
+
+
+class GeneratorConfig(_Strict):
+    kind: Literal["demo_diffusion"] = "demo_diffusion"
+    unet: DemoUNetConfig = DemoUNetConfig()
+    train: GeneratorTrainConfig = GeneratorTrainConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
+    shipped_weights: Path | None = Field(
+        None, description="a folder of weights made by the generator asset; used only if split and config match"
+    )
+
+
 # --------------------------------------------------------------------------- stage 1: image embeddings
 
 
@@ -278,6 +352,8 @@ class RealRagConfig(_Strict):
     source: SourceConfig
     world: WorldConfig
     clip: ClipConfig = ClipConfig()
+    judge: JudgeConfig = JudgeConfig()
+    generator: GeneratorConfig = GeneratorConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
     @model_validator(mode="after")
@@ -311,7 +387,7 @@ class RealRagConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root"}
+_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights"}
 
 
 def _resolve_paths(node, base: Path):

@@ -28,6 +28,14 @@ class ArtifactStore:
         return self._dir("checkpoints", "clip_backbone")
 
     @property
+    def judge_dir(self) -> Path:
+        return self._dir("checkpoints", "judge")
+
+    @property
+    def generator_dir(self) -> Path:
+        return self._dir("checkpoints", "generator")
+
+    @property
     def rejects_dir(self) -> Path:
         return self._dir("rejects")
 

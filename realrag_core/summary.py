@@ -21,7 +21,7 @@ def summary_lines(store: ArtifactStore) -> list[str]:
     if clip:
         lines.append(
             f"clip       {clip['model_id']}, {clip['params'] / 1e6:.2f}M params, trained {clip['train_seconds']} s "
-            f"on {clip['pretrain_images']} images{' (reused)' if clip['reused'] else ''}"
+            f"on {clip['train_images']} images{' (reused)' if clip['reused'] else ''}"
         )
         lines.append("zero-shot  text->image concept accuracy on database images (never seen by the CLIP):")
         for split, m in clip["zero_shot"].items():

@@ -27,7 +27,7 @@ def _metadata(result, key):
 def test_definitions_load_with_the_main_job():
     job = defs.resolve_job_def("realrag")
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} >= {
-        "image_source", "world_splits", "clip_backbone", "image_embeddings"}  # fmt: skip
+        "image_source", "world_splits", "clip_backbone", "judge", "generator", "image_embeddings"}  # fmt: skip
     assert job.executor_def.name == "in_process"
 
 
@@ -43,10 +43,16 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert clip["reused_weights"] is False and 0 <= clip["zero_shot/known/top1"] <= 1
     table = lancedb.connect(str(smoke_cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
     assert table.count_rows() == 36
+    gen = _metadata(first, "generator")
+    assert gen["weights"] == "trained" and gen["judge_top1/known/text_only/n"] == 9
+    assert gen["judge_top1/novel/text_and_reference/n"] == gen["judge_top1/novel/text_only/n"] == 3
+    judge = _metadata(first, "judge")
+    assert judge["model_id"] != clip["model_id"] and 0 <= judge["ceiling/database/known"] <= 1
 
     second = _materialize(smoke_config_file)
     assert _metadata(second, "clip_backbone")["reused_weights"] is True
     assert _metadata(second, "clip_backbone")["model_id"] == clip["model_id"]
+    assert _metadata(second, "generator")["weights"] == "reused"
     again = _metadata(second, "image_embeddings")
     assert again["inserted"] == 0 and again["skipped_unchanged"] == 36 and again["dagster/row_count"] == 36
 

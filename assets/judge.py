@@ -1,0 +1,44 @@
+"""Foundation: the evaluation judge, an open_clip model used only to score results."""
+
+import dagster as dg
+
+from pipelines.resources import RealRagConfigResource
+from realrag_core.clip_pretrain import build_judge
+from realrag_core.world import load_world
+
+from ._metadata import flat, inline_image
+
+
+class JudgeRunConfig(dg.Config):
+    force_retrain: bool = False  # retrain even when weights for this exact config and data exist
+
+
+@dg.asset(
+    group_name="foundation",
+    deps=["world_splits"],
+    kinds={"pytorch", "safetensors"},
+    code_version="1",
+    description=(
+        "The evaluation judge: a separate open_clip model (its own seed) trained with ClipLoss on every real "
+        "image and caption, reference style included. No pipeline stage uses it; the metrics stage passes it "
+        "to torchmetrics as the feature extractor where Inception weights are unavailable, and uses it to "
+        "name the concept of a generated image. Metadata: its top-1 concept accuracy on real images per style "
+        "and split, the ceiling generated images are compared with."
+    ),
+)
+def judge(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: JudgeRunConfig) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    store = realrag.store()
+    info = build_judge(cfg, load_world(store.world_dir), store.judge_dir, store.reports_dir, config.force_retrain)
+    store.write_report("judge", info)
+    metadata = {
+        "model_id": info["model_id"],
+        "reused_weights": info["reused"],
+        "train_seconds": info["train_seconds"],
+        "train_images": info["train_images"],
+        **flat("ceiling", {k: v["acc"] for k, v in info["ceiling"].items()}),
+    }
+    plot = store.reports_dir / "judge_loss.png"
+    if plot.is_file():
+        metadata["loss_curve"] = inline_image(plot, "loss curve")
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,227 @@
+"""The demo generator: a small pixel-space text-to-image diffusion model made of diffusers parts.
+
+- ``UNet2DConditionModel`` conditioned on the prompt's token features from the demo CLIP's (frozen) text
+  tower through cross-attention, and on one reference image concatenated to its input channels (the
+  spatial path of image-conditioned diffusion; zeros when there is no reference).
+- v-prediction with a cosine (``squaredcos_cap_v2``) schedule for training (``DDPMScheduler``), DDIM for
+  sampling, classifier-free guidance over the joint (text, reference) condition.
+- Deterministic: sample i starts from noise drawn from its own seed and DDIM runs with eta = 0, so an image
+  depends on (prompt, reference, seed) only, never on its batch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from PIL import Image
+
+from ..clip_backbone import ClipBundle
+from ..config import DemoUNetConfig, GeneratorMix
+from .base import check_generate_args
+
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+def build_unet(spec: DemoUNetConfig, text_width: int) -> UNet2DConditionModel:
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.cross_attention))
+    return UNet2DConditionModel(
+        sample_size=spec.image_size,
+        in_channels=6 if spec.spatial_reference else 3,
+        out_channels=3,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=tuple(spec.block_out_channels),
+        layers_per_block=spec.layers_per_block,
+        cross_attention_dim=text_width,
+        attention_head_dim=spec.attention_head_dim,
+        norm_num_groups=spec.norm_num_groups,
+    )
+
+
+def training_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+        clip_sample=False,
+    )  # fmt: skip
+
+
+def sampling_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+        clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing",
+    )  # fmt: skip
+
+
+class TextTokens(torch.nn.Module):
+    """Per-token features of an open_clip text tower (what cross-attention reads), frozen."""
+
+    def __init__(self, clip: ClipBundle):
+        super().__init__()
+        self.model = clip.model
+        self.tokenizer = clip.tokenizer
+        self.width = int(clip.model.token_embedding.weight.shape[1])
+
+    @torch.no_grad()
+    def forward(self, prompts: Sequence[str]) -> torch.Tensor:
+        m = self.model
+        tokens = self.tokenizer(list(prompts)).to(m.token_embedding.weight.device)
+        x = m.token_embedding(tokens) + m.positional_embedding
+        x = m.transformer(x, attn_mask=m.attn_mask)
+        return m.ln_final(x)
+
+
+def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
+    """PIL -> [-1, 1] CHW at the model's resolution."""
+    img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0)
+    return arr.permute(2, 0, 1)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr)
+
+
+class DemoDiffusionGenerator:
+    """Behind the one protocol: ``generate(prompts, references | None, seeds) -> images``."""
+
+    def __init__(self, unet: UNet2DConditionModel, text: TextTokens, spec: DemoUNetConfig, generator_id: str,
+                 steps: int = 25, guidance: float = 3.0, batch_size: int = 64, device: str = "cpu"):  # fmt: skip
+        self.unet = unet.to(device).eval()
+        self.text = text
+        self.spec = spec
+        self.generator_id = generator_id
+        self.steps, self.guidance, self.batch_size, self.device = steps, guidance, batch_size, device
+        self._null_text = None
+
+    def _null(self, n: int) -> torch.Tensor:
+        if self._null_text is None:
+            self._null_text = self.text([""])
+        return self._null_text.expand(n, -1, -1)
+
+    @torch.no_grad()
+    def generate(self, prompts, references, seeds) -> list[Image.Image]:
+        references = check_generate_args(prompts, references, seeds)
+        out: list[Image.Image] = []
+        for i in range(0, len(prompts), self.batch_size):
+            sl = slice(i, i + self.batch_size)
+            out.extend(self._generate_batch(list(prompts[sl]), references[sl], list(seeds[sl])))
+        return out
+
+    def _generate_batch(self, prompts, references, seeds) -> list[Image.Image]:
+        n, size = len(prompts), self.spec.image_size
+        noise = torch.stack([
+            torch.randn(3, size, size, generator=torch.Generator().manual_seed(int(s))) for s in seeds
+        ]).to(self.device)  # fmt: skip
+        ref = torch.stack([
+            to_tensor(r, size) if r is not None else torch.zeros(3, size, size) for r in references
+        ]).to(self.device)  # fmt: skip
+        cond = self.text(prompts)
+        uncond = self._null(n)
+        scheduler = sampling_scheduler()
+        scheduler.set_timesteps(self.steps)
+        x = noise * scheduler.init_noise_sigma
+        use_cfg = self.guidance != 1.0
+        for t in scheduler.timesteps:
+            if use_cfg:
+                model_in = torch.cat([x, x])
+                refs = torch.cat([ref, torch.zeros_like(ref)])
+                hidden = torch.cat([cond, uncond])
+            else:
+                model_in, refs, hidden = x, ref, cond
+            if self.spec.spatial_reference:
+                model_in = torch.cat([model_in, refs], dim=1)
+            pred = self.unet(model_in, t, encoder_hidden_states=hidden).sample
+            if use_cfg:
+                pc, pu = pred.chunk(2)
+                pred = pu + self.guidance * (pc - pu)
+            x = scheduler.step(pred, t, x, eta=0.0).prev_sample
+        return [to_pil(img) for img in x]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def draw_condition(mix: GeneratorMix, rng: random.Random) -> tuple[bool, bool]:
+    """(use text, use reference) for one training example, by the configured shares."""
+    u = rng.random()
+    if u < mix.text_and_reference:
+        return True, True
+    if u < mix.text_and_reference + mix.reference_only:
+        return False, True
+    if u < mix.text_and_reference + mix.reference_only + mix.text_only:
+        return True, False
+    return False, False
+
+
+def train_generator(
+    unet: UNet2DConditionModel,
+    text: TextTokens,
+    spec: DemoUNetConfig,
+    images: torch.Tensor,  # [N, 3, H, W] in [-1, 1]
+    captions: Sequence[str],
+    reference_pool: Sequence[Sequence[int]],  # for example i: indices of other images of its concept
+    steps: int,
+    batch_size: int,
+    lr: float,
+    mix: GeneratorMix,
+    seed: int,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """v-prediction denoising loss on (image, caption, reference of the same concept by another artist)."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    scheduler = training_scheduler()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
+    text_cache = {c: f for c, f in zip(sorted(set(captions) | {""}), text(sorted(set(captions) | {""})))}
+    unet.train()
+    losses = []
+    for step in range(steps):
+        idx = [rng.randrange(len(images)) for _ in range(batch_size)]
+        x0 = images[idx]
+        hidden, refs = [], []
+        for i in idx:
+            use_text, use_ref = draw_condition(mix, rng)
+            if use_ref and not reference_pool[i]:
+                use_ref = False
+            hidden.append(text_cache[captions[i] if use_text else ""])
+            refs.append(images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0]))
+        hidden, refs = torch.stack(hidden), torch.stack(refs)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch_size,))
+        noisy = scheduler.add_noise(x0, noise, t)
+        target = scheduler.get_velocity(x0, noise, t)
+        model_in = torch.cat([noisy, refs], dim=1) if spec.spatial_reference else noisy
+        pred = unet(model_in, t, encoder_hidden_states=hidden).sample
+        loss = F.mse_loss(pred, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step, losses[-1])
+    unet.eval()
+    return losses
+
+
+def save_generator(unet: UNet2DConditionModel, folder: Path, info: dict) -> None:
+    unet.save_pretrained(folder, safe_serialization=True)
+    (folder / "generator.json").write_text(json.dumps(info, indent=2))
+
+
+def load_unet(folder: Path) -> tuple[UNet2DConditionModel, dict]:
+    info_path = folder / "generator.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"no generator.json in {folder}: materialize the generator first")
+    return UNet2DConditionModel.from_pretrained(folder), json.loads(info_path.read_text())

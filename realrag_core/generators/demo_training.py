@@ -1,0 +1,146 @@
+"""Train (or reuse, or load shipped) the demo generator, then measure the two properties it must have:
+(a) it knows its known concepts from text alone; (b) a reference image carries a concept it never saw.
+Both are judged by the independent judge and compared with the judge's accuracy on real images (the
+ceiling)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..clip_backbone import ClipBundle
+from ..clip_pretrain import accuracy, classify, load_images
+from ..config import RealRagConfig
+from ..plots import image_grid, line_plot
+from ..sources import ImageRecord
+from ..world import World
+from .demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, load_unet, save_generator, to_tensor, train_generator
+
+
+def generator_key(cfg: RealRagConfig, world: World, text_model_id: str) -> str:
+    """Weights are valid only for this split, this text tower and this architecture/training config."""
+    blob = json.dumps([world.hash, text_model_id, cfg.generator.unet.model_dump(mode="json"),
+                       cfg.generator.train.model_dump(mode="json")], sort_keys=True)  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
+    """Known concepts in the database and pre-training styles (never the reference style). Each example's
+    reference pool holds the other images of its concept drawn by another artist."""
+    roles = cfg.world.styles
+    styles = set(roles.database) | set(roles.clip_pretrain)
+    chosen = [r for r in records if r.style in styles and world.concept_split.get(r.concept) == "known"]
+    images, kept = load_images(chosen)
+    size = cfg.generator.unet.image_size
+    tensors = torch.stack([to_tensor(im, size) for im in images]) if images else torch.empty(0, 3, size, size)
+    pools = [
+        [j for j, other in enumerate(kept) if other.concept == r.concept and roles.artist_of(other.style) != roles.artist_of(r.style)]
+        for r in kept
+    ]  # fmt: skip
+    captions = [cfg.clip.eval_caption.format(concept=r.concept) for r in kept]
+    return tensors, captions, pools, kept
+
+
+def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, records: list[ImageRecord],
+                         folder: Path, reports: Path, force: bool = False) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
+    key = generator_key(cfg, world, text_clip.model_id)
+    info_path = folder / "generator.json"
+    shipped = cfg.generator.shipped_weights
+    source = "trained"
+    if not force and shipped and (shipped / "generator.json").is_file():
+        shipped_info = json.loads((shipped / "generator.json").read_text())
+        if shipped_info.get("key") == key:
+            if shipped.resolve() != folder.resolve():
+                shutil.copytree(shipped, folder, dirs_exist_ok=True)
+            source = "shipped"
+        else:
+            print(f"[generator] shipped weights in {shipped} were made for another split/config "
+                  f"({shipped_info.get('key')} != {key}): refusing them and training")  # fmt: skip
+    if source == "trained" and not force and info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
+        source = "reused"
+    text = TextTokens(text_clip)
+    if source == "trained":
+        images, captions, pools, kept = training_set(cfg, world, records)
+        if len(kept) == 0:
+            raise ValueError("no training images for the generator (no known concepts in the training styles?)")
+        torch.manual_seed(cfg.generator.train.seed)
+        unet = build_unet(cfg.generator.unet, text.width)
+        t = cfg.generator.train
+        bar = tqdm(total=t.steps, desc="generator", unit="step")
+
+        def on_step(step, loss):
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        start = time.perf_counter()
+        losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
+                                 t.lr, t.mix, t.seed, on_step)  # fmt: skip
+        bar.close()
+        info = {"key": key, "world_hash": world.hash, "text_model_id": text_clip.model_id,
+                "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
+                "train_concepts": len({r.concept for r in kept}), "steps": t.steps, "final_loss": losses[-1],
+                "params": sum(p.numel() for p in unet.parameters()), "losses": losses,
+                "command": "dagster asset materialize --select generator -m pipelines.definitions "
+                           "--config-json '{\"ops\": {\"generator\": {\"config\": {\"force_retrain\": true}}}}'"}  # fmt: skip
+        save_generator(unet, folder, info)
+        line_plot(losses, reports / "generator_loss.png", "demo generator (v-prediction MSE)", "step", "loss")
+    unet, info = load_unet(folder)
+    generator_id = f"demo-diffusion:{key}"
+    gen = DemoDiffusionGenerator(unet, text, cfg.generator.unet, generator_id, cfg.generator.sampling.steps,
+                                 cfg.generator.sampling.guidance, cfg.generator.sampling.batch_size, cfg.device)  # fmt: skip
+    summary = {k: v for k, v in info.items() if k != "losses"}
+    return gen, {**summary, "source": source, "generator_id": generator_id}
+
+
+def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],
+                    cfg: RealRagConfig, seed: int = 1234) -> tuple[dict, object]:  # fmt: skip
+    """(a) text-only samples of known concepts; (b) reference-conditioned vs text-only samples of novel
+    concepts, same prompts and seeds. Judge top-1 concept among all world concepts, with Wilson intervals."""
+    per = cfg.generator.check_samples_per_concept
+    caption = cfg.clip.eval_caption
+    rng = random.Random(seed)
+    database = set(cfg.world.styles.database)
+    refs_by_concept: dict[str, list[ImageRecord]] = {}
+    for r in records:
+        if r.style in database and r.concept in world.concept_split:
+            refs_by_concept.setdefault(r.concept, []).append(r)
+    known, novel = world.concepts_in("known"), world.concepts_in("novel")
+
+    def run(concepts, with_ref, with_text=True):
+        prompts, refs, seeds, truth = [], [], [], []
+        for c in concepts:
+            for k in range(per):
+                prompts.append(caption.format(concept=c) if with_text else "")
+                refs.append(rng.choice(refs_by_concept[c]) if with_ref else None)
+                seeds.append(seed + k)
+                truth.append(c)
+        ref_images = [load_images([r])[0][0] if r else None for r in refs]
+        images = gen.generate(prompts, ref_images if with_ref else None, seeds)
+        return images, ref_images, truth
+
+    results, samples = {}, {}
+    for name, concepts, with_ref, with_text in (("known/text_only", known, False, True),
+                                                ("novel/text_only", novel, False, True),
+                                                ("novel/text_and_reference", novel, True, True),
+                                                ("novel/reference_only", novel, True, False)):  # fmt: skip
+        rng.seed(seed)  # the same reference choice for every novel arm
+        images, refs, truth = run(concepts, with_ref, with_text)
+        results[name] = accuracy(classify(judge, images, world.concepts, caption), truth)
+        samples[name] = (images, refs, truth)
+    # grid: novel concepts, one row each: reference | text only | text + reference | reference only
+    cells, labels = [], []
+    for i in range(0, min(len(novel) * per, 8 * per), per):
+        ref = samples["novel/text_and_reference"][1][i]
+        for img, lab in ((ref, "ref"), (samples["novel/text_only"][0][i], "text"),
+                         (samples["novel/text_and_reference"][0][i], "text+ref"),
+                         (samples["novel/reference_only"][0][i], "ref only")):  # fmt: skip
+            cells.append(img)
+            labels.append(f"{lab}: {samples['novel/text_only'][2][i]}")
+    return results, image_grid(cells, labels, 4, cell=64)

@@ -1,0 +1,112 @@
+"""The demo generator behind the one protocol: determinism, conditioning, training, weight provenance."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
+from realrag_core.config import parse_config
+from realrag_core.generators.base import Generator
+from realrag_core.generators.demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, train_generator
+from realrag_core.generators.demo_training import build_demo_generator, training_set
+from realrag_core.sources import iter_records, prepare_source
+from realrag_core.synthetic_world import draw_concept
+from realrag_core.world import compute_world
+
+
+@pytest.fixture
+def text(smoke_cfg, tmp_path):
+    model, *_ = create_untrained(tmp_path / "clip", smoke_cfg.clip.architecture, seed=0)
+    save_clip(model, tmp_path / "clip")
+    return load_clip(tmp_path / "clip")
+
+
+def _gen(smoke_cfg, clip, seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    tokens = TextTokens(clip)
+    unet = build_unet(smoke_cfg.generator.unet, tokens.width)
+    return DemoDiffusionGenerator(unet, tokens, smoke_cfg.generator.unet, "test", steps=3, guidance=2.0, batch_size=2)
+
+
+def _px(img):
+    return np.asarray(img, dtype=np.int16)
+
+
+def test_fits_the_protocol_and_is_batch_invariant(smoke_cfg, text):
+    gen = _gen(smoke_cfg, text)
+    assert isinstance(gen, Generator)
+    ref = draw_concept("red", "circle", "filled", 32)
+    batch = gen.generate(["a red circle", "a blue star", "a green ring"], [ref, None, ref], [7, 8, 9])
+    alone = gen.generate(["a green ring"], [ref], [9])
+    assert batch[2].size == (16, 16)
+    assert np.array_equal(_px(batch[2]), _px(alone[0]))  # depends on its own (prompt, ref, seed) only
+    again = gen.generate(["a red circle"], [ref], [7])
+    assert np.array_equal(_px(batch[0]), _px(again[0]))
+
+
+def test_conditioning_changes_the_output(smoke_cfg, text):
+    gen = _gen(smoke_cfg, text)
+    ref = draw_concept("red", "circle", "filled", 32)
+    with_ref, without = gen.generate(["a red circle"] * 2, [ref, None], [3, 3])
+    other_text = gen.generate(["a blue star"], [ref], [3])[0]
+    other_seed = gen.generate(["a red circle"], [ref], [4])[0]
+    assert np.abs(_px(with_ref) - _px(without)).mean() > 1
+    assert np.abs(_px(with_ref) - _px(other_text)).mean() > 0.1
+    assert np.abs(_px(with_ref) - _px(other_seed)).mean() > 1
+
+
+def test_protocol_arguments_are_checked(smoke_cfg, text):
+    gen = _gen(smoke_cfg, text)
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        gen.generate(["a", "b"], None, [1])
+    with pytest.raises(ValueError, match="references"):
+        gen.generate(["a", "b"], [None], [1, 2])
+
+
+def test_training_set_uses_known_concepts_and_other_artists_as_references(smoke_cfg):
+    prepare_source(smoke_cfg.source)
+    records = list(iter_records(smoke_cfg.source))
+    world = compute_world(records, smoke_cfg.world)
+    images, captions, pools, kept = training_set(smoke_cfg, world, records)
+    assert {r.style for r in kept} == {"filled", "shadow", "striped", "outline"}  # never the reference style
+    assert {world.concept_split[r.concept] for r in kept} == {"known"}
+    for i, pool in enumerate(pools):
+        assert pool and all(kept[j].concept == kept[i].concept and kept[j].style != kept[i].style for j in pool)
+    assert images.shape[1:] == (3, 16, 16) and images.min() >= -1 and images.max() <= 1
+
+
+def test_training_lowers_the_denoising_loss(smoke_cfg, text):
+    prepare_source(smoke_cfg.source)
+    records = list(iter_records(smoke_cfg.source))
+    world = compute_world(records, smoke_cfg.world)
+    images, captions, pools, _ = training_set(smoke_cfg, world, records)
+    tokens = TextTokens(text)
+    unet = build_unet(smoke_cfg.generator.unet, tokens.width)
+    losses = train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 60, 16, 2e-3,
+                             smoke_cfg.generator.train.mix, 0)  # fmt: skip
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+
+
+def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path, text):
+    data = copy.deepcopy(smoke_data)
+    cfg = parse_config(data, tmp_path)
+    prepare_source(cfg.source)
+    records = list(iter_records(cfg.source))
+    world = compute_world(records, cfg.world)
+    _, first = build_demo_generator(cfg, world, text, records, tmp_path / "made", tmp_path / "reports")
+    assert first["source"] == "trained"
+    data["generator"]["shipped_weights"] = str(tmp_path / "made")
+    shipped_cfg = parse_config(data, tmp_path)
+    _, used = build_demo_generator(shipped_cfg, world, text, records, tmp_path / "run", tmp_path / "reports")
+    assert used["source"] == "shipped" and used["key"] == first["key"]
+    # another split (seed): the shipped weights are refused and a generator is trained for it
+    data["world"]["seed"] = 5
+    other_cfg = parse_config(data, tmp_path)
+    other_world = compute_world(records, other_cfg.world)
+    _, refused = build_demo_generator(other_cfg, other_world, text, records, tmp_path / "other", tmp_path / "reports")
+    assert refused["source"] == "trained" and refused["key"] != first["key"]
+    assert json.loads((tmp_path / "other" / "generator.json").read_text())["world_hash"] == other_world.hash
