@@ -9,10 +9,11 @@ from assets.generator import generator
 from assets.image_embeddings import image_embeddings
 from assets.image_source import image_source
 from assets.judge import judge
+from assets.prompts import prompts
 from assets.world_splits import world_splits
 from pipelines.resources import RealRagConfigResource
 
-ALL_ASSETS = [image_source, world_splits, clip_backbone, judge, generator, image_embeddings]
+ALL_ASSETS = [image_source, world_splits, prompts, clip_backbone, judge, generator, image_embeddings]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s).
 realrag_job = dg.define_asset_job(

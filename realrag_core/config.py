@@ -308,6 +308,30 @@ class GeneratorConfig(_Strict):
     )
 
 
+class PromptsConfig(_Strict):
+    """Prompts from templates over the world's concepts, and the retriever's train/val/eval concept split."""
+
+    templates: tuple[str, ...] = ("a {concept}",)
+    seed: int = 0
+    split_fractions: tuple[float, float, float] = Field(
+        (0.5, 0.2, 0.3), description="retriever-train, validation, evaluation shares of the concepts"
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v):
+        if not v or any("{concept}" not in t for t in v):
+            raise ValueError("every template must contain {concept}")
+        return v
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, v):
+        if any(f < 0 for f in v) or abs(sum(v) - 1) > 1e-6:
+            raise ValueError("train/val/eval fractions must be >= 0 and add up to 1")
+        return v
+
+
 # --------------------------------------------------------------------------- stage 1: image embeddings
 
 
@@ -354,6 +378,7 @@ class RealRagConfig(_Strict):
     clip: ClipConfig = ClipConfig()
     judge: JudgeConfig = JudgeConfig()
     generator: GeneratorConfig = GeneratorConfig()
+    prompts: PromptsConfig = PromptsConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
     @model_validator(mode="after")

@@ -97,16 +97,16 @@ def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path, tex
     prepare_source(cfg.source)
     records = list(iter_records(cfg.source))
     world = compute_world(records, cfg.world)
-    _, first = build_demo_generator(cfg, world, text, records, tmp_path / "made", tmp_path / "reports")
+    _, first = build_demo_generator(cfg, world, text, "textkey", records, tmp_path / "made", tmp_path / "reports")
     assert first["source"] == "trained"
     data["generator"]["shipped_weights"] = str(tmp_path / "made")
     shipped_cfg = parse_config(data, tmp_path)
-    _, used = build_demo_generator(shipped_cfg, world, text, records, tmp_path / "run", tmp_path / "reports")
+    _, used = build_demo_generator(shipped_cfg, world, text, "textkey", records, tmp_path / "run", tmp_path / "reports")
     assert used["source"] == "shipped" and used["key"] == first["key"]
     # another split (seed): the shipped weights are refused and a generator is trained for it
     data["world"]["seed"] = 5
     other_cfg = parse_config(data, tmp_path)
     other_world = compute_world(records, other_cfg.world)
-    _, refused = build_demo_generator(other_cfg, other_world, text, records, tmp_path / "other", tmp_path / "reports")
+    _, refused = build_demo_generator(other_cfg, other_world, text, "textkey", records, tmp_path / "other", tmp_path / "reports")
     assert refused["source"] == "trained" and refused["key"] != first["key"]
     assert json.loads((tmp_path / "other" / "generator.json").read_text())["world_hash"] == other_world.hash

@@ -24,9 +24,12 @@ from ..world import World
 from .demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, load_unet, save_generator, to_tensor, train_generator
 
 
-def generator_key(cfg: RealRagConfig, world: World, text_model_id: str) -> str:
-    """Weights are valid only for this split, this text tower and this architecture/training config."""
-    blob = json.dumps([world.hash, text_model_id, cfg.generator.unet.model_dump(mode="json"),
+def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
+    """Weights are valid only for this split, this text tower and this architecture/training config.
+
+    ``text_key`` is the text tower's *training* key (its config and data), not a hash of its weights, so
+    weights shipped from one machine stay valid where CPU arithmetic differs in the last bits."""
+    blob = json.dumps([world.hash, text_key, cfg.generator.unet.model_dump(mode="json"),
                        cfg.generator.train.model_dump(mode="json")], sort_keys=True)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -48,9 +51,10 @@ def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     return tensors, captions, pools, kept
 
 
-def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, records: list[ImageRecord],
-                         folder: Path, reports: Path, force: bool = False) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
-    key = generator_key(cfg, world, text_clip.model_id)
+def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
+                         records: list[ImageRecord], folder: Path, reports: Path,
+                         force: bool = False) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
+    key = generator_key(cfg, world, text_key)
     info_path = folder / "generator.json"
     shipped = cfg.generator.shipped_weights
     source = "trained"
@@ -83,7 +87,7 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
         losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
                                  t.lr, t.mix, t.seed, on_step)  # fmt: skip
         bar.close()
-        info = {"key": key, "world_hash": world.hash, "text_model_id": text_clip.model_id,
+        info = {"key": key, "world_hash": world.hash, "text_key": text_key, "text_model_id": text_clip.model_id,
                 "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
                 "train_concepts": len({r.concept for r in kept}), "steps": t.steps, "final_loss": losses[-1],
                 "params": sum(p.numel() for p in unet.parameters()), "losses": losses,
