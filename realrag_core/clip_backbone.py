@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -71,13 +72,19 @@ def write_model_config(folder: Path, arch: ClipArchitecture) -> Path:
 
 
 def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, augment_scale=(0.7, 1.0)):
-    """A randomly initialised model from the config in ``folder``, through open_clip's factory."""
+    """A randomly initialised model through open_clip's factory, from the config written to ``folder``.
+
+    The factory is pointed at a scratch folder holding only the config: ``local-dir:`` would otherwise load
+    weights an earlier run left in ``folder`` and silently continue from them."""
     write_model_config(folder, arch)
     torch.manual_seed(seed)
-    model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-        f"local-dir:{folder}", aug_cfg={"scale": tuple(augment_scale)}
-    )
-    return model, train_tf, eval_tf, open_clip.get_tokenizer(f"local-dir:{folder}")
+    with tempfile.TemporaryDirectory() as scratch:
+        write_model_config(Path(scratch), arch)
+        model, train_tf, eval_tf = open_clip.create_model_and_transforms(
+            f"local-dir:{scratch}", aug_cfg={"scale": tuple(augment_scale)}
+        )
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{scratch}")
+    return model, train_tf, eval_tf, tokenizer
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:

@@ -62,3 +62,17 @@ def test_retrieval_accuracy_counts_concept_hits():
     acc = retrieval_accuracy(texts, ["a", "b"], images, ["a", "b", "c"], ks=(1, 2))
     assert (acc["top1"], acc["top2"]) == (0.5, 1.0)
     assert acc["top1_lo"] < 0.5 < acc["top1_hi"] and acc["top2_hi"] == 1.0 and acc["top2_lo"] < 1.0
+
+
+def test_untrained_model_ignores_weights_left_in_the_folder(smoke_cfg, tmp_path):
+    """Retraining must start from the seed's random init, not from an earlier run's weights."""
+    first, *_ = create_untrained(tmp_path, smoke_cfg.clip.architecture, seed=0)
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)
+    save_clip(first, tmp_path)
+    fresh, *_ = create_untrained(tmp_path, smoke_cfg.clip.architecture, seed=0)
+    again, *_ = create_untrained(tmp_path / "other", smoke_cfg.clip.architecture, seed=0)
+    for a, b in zip(fresh.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(fresh.state_dict()["positional_embedding"], first.state_dict()["positional_embedding"])

@@ -1,0 +1,97 @@
+"""Stage 2 kernel: G(T) without retrieval for the retriever's prompts, as PNG files plus a Parquet
+manifest that carries each image's embedding from the same image tower that built the table.
+
+Resumable: the manifest is a folder of Parquet parts, one per finished batch, written atomically; a rerun
+skips every (prompt, seed, generator) already in it, so a crash loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from .clip_backbone import ClipBundle
+from .generators.base import Generator
+from .prompts import Prompt
+
+MANIFEST_DIR = "manifest"
+
+
+def manifest_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [("image_id", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()), ("concept", pa.string()),
+         ("generator_split", pa.string()), ("retriever_split", pa.string()), ("seed", pa.int64()),
+         ("path", pa.string()), ("generator_id", pa.string()), ("encoder_id", pa.string()),
+         ("embedding", pa.list_(pa.float32(), dim))]
+    )  # fmt: skip
+
+
+@dataclass
+class GenerationReport:
+    generated: int
+    skipped_done: int
+    total: int
+    seconds: float
+    manifest: str
+
+
+def read_manifest(folder: Path) -> pa.Table | None:
+    path = folder / MANIFEST_DIR
+    if not path.is_dir() or not any(path.glob("*.parquet")):
+        return None
+    return ds.dataset(str(path), format="parquet").to_table()
+
+
+def generate_for_prompts(
+    generator: Generator, encoder: ClipBundle, prompts: Sequence[Prompt], seeds: Sequence[int], folder: Path,
+    batch_size: int = 64, progress: bool = True,
+) -> GenerationReport:
+    start = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST_DIR).mkdir(exist_ok=True)
+    done_table = read_manifest(folder)
+    done = set()
+    if done_table is not None:
+        for pid, seed, gid in zip(done_table["prompt_id"].to_pylist(), done_table["seed"].to_pylist(),
+                                  done_table["generator_id"].to_pylist()):  # fmt: skip
+            done.add((pid, seed, gid))
+    todo = [(p, s) for p in prompts for s in seeds if (p.prompt_id, s, generator.generator_id) not in done]
+    schema = manifest_schema(encoder.dim)
+    bar = tqdm(total=len(todo), desc="generated_images", unit="img", disable=not progress)
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
+        images = generator.generate([p.prompt for p, _ in chunk], None, [s for _, s in chunk])
+        embeddings = encoder.embed_images(images).numpy()
+        rows = {f.name: [] for f in schema}
+        for (p, s), img, emb in zip(chunk, images, embeddings):
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            data = buf.getvalue()
+            rel = Path("images") / p.prompt_id / f"{s}.png"
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+            image_id = hashlib.sha256(data + generator.generator_id.encode()).hexdigest()[:32]
+            for key, value in (("image_id", image_id), ("prompt_id", p.prompt_id), ("prompt", p.prompt),
+                               ("concept", p.concept), ("generator_split", p.generator_split),
+                               ("retriever_split", p.retriever_split), ("seed", int(s)), ("path", str(rel)),
+                               ("generator_id", generator.generator_id), ("encoder_id", encoder.model_id),
+                               ("embedding", emb)):  # fmt: skip
+                rows[key].append(value)
+        part = folder / MANIFEST_DIR / f"part-{uuid.uuid4().hex}.parquet"
+        tmp = part.with_suffix(".tmp")
+        pq.write_table(pa.Table.from_pydict(rows, schema=schema), tmp)
+        tmp.replace(part)  # a batch is in the manifest whole or not at all
+        bar.update(len(chunk))
+    bar.close()
+    return GenerationReport(len(todo), len(prompts) * len(seeds) - len(todo), len(prompts) * len(seeds),
+                            round(time.perf_counter() - start, 2), str(folder / MANIFEST_DIR))  # fmt: skip
