@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from realrag_core.mining import mine_negatives
+
+
+def _unit(rng, n, d=16):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _brute_force(gen, gen_c, table, table_c, k, exclude_concept):
+    out_i, out_s = [], []
+    for q, c in zip(gen, gen_c):
+        scores = [(float(q @ row), j) for j, (row, tc) in enumerate(zip(table, table_c))
+                  if not (exclude_concept and tc == c)]  # fmt: skip
+        scores.sort(key=lambda x: -x[0])
+        out_i.append([j for _, j in scores[:k]])
+        out_s.append([s for s, _ in scores[:k]])
+    return np.array(out_i), np.array(out_s)
+
+
+@pytest.mark.parametrize("policy", ["exclude_concept", "exclude_positive"])
+def test_matches_brute_force_across_chunks(policy):
+    rng = np.random.default_rng(0)
+    table, gen = _unit(rng, 300), _unit(rng, 25)
+    table_c = [f"c{i % 30}" for i in range(300)]
+    gen_c = [f"c{i % 30}" for i in range(25)]
+    got = mine_negatives(gen, gen_c, table, table_c, k=3, policy=policy, chunk_rows=64)
+    want_i, want_s = _brute_force(gen, gen_c, table, table_c, 3, policy == "exclude_concept")
+    assert np.array_equal(got.indices, want_i)
+    assert np.allclose(got.similarities, want_s, atol=1e-6)
+
+
+def test_no_positive_among_negatives_with_the_default_policy():
+    rng = np.random.default_rng(1)
+    table = _unit(rng, 50)
+    table_c = [f"c{i % 5}" for i in range(50)]
+    gen = table[:5] + 0.01  # each generated image sits right on a real image of its own concept
+    gen /= np.linalg.norm(gen, axis=1, keepdims=True)
+    got = mine_negatives(gen, table_c[:5], table, table_c, k=4)
+    for row, c in zip(got.indices, table_c[:5]):
+        assert all(table_c[j] != c for j in row)
+    literal = mine_negatives(gen, table_c[:5], table, table_c, k=1, policy="exclude_positive")
+    assert list(literal.indices[:, 0]) == [0, 1, 2, 3, 4]  # the literal policy keeps what the generator copied
+
+
+def test_errors_are_clear():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="unknown negative policy"):
+        mine_negatives(_unit(rng, 2), ["a", "b"], _unit(rng, 4), ["a", "b", "a", "b"], 1, policy="nearest")
+    with pytest.raises(ValueError, match="fewer than k"):
+        mine_negatives(_unit(rng, 1), ["a"], _unit(rng, 3), ["a", "a", "b"], k=2)
