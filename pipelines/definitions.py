@@ -5,15 +5,20 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.clip_backbone import clip_backbone
+from assets.generated_images import generated_images
 from assets.generator import generator
 from assets.image_embeddings import image_embeddings
 from assets.image_source import image_source
 from assets.judge import judge
 from assets.prompts import prompts
+from assets.reflective_negatives import reflective_negatives
 from assets.world_splits import world_splits
 from pipelines.resources import RealRagConfigResource
 
-ALL_ASSETS = [image_source, world_splits, prompts, clip_backbone, judge, generator, image_embeddings]
+ALL_ASSETS = [
+    image_source, world_splits, prompts, clip_backbone, judge, generator,
+    image_embeddings, generated_images, reflective_negatives,
+]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s).
 realrag_job = dg.define_asset_job(

@@ -332,6 +332,27 @@ class PromptsConfig(_Strict):
         return v
 
 
+class GenerationConfig(_Strict):
+    """Stage 2: G(T) without retrieval, for the prompts the retriever learns from."""
+
+    seeds: tuple[int, ...] = Field((0,), description="one G(T) sample per prompt and seed")
+    retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("train", "val")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError("give at least one seed, without repeats")
+        return v
+
+
+class MiningConfig(_Strict):
+    """Stage 3: the k real images nearest to each G(T)."""
+
+    k: int = Field(1, ge=1, description="negatives per generated image (the paper uses 1)")
+    policy: Literal["exclude_concept", "exclude_positive"] = "exclude_concept"
+
+
 # --------------------------------------------------------------------------- stage 1: image embeddings
 
 
@@ -379,6 +400,8 @@ class RealRagConfig(_Strict):
     judge: JudgeConfig = JudgeConfig()
     generator: GeneratorConfig = GeneratorConfig()
     prompts: PromptsConfig = PromptsConfig()
+    generation: GenerationConfig = GenerationConfig()
+    mining: MiningConfig = MiningConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
     @model_validator(mode="after")

@@ -54,3 +54,36 @@ def mine_negatives(
     if torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
         raise ValueError(f"fewer than k={k} candidate negatives outside the prompt's concept")
     return Negatives(best_i.numpy(), best_s.numpy())
+
+
+NEGATIVES_FILE = "reflective_negatives.parquet"
+
+
+def negatives_table(manifest, table_rows, negatives: Negatives, table_version: int, policy: str):
+    """One row per (generated image, rank): Parquet-ready, with everything a later stage must check."""
+    import pyarrow as pa
+
+    k = negatives.indices.shape[1]
+    ids = table_rows["id"].to_numpy(zero_copy_only=False)
+    concepts = table_rows["concept"].to_numpy(zero_copy_only=False)
+    styles = table_rows["style"].to_numpy(zero_copy_only=False)
+    flat = negatives.indices.reshape(-1)
+
+    def rep(column):
+        return [v for v in manifest[column].to_pylist() for _ in range(k)]
+
+    return pa.table({
+        "prompt_id": rep("prompt_id"),
+        "concept": rep("concept"),
+        "generated_image_id": rep("image_id"),
+        "seed": rep("seed"),
+        "rank": [r for _ in range(len(manifest)) for r in range(1, k + 1)],
+        "negative_id": ids[flat].tolist(),
+        "negative_concept": concepts[flat].tolist(),
+        "negative_style": styles[flat].tolist(),
+        "similarity": negatives.similarities.reshape(-1).astype("float32"),
+        "table_version": [table_version] * len(flat),
+        "generator_id": rep("generator_id"),
+        "encoder_id": rep("encoder_id"),
+        "policy": [policy] * len(flat),
+    })  # fmt: skip

@@ -36,6 +36,14 @@ class ArtifactStore:
         return self._dir("checkpoints", "generator")
 
     @property
+    def generated_dir(self) -> Path:
+        return self._dir("generated")
+
+    @property
+    def negatives_path(self) -> Path:
+        return self._dir("negatives") / "reflective_negatives.parquet"
+
+    @property
     def rejects_dir(self) -> Path:
         return self._dir("rejects")
 

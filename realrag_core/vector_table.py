@@ -75,7 +75,19 @@ def existing_ids(table) -> frozenset[str]:
     if table.count_rows() == 0:
         return frozenset()
     # only the id column is read, not the vectors
-    return frozenset(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
+    return frozenset(read_rows(table, ["id"])["id"].to_pylist())
+
+
+def read_rows(table, columns=("id", "concept", "style", VECTOR_COLUMN)) -> pa.Table:
+    """Every row of the table, only the named columns."""
+    return table.search().select(list(columns)).limit(None).to_arrow()
+
+
+def open_table_readonly(uri: str, name: str):
+    db = lancedb.connect(uri)
+    if name not in db.table_names():
+        raise FileNotFoundError(f"no LanceDB table {name!r} at {uri}: materialize image_embeddings first")
+    return db.open_table(name)
 
 
 def upsert(table, rows: pa.Table) -> None:

@@ -27,7 +27,8 @@ def _metadata(result, key):
 def test_definitions_load_with_the_main_job():
     job = defs.resolve_job_def("realrag")
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} >= {
-        "image_source", "world_splits", "clip_backbone", "judge", "generator", "image_embeddings"}  # fmt: skip
+        "image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
+        "generated_images", "reflective_negatives"}  # fmt: skip
     assert job.executor_def.name == "in_process"
 
 
@@ -46,6 +47,13 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     gen = _metadata(first, "generator")
     assert gen["weights"] == "trained" and gen["judge_top1/known/text_only/n"] == 9
     assert gen["judge_top1/novel/text_and_reference/n"] == gen["judge_top1/novel/text_only/n"] == 3
+    prompts = _metadata(first, "prompts")
+    gen_imgs = _metadata(first, "generated_images")
+    train_val = sum(v for k, v in prompts.items() if k.startswith(("prompts/train", "prompts/val")))
+    assert gen_imgs["generated"] == gen_imgs["dagster/row_count"] == train_val * len(smoke_cfg.generation.seeds)
+    negs = _metadata(first, "reflective_negatives")
+    assert negs["rows"] == gen_imgs["generated"] * smoke_cfg.mining.k and negs["same_concept_negatives"] == 0
+    assert negs["table_version"] == emb["table_version"]
     judge = _metadata(first, "judge")
     assert judge["model_id"] != clip["model_id"] and 0 <= judge["ceiling/database/known"] <= 1
 
@@ -53,6 +61,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert _metadata(second, "clip_backbone")["reused_weights"] is True
     assert _metadata(second, "clip_backbone")["model_id"] == clip["model_id"]
     assert _metadata(second, "generator")["weights"] == "reused"
+    assert _metadata(second, "generated_images")["generated"] == 0  # resumable: finished work is skipped
     again = _metadata(second, "image_embeddings")
     assert again["inserted"] == 0 and again["skipped_unchanged"] == 36 and again["dagster/row_count"] == 36
 

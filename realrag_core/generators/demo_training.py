@@ -91,16 +91,26 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
                 "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
                 "train_concepts": len({r.concept for r in kept}), "steps": t.steps, "final_loss": losses[-1],
                 "params": sum(p.numel() for p in unet.parameters()), "losses": losses,
-                "command": "dagster asset materialize --select generator -m pipelines.definitions "
-                           "--config-json '{\"ops\": {\"generator\": {\"config\": {\"force_retrain\": true}}}}'"}  # fmt: skip
+                "command": "bash scripts/train_demo_generator.sh"}
         save_generator(unet, folder, info)
         line_plot(losses, reports / "generator_loss.png", "demo generator (v-prediction MSE)", "step", "loss")
+    gen, info = open_demo_generator(cfg, world, text_clip, text_key, folder)
+    return gen, {**info, "source": source}
+
+
+def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
+                        folder: Path) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
+    """Load the generator the ``generator`` asset made; refuse weights made for another split or config."""
+    key = generator_key(cfg, world, text_key)
     unet, info = load_unet(folder)
+    if info.get("key") != key:
+        raise ValueError(f"the generator in {folder} was made for another split/config ({info.get('key')} != {key}): "
+                         "materialize the generator asset again")  # fmt: skip
     generator_id = f"demo-diffusion:{key}"
-    gen = DemoDiffusionGenerator(unet, text, cfg.generator.unet, generator_id, cfg.generator.sampling.steps,
-                                 cfg.generator.sampling.guidance, cfg.generator.sampling.batch_size, cfg.device)  # fmt: skip
-    summary = {k: v for k, v in info.items() if k != "losses"}
-    return gen, {**summary, "source": source, "generator_id": generator_id}
+    gen = DemoDiffusionGenerator(unet, TextTokens(text_clip), cfg.generator.unet, generator_id,
+                                 cfg.generator.sampling.steps, cfg.generator.sampling.guidance,
+                                 cfg.generator.sampling.batch_size, cfg.device)  # fmt: skip
+    return gen, {**{k: v for k, v in info.items() if k != "losses"}, "generator_id": generator_id}
 
 
 def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],

@@ -1,0 +1,52 @@
+"""Stage 2: what the generator makes of each retriever prompt on its own, G(T)."""
+
+import json
+
+import dagster as dg
+
+from pipelines.resources import RealRagConfigResource
+from realrag_core.clip_backbone import load_clip
+from realrag_core.clip_pretrain import TRAINING_FILE
+from realrag_core.generation import generate_for_prompts, read_manifest
+from realrag_core.generators.demo_training import open_demo_generator
+from realrag_core.plots import image_grid
+from realrag_core.prompts import load_prompts
+from realrag_core.world import load_world
+
+from ._metadata import inline_image
+
+
+@dg.asset(
+    group_name="realrag",
+    deps=["generator", "prompts", "clip_backbone"],
+    kinds={"pytorch", "parquet"},
+    code_version="1",
+    description=(
+        "Stage 2. G(T) without retrieval for every prompt of the retriever's train (and validation) concepts, "
+        "one image per configured seed: PNG files plus a Parquet manifest (prompt id, seed, path, generator id, "
+        "and the image's embedding from the same image tower that built the LanceDB table). Batched and "
+        "resumable: a rerun skips finished (prompt, seed, generator) triples."
+    ),
+)
+def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    store = realrag.store()
+    world = load_world(store.world_dir)
+    encoder = load_clip(store.clip_dir, cfg.device)
+    text_key = json.loads((store.clip_dir / TRAINING_FILE).read_text())["key"]
+    gen, info = open_demo_generator(cfg, world, encoder, text_key, store.generator_dir)
+    prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.generation.retriever_splits]
+    report = generate_for_prompts(gen, encoder, prompts, cfg.generation.seeds, store.generated_dir,
+                                  cfg.generator.sampling.batch_size)  # fmt: skip
+    manifest = read_manifest(store.generated_dir)
+    store.write_report("generated_images", {**report.__dict__, "generator_id": info["generator_id"]})
+    from PIL import Image
+
+    sample = manifest.slice(0, 16).to_pylist() if manifest is not None else []
+    grid = image_grid([Image.open(store.generated_dir / r["path"]) for r in sample], [r["concept"] for r in sample], 8)
+    return dg.MaterializeResult(metadata={
+        "generated": report.generated, "skipped_done": report.skipped_done, "total": report.total,
+        "seconds": report.seconds, "generator_id": info["generator_id"], "encoder_id": encoder.model_id,
+        "dagster/row_count": manifest.num_rows if manifest is not None else 0,
+        "sample": inline_image(grid, "G(T) samples"),
+    })  # fmt: skip

@@ -1,0 +1,57 @@
+"""Stage 3: the reflective negatives, the real images nearest to what the generator already makes."""
+
+import collections
+
+import dagster as dg
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipelines.resources import RealRagConfigResource
+from realrag_core.generation import read_manifest
+from realrag_core.mining import NEGATIVES_FILE, mine_negatives, negatives_table
+from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows, table_model
+
+
+@dg.asset(
+    group_name="realrag",
+    deps=["generated_images", "image_embeddings"],
+    kinds={"parquet"},
+    code_version="1",
+    description=(
+        "Stage 3. For each generated image G(T), the k real database images nearest to it by cosine "
+        "similarity in the LanceDB table (what the generator already knows). Default policy: every image of "
+        "the prompt's own concept is excluded (they are positives); the paper-literal policy excludes only the "
+        "positive itself. Batched matrix products. Parquet: prompt id, generated image id, negative ids, "
+        "similarities, rank, table version, generator id, encoder id, policy."
+    ),
+)
+def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    store = realrag.store()
+    manifest = read_manifest(store.generated_dir)
+    if manifest is None:
+        raise FileNotFoundError("no generated images: materialize generated_images first")
+    table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+    model_id, _ = table_model(table)
+    encoders = set(manifest["encoder_id"].to_pylist())
+    if encoders != {model_id}:
+        raise ValueError(f"generated images were embedded by {sorted(encoders)}, the table by {model_id!r}: "
+                         "rematerialize generated_images")  # fmt: skip
+    rows = read_rows(table)
+    negatives = mine_negatives(
+        np.stack(manifest["embedding"].to_numpy(zero_copy_only=False)), manifest["concept"].to_pylist(),
+        np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False)), rows["concept"].to_pylist(),
+        cfg.mining.k, cfg.mining.policy,
+    )  # fmt: skip
+    out = negatives_table(manifest, rows, negatives, table.version, cfg.mining.policy)
+    pq.write_table(out, store.negatives_path)
+    same = sum(a == b for a, b in zip(out["concept"].to_pylist(), out["negative_concept"].to_pylist()))
+    styles = collections.Counter(out["negative_style"].to_pylist())
+    report = {"rows": out.num_rows, "generated_images": manifest.num_rows, "k": cfg.mining.k,
+              "policy": cfg.mining.policy, "table_version": table.version, "same_concept_negatives": same,
+              "mean_similarity": float(np.mean(out["similarity"].to_numpy())), "negative_styles": dict(styles)}  # fmt: skip
+    store.write_report("reflective_negatives", report)
+    return dg.MaterializeResult(metadata={**{k: v for k, v in report.items() if k != "negative_styles"},
+                                          **{f"negative_styles/{k}": v for k, v in styles.items()},
+                                          "dagster/row_count": out.num_rows,
+                                          "path": dg.MetadataValue.path(str(store.negatives_path))})  # fmt: skip
