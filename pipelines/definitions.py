@@ -12,12 +12,13 @@ from assets.image_source import image_source
 from assets.judge import judge
 from assets.prompts import prompts
 from assets.reflective_negatives import reflective_negatives
+from assets.retriever import contrastive_retriever, retriever
 from assets.world_splits import world_splits
 from pipelines.resources import RealRagConfigResource
 
 ALL_ASSETS = [
     image_source, world_splits, prompts, clip_backbone, judge, generator,
-    image_embeddings, generated_images, reflective_negatives,
+    image_embeddings, generated_images, reflective_negatives, retriever, contrastive_retriever,
 ]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s).

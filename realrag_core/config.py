@@ -353,6 +353,18 @@ class MiningConfig(_Strict):
     policy: Literal["exclude_concept", "exclude_positive"] = "exclude_concept"
 
 
+class RetrieverConfig(_Strict):
+    """Stage 4: fine-tuning of the base CLIP; the contrastive baseline uses the same settings."""
+
+    trainable: Literal["text"] = Field("text", description="text tower only: the table stays valid")
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-4, gt=0)
+    seed: int = 0
+    mask_same_concept: bool = True
+    image_to_text: bool = False
+
+
 # --------------------------------------------------------------------------- stage 1: image embeddings
 
 
@@ -402,6 +414,7 @@ class RealRagConfig(_Strict):
     prompts: PromptsConfig = PromptsConfig()
     generation: GenerationConfig = GenerationConfig()
     mining: MiningConfig = MiningConfig()
+    retriever: RetrieverConfig = RetrieverConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
     @model_validator(mode="after")

@@ -43,6 +43,9 @@ class ArtifactStore:
     def negatives_path(self) -> Path:
         return self._dir("negatives") / "reflective_negatives.parquet"
 
+    def checkpoint_dir(self, name: str) -> Path:
+        return self._dir("checkpoints", name)
+
     @property
     def rejects_dir(self) -> Path:
         return self._dir("rejects")

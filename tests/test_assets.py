@@ -28,7 +28,7 @@ def test_definitions_load_with_the_main_job():
     job = defs.resolve_job_def("realrag")
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} >= {
         "image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
-        "generated_images", "reflective_negatives"}  # fmt: skip
+        "generated_images", "reflective_negatives", "retriever", "contrastive_retriever"}  # fmt: skip
     assert job.executor_def.name == "in_process"
 
 
@@ -54,6 +54,10 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     negs = _metadata(first, "reflective_negatives")
     assert negs["rows"] == gen_imgs["generated"] * smoke_cfg.mining.k and negs["same_concept_negatives"] == 0
     assert negs["table_version"] == emb["table_version"]
+    for name, negatives in (("retriever", smoke_cfg.mining.k), ("contrastive_retriever", 0)):
+        ret = _metadata(first, name)
+        assert ret["negatives_per_prompt"] == negatives and ret["table_version"] == emb["table_version"]
+        assert (smoke_cfg.artifacts_root / "checkpoints" / name / "open_clip_model.safetensors").is_file()
     judge = _metadata(first, "judge")
     assert judge["model_id"] != clip["model_id"] and 0 <= judge["ceiling/database/known"] <= 1
 
