@@ -11,6 +11,7 @@ from assets.image_embeddings import image_embeddings
 from assets.image_source import image_source
 from assets.judge import judge
 from assets.prompts import prompts
+from assets.rag_images import rag_images
 from assets.reflective_negatives import reflective_negatives
 from assets.retriever import contrastive_retriever, retriever
 from assets.world_splits import world_splits
@@ -19,6 +20,7 @@ from pipelines.resources import RealRagConfigResource
 ALL_ASSETS = [
     image_source, world_splits, prompts, clip_backbone, judge, generator,
     image_embeddings, generated_images, reflective_negatives, retriever, contrastive_retriever,
+    rag_images,
 ]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s).

@@ -365,6 +365,20 @@ class RetrieverConfig(_Strict):
     image_to_text: bool = False
 
 
+class RagConfig(_Strict):
+    """Stage 5: every arm generates for the evaluation prompts with the same seeds."""
+
+    seeds: tuple[int, ...] = Field((0, 1, 2, 3), description="samples per prompt and arm")
+    retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("eval",)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError("give at least one seed, without repeats")
+        return v
+
+
 # --------------------------------------------------------------------------- stage 1: image embeddings
 
 
@@ -415,6 +429,7 @@ class RealRagConfig(_Strict):
     generation: GenerationConfig = GenerationConfig()
     mining: MiningConfig = MiningConfig()
     retriever: RetrieverConfig = RetrieverConfig()
+    rag: RagConfig = RagConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
     @model_validator(mode="after")

@@ -43,6 +43,10 @@ class ArtifactStore:
     def negatives_path(self) -> Path:
         return self._dir("negatives") / "reflective_negatives.parquet"
 
+    @property
+    def rag_dir(self) -> Path:
+        return self._dir("rag")
+
     def checkpoint_dir(self, name: str) -> Path:
         return self._dir("checkpoints", name)
 
