@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.clip_backbone import clip_backbone
+from assets.fid import fid
 from assets.generated_images import generated_images
 from assets.generator import generator
 from assets.image_embeddings import image_embeddings
@@ -20,7 +21,7 @@ from pipelines.resources import RealRagConfigResource
 ALL_ASSETS = [
     image_source, world_splits, prompts, clip_backbone, judge, generator,
     image_embeddings, generated_images, reflective_negatives, retriever, contrastive_retriever,
-    rag_images,
+    rag_images, fid,
 ]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s).

@@ -1,0 +1,175 @@
+"""The results table: arms x splits (known, novel) x metrics, with n and 95% intervals, plus paired
+comparisons between arms, a bar chart and an image grid."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from .clip_backbone import ClipBundle
+from .metrics import MIN_FID_SAMPLES, bootstrap_ci, distribution_metrics, per_image_scores
+from .plots import image_grid
+from .rag import ARMS
+
+PAIRS = (("reflective", "contrastive"), ("contrastive", "clip"), ("clip", "none"), ("reflective", "clip"),
+         ("reflective", "none"))  # fmt: skip
+
+
+def _row(arm, split, metric, value, n, lo=None, hi=None):
+    return {"arm": arm, "split": split, "metric": metric, "value": float(value), "n": int(n),
+            "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi)}  # fmt: skip
+
+
+def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_concepts: Sequence[str],
+             reference: dict[str, list[Image.Image]], caption: str) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """``reference[split]``: the held-out style's images of that split's evaluation concepts."""
+    rows, scored = [], []
+    images = {r["path"]: Image.open(rag_dir / r["path"]).convert("RGB") for r in manifest}
+    for r in manifest:
+        scored.append({**r, "kind": r["arm"], "image": images[r["path"]]})
+    seen = set()
+    for r in manifest:  # copy rows: the retrieved image itself, once per (arm, prompt)
+        if r["arm"] != "none" and (r["arm"], r["prompt_id"]) not in seen:
+            seen.add((r["arm"], r["prompt_id"]))
+            scored.append({**r, "kind": f"copy_{r['arm']}", "image": Image.open(r["retrieved_path"]).convert("RGB")})
+    scores = per_image_scores(judge, [s["image"] for s in scored], [s["prompt"] for s in scored],
+                              [s["concept"] for s in scored], list(world_concepts), caption)  # fmt: skip
+    for i, s in enumerate(scored):
+        s["concept_acc"], s["clip_t"] = scores["concept_acc"][i], scores["clip_t"][i]
+    kinds = list(ARMS) + [f"copy_{a}" for a in ARMS if a != "none"]
+    for kind in kinds:
+        for split in ("known", "novel"):
+            sel = [s for s in scored if s["kind"] == kind and s["generator_split"] == split]
+            if not sel:
+                continue
+            groups = [s["prompt_id"] for s in sel]
+            for metric in ("concept_acc", "clip_t"):
+                vals = np.array([s[metric] for s in sel])
+                lo, hi = bootstrap_ci(vals, groups)
+                rows.append(_row(kind, split, metric, vals.mean(), len(vals), lo, hi))
+            if kind in ARMS and kind != "none":
+                per_prompt = {s["prompt_id"]: float(s["retrieved_concept"] == s["concept"]) for s in sel}
+                vals = np.array(list(per_prompt.values()))
+                lo, hi = bootstrap_ci(vals, list(per_prompt))
+                rows.append(_row(kind, split, "retrieval_acc", vals.mean(), len(vals), lo, hi))
+                for style, count in Counter(s["retrieved_style"] for s in sel).items():
+                    rows.append(_row(kind, split, f"retrieved_style/{style}", count / len(sel), len(sel)))
+            if kind in ARMS and reference.get(split):
+                dist = distribution_metrics(judge, reference[split], [s["image"] for s in sel])
+                for metric in ("fid_judge", "kid_judge") if dist else ():
+                    rows.append(_row(kind, split, metric, dist[metric], dist["n_fake"]))
+    paired = paired_comparisons(scored)
+    return rows, paired
+
+
+def paired_comparisons(scored: list[dict]) -> list[dict]:
+    """Arm a minus arm b on the same (prompt, seed): mean difference in concept accuracy with a bootstrap
+    interval over prompts, and how often the two arms retrieved different images."""
+    by = defaultdict(dict)
+    for s in scored:
+        if s["kind"] in ARMS:
+            by[(s["prompt_id"], s["seed"], s["generator_split"])][s["kind"]] = s
+    out = []
+    for a, b in PAIRS:
+        for split in ("known", "novel"):
+            keys = [k for k, v in by.items() if k[2] == split and a in v and b in v]
+            if not keys:
+                continue
+            diff = np.array([by[k][a]["concept_acc"] - by[k][b]["concept_acc"] for k in keys])
+            lo, hi = bootstrap_ci(diff, [k[0] for k in keys])
+            prompts = {k[0]: (by[k][a].get("retrieved_id"), by[k][b].get("retrieved_id")) for k in keys}
+            different = np.mean([x != y for x, y in prompts.values()])
+            out.append({"a": a, "b": b, "split": split, "metric": "concept_acc", "diff": float(diff.mean()),
+                        "lo": lo, "hi": hi, "n": len(keys), "prompts": len(prompts),
+                        "different_retrievals": float(different)})  # fmt: skip
+    return out
+
+
+def write_results(rows: list[dict], paired: list[dict], folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "results.parquet")
+    pq.write_table(pa.Table.from_pylist(paired), folder / "paired.parquet")
+    (folder / "results.md").write_text(results_markdown(rows, paired))
+    bar_chart(rows, folder / "results.png")
+    return {"parquet": folder / "results.parquet", "md": folder / "results.md", "chart": folder / "results.png"}
+
+
+def _fmt(r):
+    if r is None:
+        return "-"
+    ci = f" [{r['lo']:.2f}, {r['hi']:.2f}]" if r["lo"] is not None else ""
+    return f"{r['value']:.3f}{ci} (n={r['n']})"
+
+
+def results_markdown(rows: list[dict], paired: list[dict]) -> str:
+    index = {(r["arm"], r["split"], r["metric"]): r for r in rows}
+    metrics = ("concept_acc", "retrieval_acc", "clip_t", "kid_judge", "fid_judge")
+    lines = []
+    for split in ("known", "novel"):
+        lines += [f"### {split} concepts (evaluation prompts only)", "",
+                  "| arm | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]  # fmt: skip
+        for arm in list(ARMS) + [f"copy_{a}" for a in ARMS if a != "none"]:
+            cells = [_fmt(index.get((arm, split, m))) for m in metrics]
+            if any(c != "-" for c in cells):
+                lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### paired differences in judge concept accuracy (same prompts and seeds)", "",
+              "| a - b | split | diff [95% CI] | n images | prompts | different retrievals |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for p in paired:
+        lines.append(f"| {p['a']} - {p['b']} | {p['split']} | {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] | "
+                     f"{p['n']} | {p['prompts']} | {p['different_retrievals']:.2f} |")  # fmt: skip
+    n_fid = max((r["n"] for r in rows if r["metric"] == "fid_judge"), default=0)
+    if n_fid and n_fid < MIN_FID_SAMPLES:
+        lines += ["", f"Warning: fid_judge/kid_judge use {n_fid} generated images per cell (< {MIN_FID_SAMPLES}); "
+                      "FID is biased and unstable at this size, KID less so. Both use the judge's features, not "
+                      "Inception's: they are not comparable with published FID numbers."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100, sharey=True)
+    for ax, split in zip(axes, ("known", "novel")):
+        sel = [r for r in rows if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS]
+        sel.sort(key=lambda r: ARMS.index(r["arm"]))
+        x = np.arange(len(sel))
+        vals = [r["value"] for r in sel]
+        err = [[r["value"] - r["lo"] for r in sel], [r["hi"] - r["value"] for r in sel]]
+        ax.bar(x, vals, yerr=err, capsize=4, color=["#999", "#6a9fd4", "#f0a35e", "#4caf50"][: len(sel)])
+        ax.set_xticks(x, [r["arm"] for r in sel])
+        ax.set_title(f"{split} concepts (n={sel[0]['n'] if sel else 0} images/arm)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("judge top-1 concept accuracy")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def results_grid(manifest: list[dict], rag_dir: Path, max_prompts: int = 8) -> Image.Image:
+    """One row per evaluation prompt (novel first): no-RAG | retrieved (reflective) | reflective RAG |
+    retrieved (clip) | clip RAG."""
+    by = defaultdict(dict)
+    for r in manifest:
+        if r["seed"] == min(x["seed"] for x in manifest):
+            by[r["prompt_id"]][r["arm"]] = r
+    chosen = sorted(by.values(), key=lambda d: (d["none"]["generator_split"] != "novel", d["none"]["concept"]))
+    cells, labels = [], []
+    for d in chosen[:max_prompts]:
+        c = d["none"]["concept"]
+        for img, lab in ((rag_dir / d["none"]["path"], "none"), (d["reflective"]["retrieved_path"], "ref: refl"),
+                         (rag_dir / d["reflective"]["path"], "reflective"), (d["clip"]["retrieved_path"], "ref: clip"),
+                         (rag_dir / d["clip"]["path"], "clip")):  # fmt: skip
+            cells.append(Image.open(img))
+            labels.append(f"{lab} | {c}")
+    return image_grid(cells, labels, 5, cell=72)
