@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .config import load_config
 from .store import ArtifactStore
 
@@ -36,6 +38,27 @@ def summary_lines(store: ArtifactStore) -> list[str]:
             f"skipped {emb['skipped_unchanged']}, rejected {emb['rejected']}, index: {emb['index']}, "
             f"{emb['seconds']} s"
         )
+    judge = store.read_report("judge")
+    if judge:
+        c = judge["ceiling"]
+        lines.append(
+            f"judge      {judge['model_id']}: top-1 on real database images known {c['database/known']['acc']:.3f} "
+            f"(n={c['database/known']['n']}), novel {c['database/novel']['acc']:.3f} (n={c['database/novel']['n']})"
+        )
+    gen = store.read_report("generator")
+    if gen:
+        lines.append(f"generator  {gen['generator_id']} ({gen['source']} weights); judge top-1 of samples:")
+        for name, m in gen["checks"].items():
+            lines.append(f"           {name:26s} {m['acc']:.3f} [{m['lo']:.2f}, {m['hi']:.2f}] (n={m['n']})")
+    for name in ("contrastive_retriever", "retriever"):
+        r = store.read_report(name)
+        if r:
+            val = ", ".join(f"{s} top-1 {m['top1']:.3f} (zero-shot {r['validation_zero_shot'][s]['top1']:.3f}, n={m['queries']})"
+                            for s, m in r["validation"].items())  # fmt: skip
+            lines.append(f"{name:10s} validation {val}; {r['train_seconds']} s")
+    results = Path(store.root, "reports", "results.md")
+    if results.is_file():
+        lines += ["", "== results (reports/results.md)", results.read_text()]
     return lines or ["no reports yet: run the job first"]
 
 
