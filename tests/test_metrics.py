@@ -1,0 +1,54 @@
+"""Stage 6 kernels: judge features in torchmetrics, bootstrap intervals, paired comparisons."""
+
+import numpy as np
+import pytest
+
+from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
+from realrag_core.metrics import bootstrap_ci, distribution_metrics
+from realrag_core.results import paired_comparisons, results_markdown
+from realrag_core.synthetic_world import COLOURS, draw_concept
+
+
+@pytest.fixture
+def judge(smoke_cfg, tmp_path):
+    model, *_ = create_untrained(tmp_path / "j", smoke_cfg.judge.architecture, seed=1)
+    save_clip(model, tmp_path / "j")
+    return load_clip(tmp_path / "j")
+
+
+def test_distribution_metrics_separate_same_from_different(judge):
+    shapes = ["circle", "square", "triangle", "star"]
+    reds = [draw_concept(c, s, st, 32) for c in ("red", "orange") for s in shapes for st in ("filled", "shadow")]
+    reds_again = [draw_concept(c, s, st, 32) for c in ("red", "orange") for s in shapes for st in ("striped", "dotted")]
+    blues = [draw_concept(c, s, "outline", 32) for c in ("blue", "teal", "black", "purple") for s in shapes]
+    same = distribution_metrics(judge, reds, reds)
+    near = distribution_metrics(judge, reds, reds_again)
+    far = distribution_metrics(judge, reds, blues)
+    assert abs(same["fid_judge"]) < 1e-3
+    assert far["fid_judge"] > near["fid_judge"] and far["kid_judge"] > same["kid_judge"]
+    assert far["n_real"] == 16 and far["n_fake"] == 16
+    assert distribution_metrics(judge, reds[:2], blues) is None  # too few for a covariance: no number
+
+
+def test_bootstrap_resamples_prompts_not_images():
+    values = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=float)
+    lo, hi = bootstrap_ci(values, ["a"] * 4 + ["b"] * 4)
+    assert lo == 0.0 and hi == 1.0  # two prompts: the interval spans everything
+    lo, hi = bootstrap_ci(np.ones(20), [str(i) for i in range(20)])
+    assert lo == hi == 1.0
+
+
+def test_paired_comparisons_use_the_same_prompts_and_seeds():
+    scored = []
+    for p in range(10):
+        for seed in (0, 1):
+            base = {"prompt_id": f"p{p}", "seed": seed, "generator_split": "novel"}
+            scored.append({**base, "kind": "clip", "concept_acc": 0.0, "retrieved_id": f"x{p}"})
+            scored.append({**base, "kind": "reflective", "concept_acc": 1.0 if p < 7 else 0.0,
+                           "retrieved_id": f"x{p}" if p < 5 else f"y{p}"})  # fmt: skip
+    [row] = [r for r in paired_comparisons(scored) if (r["a"], r["b"]) == ("reflective", "clip")]
+    assert row["diff"] == pytest.approx(0.7) and row["n"] == 20 and row["prompts"] == 10
+    assert row["different_retrievals"] == pytest.approx(0.5) and row["lo"] > 0.3
+    md = results_markdown([{"arm": "clip", "split": "novel", "metric": "concept_acc", "value": 0.0, "n": 20,
+                            "lo": 0.0, "hi": 0.0}], [row])  # fmt: skip
+    assert "reflective - clip | novel | +0.700" in md
