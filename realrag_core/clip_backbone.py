@@ -5,7 +5,9 @@ trained contrastively with ``open_clip.loss.ClipLoss``, saved the way open_clip 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import json
 import math
 import random
@@ -78,13 +80,23 @@ def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, augment_sc
     weights an earlier run left in ``folder`` and silently continue from them."""
     write_model_config(folder, arch)
     torch.manual_seed(seed)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, _quiet_open_clip():
         write_model_config(Path(scratch), arch)
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
             f"local-dir:{scratch}", aug_cfg={"scale": tuple(augment_scale)}
         )
         tokenizer = open_clip.get_tokenizer(f"local-dir:{scratch}")
     return model, train_tf, eval_tf, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip warns "no pretrained weights loaded" through the root logger; a new model has none on purpose."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:

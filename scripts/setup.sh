@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up of the two README commands. Idempotent: a second run only checks what is there.
 #  - .venv at the repo root with the exact pins of constraints.txt (torch 2.14.1 / torchvision 0.29.1)
-#  - a persistent Dagster instance in .dagster_home (SQLite, telemetry off)
+#  - a persistent Dagster instance: DAGSTER_HOME=<repo root>, SQLite files in .dagster_home/, telemetry off
 #  - the demo world's npm packages in .cache/emoji-npm, integrity-checked
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,14 +19,15 @@ stamp="$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ "$(cat .venv/.realrag-stamp 2>/dev/null || true)" != "$stamp" ]; then
   echo "[setup] installing dependencies (pinned by constraints.txt)"
   start=$(date +%s)
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  # grep drops notes of this machine's pip config about absent local wheel folders; pipefail keeps pip's status
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$stamp" > .venv/.realrag-stamp
   echo "[setup] dependencies installed in $(( $(date +%s) - start )) s"
 fi
 
-export DAGSTER_HOME="$ROOT/.dagster_home"
-mkdir -p "$DAGSTER_HOME"
-cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# dagster.yaml at the root is the instance config; it keeps its SQLite files in .dagster_home/
+export DAGSTER_HOME="$ROOT"
 
 # Not fatal: offline, the smoke profile and the tests still run (the real-package tests are skipped), and
 # the demo's image_source asset fails later with npm's own message.
