@@ -30,3 +30,9 @@ def flat(prefix: str, mapping: dict) -> dict:
         elif isinstance(value, (int, float, str, bool)):
             out[name] = value
     return out
+
+
+class RetrainConfig(dg.Config):
+    """Launchpad switch of the training assets."""
+
+    force_retrain: bool = False  # train even when weights for this exact config and data exist

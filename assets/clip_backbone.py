@@ -6,11 +6,7 @@ from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_demo_clip
 from realrag_core.world import load_world
 
-from ._metadata import flat, inline_image
-
-
-class ClipBackboneRunConfig(dg.Config):
-    force_retrain: bool = False  # retrain even when weights for this exact config and data exist
+from ._metadata import RetrainConfig, flat, inline_image
 
 
 @dg.asset(
@@ -26,7 +22,7 @@ class ClipBackboneRunConfig(dg.Config):
     ),
 )
 def clip_backbone(
-    context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: ClipBackboneRunConfig
+    context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig
 ) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()

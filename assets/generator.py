@@ -11,11 +11,7 @@ from realrag_core.generators.demo_training import build_demo_generator, check_ge
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
 
-from ._metadata import inline_image
-
-
-class GeneratorRunConfig(dg.Config):
-    force_retrain: bool = False  # train even when shipped or earlier weights match split and config
+from ._metadata import RetrainConfig, inline_image
 
 
 @dg.asset(
@@ -32,7 +28,7 @@ class GeneratorRunConfig(dg.Config):
         "samples of novel concepts, each next to the judge's ceiling on real images."
     ),
 )
-def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: GeneratorRunConfig) -> dg.MaterializeResult:
+def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     world = load_world(store.world_dir)

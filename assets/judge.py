@@ -6,11 +6,7 @@ from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_judge
 from realrag_core.world import load_world
 
-from ._metadata import flat, inline_image
-
-
-class JudgeRunConfig(dg.Config):
-    force_retrain: bool = False  # retrain even when weights for this exact config and data exist
+from ._metadata import RetrainConfig, flat, inline_image
 
 
 @dg.asset(
@@ -26,7 +22,7 @@ class JudgeRunConfig(dg.Config):
         "and split, the ceiling generated images are compared with."
     ),
 )
-def judge(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: JudgeRunConfig) -> dg.MaterializeResult:
+def judge(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     info = build_judge(cfg, load_world(store.world_dir), store.judge_dir, store.reports_dir, config.force_retrain)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
@@ -332,18 +332,20 @@ class PromptsConfig(_Strict):
         return v
 
 
+def _distinct_seeds(v: tuple[int, ...]) -> tuple[int, ...]:
+    if not v or len(set(v)) != len(v):
+        raise ValueError("give at least one seed, without repeats")
+    return v
+
+
+Seeds = Annotated[tuple[int, ...], AfterValidator(_distinct_seeds)]
+
+
 class GenerationConfig(_Strict):
     """Stage 2: G(T) without retrieval, for the prompts the retriever learns from."""
 
-    seeds: tuple[int, ...] = Field((0,), description="one G(T) sample per prompt and seed")
+    seeds: Seeds = Field((0,), description="one G(T) sample per prompt and seed")
     retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("train", "val")
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v):
-        if not v or len(set(v)) != len(v):
-            raise ValueError("give at least one seed, without repeats")
-        return v
 
 
 class MiningConfig(_Strict):
@@ -368,15 +370,8 @@ class RetrieverConfig(_Strict):
 class RagConfig(_Strict):
     """Stage 5: every arm generates for the evaluation prompts with the same seeds."""
 
-    seeds: tuple[int, ...] = Field((0, 1, 2, 3), description="samples per prompt and arm")
+    seeds: Seeds = Field((0, 1, 2, 3), description="samples per prompt and arm")
     retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("eval",)
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v):
-        if not v or len(set(v)) != len(v):
-            raise ValueError("give at least one seed, without repeats")
-        return v
 
 
 # --------------------------------------------------------------------------- stage 1: image embeddings

@@ -39,3 +39,29 @@ def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg,
 def test_workspace_yaml_loads_the_code_location(smoke_config_file, tmp_path):
     proc = _dagster(["definitions", "validate", "-w", "workspace.yaml"], smoke_config_file, tmp_path)
     assert "realrag" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_generator_weights_script_on_smoke_and_shipped_weights_are_used(smoke_config_file, smoke_data, tmp_path):
+    """The documented command that makes the shipped demo weights, run on the smoke profile; a profile that
+    points at its output then uses them instead of training."""
+    import json
+
+    import yaml
+
+    out = tmp_path / "weights"
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
+           "TQDM_DISABLE": "1"}  # fmt: skip
+    proc = subprocess.run(["bash", "scripts/train_demo_generator.sh", str(out)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads((out / "generator.json").read_text())
+    assert (out / "diffusion_pytorch_model.safetensors").is_file() and info["command"].startswith("bash scripts/")
+    smoke_data["generator"]["shipped_weights"] = str(out)
+    smoke_data["artifacts_root"] = str(tmp_path / "second")
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump(smoke_data))
+    _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone,judge,generator",
+              "-m", "pipelines.definitions"], second, tmp_path)  # fmt: skip
+    report = json.loads((tmp_path / "second" / "reports" / "generator.json").read_text())
+    assert report["source"] == "shipped" and report["key"] == info["key"]
