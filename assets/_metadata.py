@@ -20,6 +20,15 @@ def inline_image(image: Image.Image | Path, alt: str = "image", max_side: int = 
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
 
 
+def trained_model_metadata(info: dict, loss_plot: Path) -> dict:
+    """What every training asset shows: identity, whether weights were reused, cost, and the loss curve."""
+    metadata = {key: info[key] for key in ("model_id", "params", "train_seconds", "final_loss", "train_images")}
+    metadata["reused_weights"] = info["reused"]
+    if loss_plot.is_file():
+        metadata["loss_curve"] = inline_image(loss_plot, "loss curve")
+    return metadata
+
+
 def flat(prefix: str, mapping: dict) -> dict:
     """{'known': {'top1': 0.3}} -> {'prefix/known/top1': 0.3}, scalars only."""
     out = {}

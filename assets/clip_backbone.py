@@ -6,7 +6,7 @@ from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_demo_clip
 from realrag_core.world import load_world
 
-from ._metadata import RetrainConfig, flat, inline_image
+from ._metadata import RetrainConfig, flat, trained_model_metadata
 
 
 @dg.asset(
@@ -28,18 +28,9 @@ def clip_backbone(
     store = realrag.store()
     info = build_demo_clip(cfg, load_world(store.world_dir), store.clip_dir, store.reports_dir, config.force_retrain)
     store.write_report("clip_backbone", info)
-    metadata = {
-        "model_id": info["model_id"],
-        "reused_weights": info["reused"],
-        "params": info["params"],
-        "train_seconds": info["train_seconds"],
-        "final_loss": info["final_loss"],
-        "train_images": info["train_images"],
+    return dg.MaterializeResult(metadata={
+        **trained_model_metadata(info, store.reports_dir / "clip_backbone_loss.png"),
         "eval_images": info["eval_images"],
         **flat("zero_shot", info["zero_shot"]),
         "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),
-    }
-    plot = store.reports_dir / "clip_backbone_loss.png"
-    if plot.is_file():
-        metadata["loss_curve"] = inline_image(plot, "loss curve")
-    return dg.MaterializeResult(metadata=metadata)
+    })  # fmt: skip

@@ -6,7 +6,7 @@ from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_judge
 from realrag_core.world import load_world
 
-from ._metadata import RetrainConfig, flat, inline_image
+from ._metadata import RetrainConfig, flat, trained_model_metadata
 
 
 @dg.asset(
@@ -27,14 +27,7 @@ def judge(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, con
     store = realrag.store()
     info = build_judge(cfg, load_world(store.world_dir), store.judge_dir, store.reports_dir, config.force_retrain)
     store.write_report("judge", info)
-    metadata = {
-        "model_id": info["model_id"],
-        "reused_weights": info["reused"],
-        "train_seconds": info["train_seconds"],
-        "train_images": info["train_images"],
+    return dg.MaterializeResult(metadata={
+        **trained_model_metadata(info, store.reports_dir / "judge_loss.png"),
         **flat("ceiling", {k: v["acc"] for k, v in info["ceiling"].items()}),
-    }
-    plot = store.reports_dir / "judge_loss.png"
-    if plot.is_file():
-        metadata["loss_curve"] = inline_image(plot, "loss curve")
-    return dg.MaterializeResult(metadata=metadata)
+    })  # fmt: skip
