@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from typing import Sequence
 
@@ -56,8 +57,10 @@ def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: S
         return None
     feature = JudgeFeatures(judge)
     fid = FrechetInceptionDistance(feature=feature)
-    # torchmetrics needs subset_size strictly below both sample counts
-    kid = KernelInceptionDistance(feature=feature, subsets=50, subset_size=min(len(real), len(fake), 51) - 1)
+    with warnings.catch_warnings():  # KID keeps its features in memory: a few hundred small vectors here
+        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
+        # torchmetrics needs subset_size strictly below both sample counts
+        kid = KernelInceptionDistance(feature=feature, subsets=50, subset_size=min(len(real), len(fake), 51) - 1)
     r, f = to_uint8(real), to_uint8(fake)
     for metric in (fid, kid):
         metric.update(r, real=True)
