@@ -2,9 +2,8 @@
 
 Run after README command 1:  .venv/bin/python bench/sweep_retriever_lr.py
 Prints validation and training-prompt top-1 per setting next to the zero-shot base."""
-import sys, json, itertools, time
+import json, itertools, time
 import pyarrow.parquet as pq
-from pathlib import Path
 from realrag_core.config import load_config
 from realrag_core.store import ArtifactStore
 from realrag_core.prompts import load_prompts

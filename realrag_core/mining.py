@@ -56,9 +56,6 @@ def mine_negatives(
     return Negatives(best_i.numpy(), best_s.numpy())
 
 
-NEGATIVES_FILE = "reflective_negatives.parquet"
-
-
 def negatives_table(manifest, table_rows, negatives: Negatives, table_version: int, policy: str):
     """One row per (generated image, rank): Parquet-ready, with everything a later stage must check."""
     import pyarrow as pa

@@ -6,7 +6,7 @@ import pytest
 from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
 from realrag_core.metrics import bootstrap_ci, distribution_metrics
 from realrag_core.results import paired_comparisons, results_markdown
-from realrag_core.synthetic_world import COLOURS, draw_concept
+from realrag_core.synthetic_world import draw_concept
 
 
 @pytest.fixture

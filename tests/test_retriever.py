@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
+from realrag_core.clip_backbone import load_clip
 from realrag_core.prompts import Prompt
 from realrag_core.retriever import TableView, negatives_by_prompt, train_retriever, validate
 from realrag_core.sources import iter_records, prepare_source
