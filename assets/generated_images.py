@@ -1,17 +1,12 @@
 """Stage 2: what the generator makes of each retriever prompt on its own, G(T)."""
 
-import json
-
 import dagster as dg
 
 from pipelines.resources import RealRagConfigResource
-from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import TRAINING_FILE
 from realrag_core.generation import generate_for_prompts, read_manifest
-from realrag_core.generators.demo_training import open_demo_generator
+from realrag_core.generators.demo_training import open_stored_generator
 from realrag_core.plots import image_grid
 from realrag_core.prompts import load_prompts
-from realrag_core.world import load_world
 
 from ._metadata import inline_image
 
@@ -31,10 +26,7 @@ from ._metadata import inline_image
 def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
-    world = load_world(store.world_dir)
-    encoder = load_clip(store.clip_dir, cfg.device)
-    text_key = json.loads((store.clip_dir / TRAINING_FILE).read_text())["key"]
-    gen, info = open_demo_generator(cfg, world, encoder, text_key, store.generator_dir)
+    gen, info, encoder = open_stored_generator(cfg, store)
     prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.generation.retriever_splits]
     report = generate_for_prompts(gen, encoder, prompts, cfg.generation.seeds, store.generated_dir,
                                   cfg.generator.sampling.batch_size)  # fmt: skip

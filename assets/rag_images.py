@@ -1,19 +1,15 @@
 """Stage 5: retrieval-augmented generation, G(T, I_ref), for every arm on the evaluation prompts."""
 
 import collections
-import json
 
 import dagster as dg
 
 from pipelines.resources import RealRagConfigResource
-from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import TRAINING_FILE
-from realrag_core.generators.demo_training import open_demo_generator
+from realrag_core.generators.demo_training import open_stored_generator
 from realrag_core.prompts import load_prompts
 from realrag_core.rag import generate_arms, read_manifest
 from realrag_core.retriever import load_retriever
 from realrag_core.vector_table import open_table_readonly
-from realrag_core.world import load_world
 
 
 @dg.asset(
@@ -31,9 +27,7 @@ from realrag_core.world import load_world
 def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
-    base = load_clip(store.clip_dir, cfg.device)
-    text_key = json.loads((store.clip_dir / TRAINING_FILE).read_text())["key"]
-    gen, _ = open_demo_generator(cfg, load_world(store.world_dir), base, text_key, store.generator_dir)
+    gen, _, base = open_stored_generator(cfg, store)
     arms = {"none": None, "clip": base,
             "contrastive": load_retriever(store.checkpoint_dir("contrastive_retriever"), cfg.device)[0],
             "reflective": load_retriever(store.checkpoint_dir("retriever"), cfg.device)[0]}  # fmt: skip

@@ -37,6 +37,14 @@ from .world import World
 TRAINING_FILE = "training.json"
 
 
+def training_key_of(folder: Path) -> str:
+    """The training key stored beside weights made by :func:`train_or_reuse`."""
+    path = folder / TRAINING_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {TRAINING_FILE} in {folder}: materialize the model's asset first")
+    return json.loads(path.read_text())["key"]
+
+
 def load_images(records: Sequence[ImageRecord]):
     """Decoded RGB images of the records that decode (the rest are skipped here; stage 1 records rejects)."""
     images, kept = [], []

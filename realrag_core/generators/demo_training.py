@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..clip_backbone import ClipBundle
-from ..clip_pretrain import accuracy, classify, load_images
+from ..clip_backbone import ClipBundle, load_clip
+from ..clip_pretrain import accuracy, classify, load_images, training_key_of
 from ..config import RealRagConfig
 from ..plots import image_grid, line_plot
 from ..sources import ImageRecord
-from ..world import World
+from ..store import ArtifactStore
+from ..world import World, load_world
 from .demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, load_unet, save_generator, to_tensor, train_generator
 
 
@@ -111,6 +112,15 @@ def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle,
                                  cfg.generator.sampling.steps, cfg.generator.sampling.guidance,
                                  cfg.generator.sampling.batch_size, cfg.device)  # fmt: skip
     return gen, {**{k: v for k, v in info.items() if k != "losses"}, "generator_id": generator_id}
+
+
+def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[DemoDiffusionGenerator, dict, ClipBundle]:
+    """The generator the ``generator`` asset left in the artifact store, with the base CLIP it reads text
+    with (also the encoder of the LanceDB table)."""
+    encoder = load_clip(store.clip_dir, cfg.device)
+    gen, info = open_demo_generator(cfg, load_world(store.world_dir), encoder, training_key_of(store.clip_dir),
+                                    store.generator_dir)  # fmt: skip
+    return gen, info, encoder
 
 
 def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],
