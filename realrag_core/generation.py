@@ -80,7 +80,9 @@ def generate_for_prompts(
             rel = Path("images") / p.prompt_id / f"{s}.png"
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             (folder / rel).write_bytes(data)
-            image_id = hashlib.sha256(data + generator.generator_id.encode()).hexdigest()[:32]
+            # unique per (prompt, seed, generator) even when two prompts give identical pixels
+            key = f"{p.prompt_id}\x00{s}\x00{generator.generator_id}\x00".encode()
+            image_id = hashlib.sha256(key + data).hexdigest()[:32]
             for key, value in (("image_id", image_id), ("prompt_id", p.prompt_id), ("prompt", p.prompt),
                                ("concept", p.concept), ("generator_split", p.generator_split),
                                ("retriever_split", p.retriever_split), ("seed", int(s)), ("path", str(rel)),
