@@ -6,7 +6,7 @@ from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrain import load_images
 from realrag_core.prompts import load_prompts
-from realrag_core.rag import read_manifest
+from realrag_core.manifest import read_manifest
 from realrag_core.results import evaluate, results_grid, write_results
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
@@ -39,11 +39,9 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     rows = manifest.to_pylist()
     eval_concepts = {p.concept for p in load_prompts(store.world_dir) if p.retriever_split in cfg.rag.retriever_splits}
     ref_style = cfg.world.styles.reference
-    reference = {}
-    for split in ("known", "novel"):
-        recs = [r for r in iter_records(cfg.source) if r.style == ref_style and r.concept in eval_concepts
-                and world.concept_split[r.concept] == split]  # fmt: skip
-        reference[split] = load_images(recs)[0]
+    held_out = [r for r in iter_records(cfg.source) if r.style == ref_style and r.concept in eval_concepts]
+    reference = {split: load_images([r for r in held_out if world.concept_split[r.concept] == split])[0]
+                 for split in ("known", "novel")}  # fmt: skip
     results, paired = evaluate(rows, store.rag_dir, load_clip(store.judge_dir, cfg.device), world.concepts,
                                reference, cfg.clip.eval_caption)  # fmt: skip
     paths = write_results(results, paired, store.reports_dir)

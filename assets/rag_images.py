@@ -7,7 +7,8 @@ import dagster as dg
 from pipelines.resources import RealRagConfigResource
 from realrag_core.generators.demo_training import open_stored_generator
 from realrag_core.prompts import load_prompts
-from realrag_core.rag import generate_arms, read_manifest
+from realrag_core.manifest import read_manifest
+from realrag_core.rag import generate_arms
 from realrag_core.retriever import load_retriever
 from realrag_core.vector_table import open_table_readonly
 

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
-from realrag_core.generation import read_manifest
+from realrag_core.manifest import read_manifest
 from realrag_core.mining import mine_negatives, negatives_table
 from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows, table_model
 

@@ -8,24 +8,18 @@ skips every (prompt, seed, generator) already in it, so a crash loses at most on
 from __future__ import annotations
 
 import hashlib
-import io
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .clip_backbone import ClipBundle
 from .generators.base import Generator
+from .manifest import MANIFEST_DIR, append_part, read_manifest, save_png
 from .prompts import Prompt
-
-MANIFEST_DIR = "manifest"
-
 
 def manifest_schema(dim: int) -> pa.Schema:
     return pa.schema(
@@ -45,20 +39,11 @@ class GenerationReport:
     manifest: str
 
 
-def read_manifest(folder: Path) -> pa.Table | None:
-    path = folder / MANIFEST_DIR
-    if not path.is_dir() or not any(path.glob("*.parquet")):
-        return None
-    return ds.dataset(str(path), format="parquet").to_table()
-
-
 def generate_for_prompts(
     generator: Generator, encoder: ClipBundle, prompts: Sequence[Prompt], seeds: Sequence[int], folder: Path,
     batch_size: int = 64, progress: bool = True,
 ) -> GenerationReport:
     start = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST_DIR).mkdir(exist_ok=True)
     done_table = read_manifest(folder)
     done = set()
     if done_table is not None:
@@ -74,12 +59,8 @@ def generate_for_prompts(
         embeddings = encoder.embed_images(images).numpy()
         rows = {f.name: [] for f in schema}
         for (p, s), img, emb in zip(chunk, images, embeddings):
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            data = buf.getvalue()
             rel = Path("images") / p.prompt_id / f"{s}.png"
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
+            data = save_png(img, folder / rel)
             # unique per (prompt, seed, generator) even when two prompts give identical pixels
             key = f"{p.prompt_id}\x00{s}\x00{generator.generator_id}\x00".encode()
             image_id = hashlib.sha256(key + data).hexdigest()[:32]
@@ -89,10 +70,7 @@ def generate_for_prompts(
                                ("generator_id", generator.generator_id), ("encoder_id", encoder.model_id),
                                ("embedding", emb)):  # fmt: skip
                 rows[key].append(value)
-        part = folder / MANIFEST_DIR / f"part-{uuid.uuid4().hex}.parquet"
-        tmp = part.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pydict(rows, schema=schema), tmp)
-        tmp.replace(part)  # a batch is in the manifest whole or not at all
+        append_part(folder, rows, schema)
         bar.update(len(chunk))
     bar.close()
     return GenerationReport(len(todo), len(prompts) * len(seeds) - len(todo), len(prompts) * len(seeds),

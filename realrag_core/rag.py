@@ -7,27 +7,23 @@ same prompts and seeds. Retrieval goes through the LanceDB table (its index when
 
 from __future__ import annotations
 
-import io
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .clip_backbone import ClipBundle
 from .config import IndexConfig
 from .generators.base import Generator
+from .manifest import append_part, read_manifest, save_png
 from .prompts import Prompt
 from .vector_table import search
 
 ARMS = ("none", "clip", "contrastive", "reflective")
-MANIFEST_DIR = "manifest"
 SCHEMA = pa.schema(
     [("arm", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()), ("concept", pa.string()),
      ("generator_split", pa.string()), ("seed", pa.int64()), ("path", pa.string()),
@@ -55,20 +51,12 @@ def retrieve_top1(retriever: ClipBundle, prompts: Sequence[Prompt], table, index
     return out
 
 
-def read_manifest(folder: Path) -> pa.Table | None:
-    path = folder / MANIFEST_DIR
-    if not path.is_dir() or not any(path.glob("*.parquet")):
-        return None
-    return ds.dataset(str(path), format="parquet").to_table()
-
-
 def generate_arms(
     generator: Generator, retrievers: dict[str, ClipBundle | None], prompts: Sequence[Prompt], seeds: Sequence[int],
     table, index: IndexConfig, folder: Path, batch_size: int = 64, progress: bool = True,
 ) -> dict:
     """Generate every (arm, prompt, seed) not yet in the manifest. Resumable batch by batch."""
     start = time.perf_counter()
-    (folder / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
     existing = read_manifest(folder)
     done = set()
     if existing is not None:
@@ -90,10 +78,7 @@ def generate_arms(
         rows = {f.name: [] for f in SCHEMA}
         for (arm, rid, p, hit, s), img in zip(chunk, images):
             rel = Path("images") / arm / p.prompt_id / f"{s}.png"
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            (folder / rel).write_bytes(buf.getvalue())
+            save_png(img, folder / rel)
             values = {"arm": arm, "prompt_id": p.prompt_id, "prompt": p.prompt, "concept": p.concept,
                       "generator_split": p.generator_split, "seed": s, "path": str(rel),
                       "retrieved_id": hit.id if hit else None, "retrieved_path": hit.path if hit else None,
@@ -102,10 +87,7 @@ def generate_arms(
                       "generator_id": generator.generator_id, "table_version": table.version}  # fmt: skip
             for k, v in values.items():
                 rows[k].append(v)
-        part = folder / MANIFEST_DIR / f"part-{uuid.uuid4().hex}.parquet"
-        tmp = part.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pydict(rows, schema=SCHEMA), tmp)
-        tmp.replace(part)
+        append_part(folder, rows, SCHEMA)
         bar.update(len(chunk))
     bar.close()
     return {"generated": len(work), "seconds": round(time.perf_counter() - start, 2)}

@@ -160,8 +160,9 @@ def results_grid(manifest: list[dict], rag_dir: Path, max_prompts: int = 8) -> I
     """One row per evaluation prompt (novel first): no-RAG | retrieved (reflective) | reflective RAG |
     retrieved (clip) | clip RAG."""
     by = defaultdict(dict)
+    first_seed = min(r["seed"] for r in manifest)
     for r in manifest:
-        if r["seed"] == min(x["seed"] for x in manifest):
+        if r["seed"] == first_seed:
             by[r["prompt_id"]][r["arm"]] = r
     chosen = sorted(by.values(), key=lambda d: (d["none"]["generator_split"] != "novel", d["none"]["concept"]))
     cells, labels = [], []

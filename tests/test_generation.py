@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
-from realrag_core.generation import generate_for_prompts, read_manifest
+from realrag_core.generation import generate_for_prompts
+from realrag_core.manifest import read_manifest
 from realrag_core.prompts import Prompt
 
 

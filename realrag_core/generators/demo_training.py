@@ -137,6 +137,13 @@ def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World
             refs_by_concept.setdefault(r.concept, []).append(r)
     known, novel = world.concepts_in("known"), world.concepts_in("novel")
 
+    cache: dict = {}
+
+    def decoded(record):  # each reference is decoded once, however many arms and seeds reuse it
+        if record.path not in cache:
+            cache[record.path] = load_images([record])[0][0]
+        return cache[record.path]
+
     def run(concepts, with_ref, with_text=True):
         prompts, refs, seeds, truth = [], [], [], []
         for c in concepts:
@@ -145,7 +152,7 @@ def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World
                 refs.append(rng.choice(refs_by_concept[c]) if with_ref else None)
                 seeds.append(seed + k)
                 truth.append(c)
-        ref_images = [load_images([r])[0][0] if r else None for r in refs]
+        ref_images = [decoded(r) if r else None for r in refs]
         images = gen.generate(prompts, ref_images if with_ref else None, seeds)
         return images, ref_images, truth
 

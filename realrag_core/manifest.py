@@ -1,0 +1,41 @@
+"""A resumable image manifest: a folder of Parquet parts, one per finished batch, each written atomically,
+so a crash loses at most the batch in flight and a rerun reads what is done."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from PIL import Image
+
+MANIFEST_DIR = "manifest"
+
+
+def read_manifest(folder: Path) -> pa.Table | None:
+    path = folder / MANIFEST_DIR
+    if not path.is_dir() or not any(path.glob("*.parquet")):
+        return None
+    return ds.dataset(str(path), format="parquet").to_table()
+
+
+def append_part(folder: Path, rows: dict[str, list], schema: pa.Schema) -> Path:
+    """Add one batch to the manifest: whole or not at all."""
+    (folder / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    part = folder / MANIFEST_DIR / f"part-{uuid.uuid4().hex}.parquet"
+    tmp = part.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pydict(rows, schema=schema), tmp)
+    tmp.replace(part)
+    return part
+
+
+def save_png(img: Image.Image, path: Path) -> bytes:
+    """Write an image as PNG (creating its folder) and return the bytes written."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
