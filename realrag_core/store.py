@@ -1,7 +1,7 @@
 """Where each stage keeps its artifacts under the profile's ``artifacts_root``.
 
 Stages read their inputs from here (LanceDB, Parquet, safetensors), never from Dagster's IO storage, so a
-stage can run alone in a fresh process: ``dagster asset materialize --select image_embeddings``.
+stage can run alone in a fresh process (the CLI's ``asset materialize --select image_embeddings``).
 """
 
 from __future__ import annotations
