@@ -7,6 +7,7 @@ from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrain import load_images
 from realrag_core.prompts import load_prompts
 from realrag_core.manifest import read_manifest
+from realrag_core.rag import current_rows
 from realrag_core.results import evaluate, results_grid, write_results
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
@@ -18,7 +19,7 @@ from ._metadata import inline_image
     group_name="realrag",
     deps=["rag_images", "judge"],
     kinds={"pytorch", "parquet"},
-    code_version="1",
+    code_version="2",
     description=(
         "Stage 6. Scores every arm on the evaluation prompts, separately for generator-known and -novel concepts: "
         "torchmetrics FrechetInceptionDistance and KernelInceptionDistance with the judge as feature extractor "
@@ -36,7 +37,10 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     manifest = read_manifest(store.rag_dir)
     if manifest is None:
         raise FileNotFoundError("no RAG images: materialize rag_images first")
-    rows = manifest.to_pylist()
+    made = store.read_report("rag_images")
+    if not made or "retrievers" not in made:
+        raise FileNotFoundError("rag_images has no report of its generator and retrievers: materialize rag_images")
+    rows = current_rows(manifest.to_pylist(), made["generator_id"], {(a, s): i for a, s, i in made["retrievers"]})
     eval_concepts = {p.concept for p in load_prompts(store.world_dir) if p.retriever_split in cfg.rag.retriever_splits}
     ref_style = cfg.world.styles.reference
     held_out = [r for r in iter_records(cfg.source) if r.style == ref_style and r.concept in eval_concepts]

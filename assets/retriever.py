@@ -1,12 +1,21 @@
 """Stage 4: the reflective retriever, and the plain contrastive baseline trained by the same code."""
 
+import json
+
 import dagster as dg
 import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
 from realrag_core.prompts import load_prompts
-from realrag_core.retriever import build_retriever
-from realrag_core.vector_table import open_table_readonly, read_rows
+from realrag_core.manifest import read_manifest
+from realrag_core.retriever import RETRIEVER_FILE, build_retriever
+from realrag_core.retriever_study import run_ablations, write_ablations
+from realrag_core.embed_images import embed_source
+from realrag_core.embed_reader import Scope
+from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
+from realrag_core.world import load_world
+
+ROW_COLUMNS = ("id", "concept", "style", "path", VECTOR_COLUMN)
 
 from ._metadata import flat, inline_image
 
@@ -20,15 +29,27 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
         raise ValueError(f"negatives were mined on table version(s) {sorted({r['table_version'] for r in negatives})}, "
                          f"the table is at {table.version}: rematerialize reflective_negatives")  # fmt: skip
     plot = store.reports_dir / f"{name}_loss.png"
-    info = build_retriever(cfg, store.clip_dir, load_prompts(store.world_dir), read_rows(table), table.version,
-                           negatives, store.checkpoint_dir(name), plot, name)  # fmt: skip
-    store.write_report(name, {k: v for k, v in info.items() if k != "losses"})
+    world = load_world(store.world_dir)
+
+    def reembed(model):  # trainable "both": the database as this model's image tower sees it, in its own table
+        table_name = f"{cfg.embeddings.table_name}__{model.model_id.split(':')[-1]}"
+        report = embed_source(cfg.source, Scope(frozenset(cfg.world.styles.database), world.concept_split), model,
+                              cfg.lancedb_uri, cfg.embeddings.model_copy(update={"table_name": table_name}),
+                              store.rejects_dir / f"{table_name}.parquet", progress=False)  # fmt: skip
+        return table_name, report.table_version
+
+    info = build_retriever(cfg, store.clip_dir, load_prompts(store.world_dir), read_rows(table, ROW_COLUMNS),
+                           table.version, negatives, store.checkpoint_dir(name), plot, name, reembed)  # fmt: skip
+    store.write_report(name, info)
     return dg.MaterializeResult(metadata={
-        "model_id": info["model_id"], "table_version": info["table_version"], "train_seconds": info["train_seconds"],
-        "final_loss": info["final_loss"], "negatives_per_prompt": info["negatives_per_prompt"],
-        **flat("validation", {s: {k: m[k] for k in ("top1", "top5", "queries")} for s, m in info["validation"].items()}),
+        "model_ids": ", ".join(s["model_id"] for s in info["seeds"]), "seeds": len(info["seeds"]),
+        "chosen_lr": info["chosen_lr"], "table_version": info["table_version"], "train_seconds": info["train_seconds"],
+        "negatives_per_prompt": info["negatives_per_prompt"],
+        **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
+        **flat("validation_mean_over_seeds", {s: {k: m[k] for k in ("top1", "top5", "top1_min", "top1_max", "queries")}
+                                              for s, m in info["validation"].items()}),
         **flat("validation_zero_shot", {s: {k: m[k] for k in ("top1", "top5")} for s, m in info["validation_zero_shot"].items()}),
-        "loss_curve": inline_image(plot, "loss curve"),
+        "loss_curve": inline_image(plot, "loss curve (first seed)"),
     })  # fmt: skip
 
 
@@ -36,14 +57,16 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     group_name="realrag",
     deps=["reflective_negatives", "image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
-    code_version="1",
+    code_version="2",
     description=(
         "Stage 4. Self-reflective contrastive learning: fine-tunes the base CLIP's text tower on prompts of "
         "retriever-train concepts paired with their concept's database images, with the loss "
         "L_i = -log(exp(s(t_i,v_i)/tau) / (sum_j exp(s(t_i,v_j)/tau) + sum_k exp(s(t_i,r_ik)/tau))) whose "
         "denominator adds each prompt's reflective negatives r_ik; in-batch images of the same concept are "
-        "masked. The image tower is frozen, so the LanceDB table stays valid. Metadata: loss curve and "
-        "validation text->image accuracy next to the zero-shot base."
+        "masked. The image tower is frozen, so the LanceDB table stays valid. The learning rate is chosen on "
+        "validation prompts from retriever.lr_grid (the same grid as the baseline), then one model per training "
+        "seed is saved. Metadata: loss curve, the grid, and validation text->image accuracy (mean and range "
+        "over seeds) next to the zero-shot base."
     ),
 )
 def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -54,11 +77,52 @@ def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource)
     group_name="realrag",
     deps=["image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
-    code_version="1",
+    code_version="2",
     description=(
-        "The paper's 'normal RAG' baseline: the same fine-tuning code, data, steps and settings as `retriever` "
-        "with the reflective term off (plain contrastive loss), so the comparison isolates what reflection adds."
+        "The paper's 'normal RAG' baseline: the same fine-tuning code, data, steps, learning-rate grid and seeds as "
+        "`retriever` with the reflective term off (plain contrastive loss), so the comparison isolates what "
+        "reflection adds."
     ),
 )
 def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     return _fit(realrag, "contrastive_retriever", reflective=False)
+
+
+@dg.asset(
+    group_name="realrag",
+    deps=["retriever", "contrastive_retriever", "generated_images", "reflective_negatives"],
+    kinds={"pytorch", "parquet"},
+    code_version="1",
+    description=(
+        "Validation-only controls and ablations of the reflective retriever, at its chosen learning rate: the "
+        "reflective negatives replaced by as many random images or by text-nearest hard negatives (so a gain "
+        "can be credited to reflection, not to more negatives), the paper-literal negative policy, other k; plus "
+        "both retrievers' learning-rate grids. Never touches evaluation prompts. Writes "
+        "reports/retriever_ablations.md/.parquet/.png."
+    ),
+)
+def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    store = realrag.store()
+    table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+    negatives = pq.read_table(store.negatives_path).to_pylist()
+    generated = read_manifest(store.generated_dir)
+    reports = {name: json.loads((store.checkpoint_dir(name) / RETRIEVER_FILE).read_text())
+               for name in ("retriever", "contrastive_retriever")}  # fmt: skip
+    for name, report in reports.items():
+        if report["table_version"] != table.version:
+            raise ValueError(f"{name} was trained on table version {report['table_version']}, the table is at "
+                             f"{table.version}: rematerialize it")  # fmt: skip
+
+    def progress(variant, seed):
+        context.log.info(f"ablation {variant}, seed {seed}: done")
+
+    rows = run_ablations(cfg, store.clip_dir, load_prompts(store.world_dir), read_rows(table, ROW_COLUMNS), generated, negatives,
+                         table.version, reports["retriever"], reports["contrastive_retriever"], progress)  # fmt: skip
+    paths = write_ablations(rows, store.reports_dir)
+    store.write_report("retriever_ablations", {"rows": rows})
+    return dg.MaterializeResult(metadata={
+        **{f"{r['variant']}/val_top1": r["val_top1"] for r in rows},
+        "table": dg.MetadataValue.md(paths["md"].read_text()),
+        "chart": inline_image(paths["chart"], "validation top-1 by variant"),
+    })  # fmt: skip

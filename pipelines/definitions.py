@@ -14,13 +14,13 @@ from assets.judge import judge
 from assets.prompts import prompts
 from assets.rag_images import rag_images
 from assets.reflective_negatives import reflective_negatives
-from assets.retriever import contrastive_retriever, retriever
+from assets.retriever import contrastive_retriever, retriever, retriever_ablations
 from assets.world_splits import world_splits
 from pipelines.resources import RealRagConfigResource
 
 ALL_ASSETS = [
     image_source, world_splits, prompts, clip_backbone, judge, generator,
-    image_embeddings, generated_images, reflective_negatives, retriever, contrastive_retriever,
+    image_embeddings, generated_images, reflective_negatives, retriever, contrastive_retriever, retriever_ablations,
     rag_images, fid,
 ]
 

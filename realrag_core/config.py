@@ -157,6 +157,9 @@ class WorldConfig(_Strict):
         None, ge=4, description="concepts kept in the world (chosen by seed); null keeps every concept"
     )
     known_fraction: float = Field(0.8, gt=0.0, lt=1.0, description="share of concepts the generator knows")
+    num_known: int | None = Field(
+        None, ge=1, description="exact count of concepts the generator knows (overrides known_fraction)"
+    )
     require_all_styles: bool = Field(True, description="keep only concepts drawn in every role style")
     styles: StyleRoles
 
@@ -256,6 +259,10 @@ class DemoUNetConfig(_Strict):
     attention_head_dim: int = Field(8, ge=1)
     norm_num_groups: int = Field(8, ge=1)
     spatial_reference: bool = True
+    global_text: bool = Field(
+        False, description="also add the prompt's pooled CLIP text embedding to the timestep embedding (diffusers "
+        "class_embed_type 'projection'), so every resolution sees the text, not only the cross-attention levels"
+    )
 
     @model_validator(mode="after")
     def _shape_fits(self):
@@ -289,6 +296,14 @@ class GeneratorTrainConfig(_Strict):
     lr: float = Field(3e-4, gt=0)
     seed: int = 0
     mix: GeneratorMix = GeneratorMix()
+    ema_decay: float | None = Field(
+        0.999, ge=0.0, lt=1.0, description="keep an exponential moving average of the weights (diffusers EMAModel, "
+        "with warm-up) and save it; null saves the raw weights"
+    )
+    reference_pool: Literal["other_style", "other_artist"] = Field(
+        "other_artist", description="where a training example's reference comes from: any other style of its "
+        "concept, or only styles of another artist"
+    )
 
 
 class SamplingConfig(_Strict):
@@ -303,6 +318,9 @@ class GeneratorConfig(_Strict):
     train: GeneratorTrainConfig = GeneratorTrainConfig()
     sampling: SamplingConfig = SamplingConfig()
     check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
+    check_max_concepts: int | None = Field(
+        None, ge=1, description="at most this many concepts per split in the property checks (chosen by seed)"
+    )
     shipped_weights: Path | None = Field(
         None, description="a folder of weights made by the generator asset; used only if split and config match"
     )
@@ -355,16 +373,52 @@ class MiningConfig(_Strict):
     policy: Literal["exclude_concept", "exclude_positive"] = "exclude_concept"
 
 
+class AblationConfig(_Strict):
+    """Validation-only runs of the reflective retriever's recipe (at its chosen learning rate) with one thing
+    changed. Controls replace the reflective negatives by as many random database images, or by the images
+    nearest to the prompt's text under the base CLIP (other concepts), so a gain can be credited to reflection
+    rather than to more negatives."""
+
+    seeds: Seeds = Field((0,), description="training seeds per variant")
+    controls: tuple[Literal["random", "text_nearest"], ...] = ("random", "text_nearest")
+    policies: tuple[Literal["exclude_concept", "exclude_positive"], ...] = Field(
+        ("exclude_positive",), description="negative policies to mine and train with besides mining.policy"
+    )
+    k: tuple[int, ...] = Field((3,), description="negatives per generated image besides mining.k")
+    trainable: tuple[Literal["text", "both"], ...] = Field(
+        ("both",), description="trainable parts besides retriever.trainable (validation re-embeds in memory)"
+    )
+
+
 class RetrieverConfig(_Strict):
     """Stage 4: fine-tuning of the base CLIP; the contrastive baseline uses the same settings."""
 
-    trainable: Literal["text"] = Field("text", description="text tower only: the table stays valid")
+    trainable: Literal["text", "both"] = Field(
+        "text", description="text: the text tower only (the table stays valid, image features are cached); both: "
+        "both towers (each model re-embeds the database into its own table and searches it)"
+    )
     steps: int = Field(300, ge=1)
     batch_size: int = Field(64, ge=2)
-    lr: float = Field(1e-4, gt=0)
-    seed: int = 0
+    lr: float = Field(1e-4, gt=0, description="used when lr_grid is empty")
+    lr_grid: tuple[float, ...] = Field(
+        (), description="learning rates tried on validation with the first seed; each retriever (reflective and "
+        "contrastive alike) keeps its best, so both get the same tuning budget"
+    )
+    seeds: Seeds = Field((0, 1, 2), description="training seeds per retriever (each one is a model)")
     mask_same_concept: bool = True
     image_to_text: bool = False
+    ablations: AblationConfig = AblationConfig()
+
+    @field_validator("lr_grid")
+    @classmethod
+    def _grid(cls, v):
+        if any(x <= 0 for x in v):
+            raise ValueError("learning rates must be > 0")
+        return v
+
+    @property
+    def learning_rates(self) -> tuple[float, ...]:
+        return self.lr_grid or (self.lr,)
 
 
 class RagConfig(_Strict):

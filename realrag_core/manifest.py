@@ -33,9 +33,11 @@ def append_part(folder: Path, rows: dict[str, list], schema: pa.Schema) -> Path:
 
 
 def save_png(img: Image.Image, path: Path) -> bytes:
-    """Write an image as PNG (creating its folder) and return the bytes written."""
+    """Write an image as PNG atomically (creating its folder) and return the bytes written."""
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)  # whole or absent: a rerun may trust that the file exists
     return buf.getvalue()

@@ -1,8 +1,9 @@
 """Stage 5 kernel: retrieval-augmented generation for the evaluation prompts, one arm per retriever.
 
 Arms: ``none`` (G(T), no retrieval), ``clip`` (top-1 by the zero-shot base CLIP), ``contrastive`` (top-1 by
-the plain contrastive fine-tune), ``reflective`` (top-1 by the reflective retriever). Every arm uses the
-same prompts and seeds. Retrieval goes through the LanceDB table (its index when there is one).
+the plain contrastive fine-tune), ``reflective`` (top-1 by the reflective retriever); the fine-tuned arms
+once per training seed. Every arm uses the same prompts and sample seeds. Retrieval goes through the LanceDB
+table (its index when there is one).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from .vector_table import search
 
 ARMS = ("none", "clip", "contrastive", "reflective")
 SCHEMA = pa.schema(
-    [("arm", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()), ("concept", pa.string()),
-     ("generator_split", pa.string()), ("seed", pa.int64()), ("path", pa.string()),
+    [("arm", pa.string()), ("retriever_seed", pa.int64()), ("prompt_id", pa.string()), ("prompt", pa.string()),
+     ("concept", pa.string()), ("generator_split", pa.string()), ("seed", pa.int64()), ("path", pa.string()),
      ("retrieved_id", pa.string()), ("retrieved_path", pa.string()), ("retrieved_concept", pa.string()),
      ("retrieved_style", pa.string()), ("similarity", pa.float32()), ("retriever_id", pa.string()),
-     ("generator_id", pa.string()), ("table_version", pa.int64())]
+     ("generator_id", pa.string()), ("table_name", pa.string()), ("table_version", pa.int64())]
 )  # fmt: skip
 
 
@@ -51,43 +52,73 @@ def retrieve_top1(retriever: ClipBundle, prompts: Sequence[Prompt], table, index
     return out
 
 
+def image_path(generator_id: str, prompt_id: str, retrieved_id: str | None, seed: int) -> Path:
+    """G(T, I_ref) depends on (generator, prompt, reference, seed) only (the generator protocol is
+    deterministic and batch-invariant), so arms and retriever seeds that retrieve the same image share it."""
+    gen = generator_id.split(":")[-1]
+    return Path("images") / gen / prompt_id / f"{retrieved_id or 'none'}_{seed}.png"
+
+
+def current_rows(manifest: list[dict], generator_id: str, retriever_ids: dict[tuple[str, int | None], str]) -> list[dict]:
+    """The manifest rows of this generator and these retrievers (rows of retrained or dropped retrievers and
+    of other generators stay on disk for reuse but are not the current result)."""
+    return [r for r in manifest if r["generator_id"] == generator_id
+            and retriever_ids.get((r["arm"], r["retriever_seed"])) == r["retriever_id"]]  # fmt: skip
+
+
 def generate_arms(
-    generator: Generator, retrievers: dict[str, ClipBundle | None], prompts: Sequence[Prompt], seeds: Sequence[int],
-    table, index: IndexConfig, folder: Path, batch_size: int = 64, progress: bool = True,
+    generator: Generator, retrievers: dict[str, list[tuple[int | None, ClipBundle | None]]],
+    prompts: Sequence[Prompt], seeds: Sequence[int], table, index: IndexConfig, folder: Path,
+    batch_size: int = 64, progress: bool = True, tables: dict | None = None,
 ) -> dict:
-    """Generate every (arm, prompt, seed) not yet in the manifest. Resumable batch by batch."""
+    """Every (arm, retriever seed, prompt, seed) row not yet in the manifest; each distinct (prompt, retrieved
+    image, seed) is generated once. Resumable batch by batch. ``retrievers[arm]``: (training seed, model)
+    pairs; ``none`` is ``[(None, None)]``. ``tables[(arm, seed)]``: the table a retriever searches when its
+    image tower was trained (default: ``table``)."""
     start = time.perf_counter()
+    gid = generator.generator_id
     existing = read_manifest(folder)
     done = set()
     if existing is not None:
-        done = {(a, p, s, g) for a, p, s, g in zip(existing["arm"].to_pylist(), existing["prompt_id"].to_pylist(),
-                                                    existing["seed"].to_pylist(), existing["generator_id"].to_pylist())}  # fmt: skip
-    work = []
-    for arm, retriever in retrievers.items():
-        hits = retrieve_top1(retriever, prompts, table, index) if retriever is not None else [None] * len(prompts)
-        rid = retriever.model_id if retriever is not None else ""
-        for p, hit in zip(prompts, hits):
-            for s in seeds:
-                if (arm, p.prompt_id, int(s), generator.generator_id) not in done:
-                    work.append((arm, rid, p, hit, int(s)))
-    bar = tqdm(total=len(work), desc="rag_images", unit="img", disable=not progress)
-    for i in range(0, len(work), batch_size):
-        chunk = work[i : i + batch_size]
-        refs = [Image.open(hit.path).convert("RGB") if hit else None for _, _, _, hit, _ in chunk]
-        images = generator.generate([p.prompt for _, _, p, _, _ in chunk], refs, [s for *_, s in chunk])
-        rows = {f.name: [] for f in SCHEMA}
-        for (arm, rid, p, hit, s), img in zip(chunk, images):
-            rel = Path("images") / arm / p.prompt_id / f"{s}.png"
+        for r in existing.to_pylist():
+            done.add((r["arm"], r["retriever_seed"], r["retriever_id"], r["prompt_id"], r["seed"], r["generator_id"]))
+    rows_todo = []
+    for arm, models in retrievers.items():
+        for rseed, retriever in models:
+            searched = (tables or {}).get((arm, rseed), table)
+            hits = retrieve_top1(retriever, prompts, searched, index) if retriever is not None else [None] * len(prompts)
+            rid = retriever.model_id if retriever is not None else ""
+            for p, hit in zip(prompts, hits):
+                for s in seeds:
+                    if (arm, rseed, rid, p.prompt_id, int(s), gid) not in done:
+                        rows_todo.append((arm, rseed, rid, p, hit, int(s), searched))
+    images_todo, seen = [], set()
+    for arm, rseed, rid, p, hit, s, _ in rows_todo:
+        rel = str(image_path(gid, p.prompt_id, hit.id if hit else None, s))
+        if rel not in seen and not (folder / rel).is_file():  # PNGs are written atomically
+            seen.add(rel)
+            images_todo.append((rel, p, hit, s))
+    bar = tqdm(total=len(images_todo), desc="rag_images", unit="img", disable=not progress)
+    for i in range(0, len(images_todo), batch_size):
+        chunk = images_todo[i : i + batch_size]
+        refs = [Image.open(hit.path).convert("RGB") if hit else None for _, _, hit, _ in chunk]
+        images = generator.generate([p.prompt for _, p, _, _ in chunk], refs, [s for *_, s in chunk])
+        for (rel, *_), img in zip(chunk, images):
             save_png(img, folder / rel)
-            values = {"arm": arm, "prompt_id": p.prompt_id, "prompt": p.prompt, "concept": p.concept,
-                      "generator_split": p.generator_split, "seed": s, "path": str(rel),
+        bar.update(len(chunk))
+    bar.close()
+    for i in range(0, len(rows_todo), 4096):  # rows only after their images exist
+        rows = {f.name: [] for f in SCHEMA}
+        for arm, rseed, rid, p, hit, s, searched in rows_todo[i : i + 4096]:
+            values = {"arm": arm, "retriever_seed": rseed, "prompt_id": p.prompt_id, "prompt": p.prompt,
+                      "concept": p.concept, "generator_split": p.generator_split, "seed": s,
+                      "path": str(image_path(gid, p.prompt_id, hit.id if hit else None, s)),
                       "retrieved_id": hit.id if hit else None, "retrieved_path": hit.path if hit else None,
                       "retrieved_concept": hit.concept if hit else None, "retrieved_style": hit.style if hit else None,
                       "similarity": hit.similarity if hit else None, "retriever_id": rid,
-                      "generator_id": generator.generator_id, "table_version": table.version}  # fmt: skip
+                      "generator_id": gid, "table_name": searched.name, "table_version": searched.version}  # fmt: skip
             for k, v in values.items():
                 rows[k].append(v)
         append_part(folder, rows, SCHEMA)
-        bar.update(len(chunk))
-    bar.close()
-    return {"generated": len(work), "seconds": round(time.perf_counter() - start, 2)}
+    return {"rows_added": len(rows_todo), "generated": len(images_todo),
+            "shared_images": len(rows_todo) - len(images_todo), "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip

@@ -26,42 +26,62 @@ def _row(arm, split, metric, value, n, lo=None, hi=None):
             "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi)}  # fmt: skip
 
 
+def _label(kind: str, rseed) -> str:
+    return kind if rseed is None else f"{kind}@{rseed}"
+
+
 def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_concepts: Sequence[str],
              reference: dict[str, list[Image.Image]], caption: str) -> tuple[list[dict], list[dict]]:  # fmt: skip
-    """``reference[split]``: the held-out style's images of that split's evaluation concepts."""
-    rows, scored = [], []
-    images = {r["path"]: Image.open(rag_dir / r["path"]).convert("RGB") for r in manifest}
-    for r in manifest:
-        scored.append({**r, "kind": r["arm"], "image": images[r["path"]]})
+    """``reference[split]``: the held-out style's images of that split's evaluation concepts.
+
+    Fine-tuned arms have one model per training seed: their rows pool every seed (intervals by bootstrap over
+    prompts), and ``arm@seed`` rows give each seed alone. FID/KID use the first training seed only, so every
+    arm has the same number of images (FID is biased by sample size)."""
+    scored = [{**r, "kind": r["arm"], "image_path": rag_dir / r["path"]} for r in manifest]
     seen = set()
-    for r in manifest:  # copy rows: the retrieved image itself, once per (arm, prompt)
-        if r["arm"] != "none" and (r["arm"], r["prompt_id"]) not in seen:
-            seen.add((r["arm"], r["prompt_id"]))
-            scored.append({**r, "kind": f"copy_{r['arm']}", "image": Image.open(r["retrieved_path"]).convert("RGB")})
-    scores = per_image_scores(judge, [s["image"] for s in scored], [s["prompt"] for s in scored],
-                              [s["concept"] for s in scored], list(world_concepts), caption)  # fmt: skip
-    for i, s in enumerate(scored):
-        s["concept_acc"], s["clip_t"] = scores["concept_acc"][i], scores["clip_t"][i]
+    for r in manifest:  # copy rows: the retrieved image itself, once per (arm, retriever seed, prompt)
+        key = (r["arm"], r["retriever_seed"], r["prompt_id"])
+        if r["arm"] != "none" and key not in seen:
+            seen.add(key)
+            scored.append({**r, "kind": f"copy_{r['arm']}", "image_path": Path(r["retrieved_path"])})
+    unique = sorted({(str(s["image_path"]), s["prompt"], s["concept"]) for s in scored})
+    images = [Image.open(u[0]).convert("RGB") for u in unique]
+    scores = per_image_scores(judge, images, [u[1] for u in unique], [u[2] for u in unique], list(world_concepts),
+                              caption)  # fmt: skip
+    by_key = {u: (scores["concept_acc"][i], scores["clip_t"][i], images[i]) for i, u in enumerate(unique)}
+    for s in scored:
+        s["concept_acc"], s["clip_t"], s["image"] = by_key[(str(s["image_path"]), s["prompt"], s["concept"])]
+    first_rseed = {}
+    for s in scored:
+        if s["retriever_seed"] is not None:
+            first_rseed[s["kind"]] = min(first_rseed.get(s["kind"], s["retriever_seed"]), s["retriever_seed"])
+    rows = []
     kinds = list(ARMS) + [f"copy_{a}" for a in ARMS if a != "none"]
     for kind in kinds:
         for split in ("known", "novel"):
             sel = [s for s in scored if s["kind"] == kind and s["generator_split"] == split]
             if not sel:
                 continue
-            groups = [s["prompt_id"] for s in sel]
-            for metric in ("concept_acc", "clip_t"):
-                vals = np.array([s[metric] for s in sel])
-                lo, hi = bootstrap_ci(vals, groups)
-                rows.append(_row(kind, split, metric, vals.mean(), len(vals), lo, hi))
-            if kind in ARMS and kind != "none":
-                per_prompt = {s["prompt_id"]: float(s["retrieved_concept"] == s["concept"]) for s in sel}
-                vals = np.array(list(per_prompt.values()))
-                lo, hi = bootstrap_ci(vals, list(per_prompt))
-                rows.append(_row(kind, split, "retrieval_acc", vals.mean(), len(vals), lo, hi))
-                for style, count in Counter(s["retrieved_style"] for s in sel).items():
-                    rows.append(_row(kind, split, f"retrieved_style/{style}", count / len(sel), len(sel)))
+            rseeds = sorted({s["retriever_seed"] for s in sel}, key=lambda x: -1 if x is None else x)
+            groups_of = [(kind, sel)] + ([(_label(kind, r), [s for s in sel if s["retriever_seed"] == r]) for r in rseeds]
+                                         if len(rseeds) > 1 else [])  # fmt: skip
+            for label, part in groups_of:
+                prompts = [s["prompt_id"] for s in part]
+                for metric in ("concept_acc", "clip_t"):
+                    vals = np.array([s[metric] for s in part])
+                    lo, hi = bootstrap_ci(vals, prompts)
+                    rows.append(_row(label, split, metric, vals.mean(), len(vals), lo, hi))
+                if kind in ARMS and kind != "none":
+                    per = {(s["prompt_id"], s["retriever_seed"]): float(s["retrieved_concept"] == s["concept"]) for s in part}
+                    vals = np.array(list(per.values()))
+                    lo, hi = bootstrap_ci(vals, [k[0] for k in per])
+                    rows.append(_row(label, split, "retrieval_acc", vals.mean(), len(vals), lo, hi))
+                    if label == kind:
+                        for style, count in Counter(s["retrieved_style"] for s in part).items():
+                            rows.append(_row(kind, split, f"retrieved_style/{style}", count / len(part), len(part)))
             if kind in ARMS and reference.get(split):
-                dist = distribution_metrics(judge, reference[split], [s["image"] for s in sel])
+                first = [s for s in sel if s["retriever_seed"] == first_rseed.get(kind)]
+                dist = distribution_metrics(judge, reference[split], [s["image"] for s in first])
                 for metric in ("fid_judge", "kid_judge") if dist else ():
                     rows.append(_row(kind, split, metric, dist[metric], dist["n_fake"]))
     paired = paired_comparisons(scored)
@@ -70,24 +90,37 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
 
 def paired_comparisons(scored: list[dict]) -> list[dict]:
     """Arm a minus arm b on the same (prompt, seed): mean difference in concept accuracy with a bootstrap
-    interval over prompts, and how often the two arms retrieved different images."""
-    by = defaultdict(dict)
+    interval over prompts, and how often the two arms retrieved different images. Two fine-tuned arms are
+    paired training seed with training seed; a fine-tuned arm against a single-model arm pairs every seed."""
+    by = defaultdict(lambda: defaultdict(dict))
     for s in scored:
         if s["kind"] in ARMS:
-            by[(s["prompt_id"], s["seed"], s["generator_split"])][s["kind"]] = s
+            by[(s["prompt_id"], s["seed"], s["generator_split"])][s["kind"]][s["retriever_seed"]] = s
     out = []
     for a, b in PAIRS:
         for split in ("known", "novel"):
-            keys = [k for k, v in by.items() if k[2] == split and a in v and b in v]
-            if not keys:
+            pairs = []
+            for key, arms in by.items():
+                if key[2] != split or a not in arms or b not in arms:
+                    continue
+                ra, rb = arms[a], arms[b]
+                if None in ra and None in rb:
+                    pairs.append((key, ra[None], rb[None]))
+                elif None in rb:
+                    pairs += [(key, sa, rb[None]) for sa in ra.values()]
+                elif None in ra:
+                    pairs += [(key, ra[None], sb) for sb in rb.values()]
+                else:
+                    pairs += [(key, ra[r], rb[r]) for r in sorted(set(ra) & set(rb))]
+            if not pairs:
                 continue
-            diff = np.array([by[k][a]["concept_acc"] - by[k][b]["concept_acc"] for k in keys])
-            lo, hi = bootstrap_ci(diff, [k[0] for k in keys])
-            prompts = {k[0]: (by[k][a].get("retrieved_id"), by[k][b].get("retrieved_id")) for k in keys}
-            different = np.mean([x != y for x, y in prompts.values()])
+            diff = np.array([x["concept_acc"] - y["concept_acc"] for _, x, y in pairs])
+            lo, hi = bootstrap_ci(diff, [k[0] for k, _, _ in pairs])
+            retrievals = {(k[0], x["retriever_seed"], y["retriever_seed"]): x.get("retrieved_id") != y.get("retrieved_id")
+                          for k, x, y in pairs}  # fmt: skip
             out.append({"a": a, "b": b, "split": split, "metric": "concept_acc", "diff": float(diff.mean()),
-                        "lo": lo, "hi": hi, "n": len(keys), "prompts": len(prompts),
-                        "different_retrievals": float(different)})  # fmt: skip
+                        "lo": lo, "hi": hi, "n": len(pairs), "prompts": len({k[0] for k, _, _ in pairs}),
+                        "different_retrievals": float(np.mean(list(retrievals.values())))})  # fmt: skip
     return out
 
 
@@ -118,6 +151,12 @@ def results_markdown(rows: list[dict], paired: list[dict]) -> str:
             cells = [_fmt(index.get((arm, split, m))) for m in metrics]
             if any(c != "-" for c in cells):
                 lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        per_seed = sorted({r["arm"] for r in rows if "@" in r["arm"] and r["split"] == split})
+        if per_seed:
+            lines += ["", "each training seed alone:", "", "| arm@seed | concept_acc | retrieval_acc |", "|---|---|---|"]
+            for arm in per_seed:
+                lines.append(f"| {arm} | {_fmt(index.get((arm, split, 'concept_acc')))} | "
+                             f"{_fmt(index.get((arm, split, 'retrieval_acc')))} |")  # fmt: skip
         lines.append("")
     lines += ["### paired differences in judge concept accuracy (same prompts and seeds)", "",
               "| a - b | split | diff [95% CI] | n images | prompts | different retrievals |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -161,8 +200,8 @@ def results_grid(manifest: list[dict], rag_dir: Path, max_prompts: int = 8) -> I
     retrieved (clip) | clip RAG."""
     by = defaultdict(dict)
     first_seed = min(r["seed"] for r in manifest)
-    for r in manifest:
-        if r["seed"] == first_seed:
+    for r in sorted(manifest, key=lambda r: -1 if r["retriever_seed"] is None else r["retriever_seed"], reverse=True):
+        if r["seed"] == first_seed:  # the first training seed's row wins
             by[r["prompt_id"]][r["arm"]] = r
     chosen = sorted(by.values(), key=lambda d: (d["none"]["generator_split"] != "novel", d["none"]["concept"]))
     cells, labels = [], []

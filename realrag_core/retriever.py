@@ -34,6 +34,14 @@ class TableView:
     ids: list[str]
     concepts: list[str]
     embeddings: torch.Tensor  # [N, d] normalised
+    pixels: torch.Tensor | None = None  # [N, 3, H, W] preprocessed, needed when the image tower trains
+
+    def reembedded(self, clip: ClipBundle, batch_size: int = 256) -> "TableView":
+        """The same rows embedded by another image tower (a retriever whose image tower was trained)."""
+        if self.pixels is None:
+            raise ValueError("re-embedding the table needs its pixels (load_pixels)")
+        emb = torch.cat([clip.embed_pixels(self.pixels[i : i + batch_size]) for i in range(0, len(self.ids), batch_size)])
+        return TableView(self.ids, self.concepts, emb, self.pixels)
 
     def __post_init__(self):
         self.row_of = {i: r for r, i in enumerate(self.ids)}
@@ -54,6 +62,23 @@ def text_tower_parameters(model) -> list[torch.nn.Parameter]:
     return params
 
 
+def all_but_temperature(model) -> list[torch.nn.Parameter]:
+    """Both towers train; the temperature (logit scale) stays as the base model learned it."""
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name != "logit_scale")
+        if name != "logit_scale":
+            params.append(p)
+    return params
+
+
+def load_pixels(paths: Sequence[str], clip: ClipBundle) -> torch.Tensor:
+    """The table's images through the model's evaluation transform (what the image tower sees)."""
+    from PIL import Image
+
+    return torch.stack([clip.preprocess(Image.open(p).convert("RGB")) for p in paths])
+
+
 def train_retriever(
     clip: ClipBundle,
     prompts: Sequence[Prompt],
@@ -67,11 +92,28 @@ def train_retriever(
     image_to_text: bool = False,
     drop_positive_negatives: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    trainable: str = "text",
 ) -> list[float]:
+    """``trainable="text"``: image features come from the table (frozen tower); ``"both"``: positives and
+    negatives go through the image tower at every step (``table.pixels`` needed)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model = clip.model
-    params = text_tower_parameters(model)
+    if trainable == "both":
+        if table.pixels is None:
+            raise ValueError("training the image tower needs the table's pixels (load_pixels)")
+        params = all_but_temperature(model)
+    elif trainable == "text":
+        params = text_tower_parameters(model)
+    else:
+        raise ValueError(f"trainable must be 'text' or 'both', not {trainable!r}")
+
+    def embed(rows: torch.Tensor) -> torch.Tensor:
+        if trainable == "text":
+            return table.embeddings[rows]
+        flat = rows.reshape(-1)
+        return F.normalize(model.encode_image(table.pixels[flat]), dim=-1).reshape(*rows.shape, -1)
+
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     usable = [p for p in prompts if table.rows_of_concept.get(p.concept)]
     by_concept: dict[str, list[Prompt]] = {}
@@ -89,7 +131,7 @@ def train_retriever(
         chosen = rng.sample(concepts, batch)  # one prompt per concept per batch
         items = [rng.choice(by_concept[c]) for c in chosen]
         pos_rows = [rng.choice(table.rows_of_concept[p.concept]) for p in items]
-        images = table.embeddings[pos_rows]
+        images = embed(torch.tensor(pos_rows))
         negatives = mask = None
         if max_neg:
             neg_rows = torch.zeros(batch, max_neg, dtype=torch.long)
@@ -100,7 +142,7 @@ def train_retriever(
                     if row is None or (drop_positive_negatives and row == pos):
                         continue  # deleted from the table, or the pair's own positive (paper-literal policy)
                     neg_rows[b, j], mask[b, j] = row, True
-            negatives = table.embeddings[neg_rows]
+            negatives = embed(neg_rows)
         same = None
         if mask_same_concept:
             cs = [p.concept for p in items]
@@ -172,29 +214,109 @@ def timed(fn, *args, **kwargs):
     return out, round(time.perf_counter() - start, 2)
 
 
+def validation_score(validation: dict) -> tuple[float, float]:
+    """One number to choose by: top-1 (then top-5) concept accuracy pooled over known and novel prompts."""
+    n = sum(m["queries"] for m in validation.values())
+    if not n:
+        return 0.0, 0.0
+    return (sum(m["top1"] * m["queries"] for m in validation.values()) / n,
+            sum(m["top5"] * m["queries"] for m in validation.values()) / n)  # fmt: skip
+
+
+def fit_one(cfg, base_folder: Path, train: Sequence[Prompt], val: Sequence[Prompt], table: TableView,
+            negatives_of: dict[str, list[str]], drop_positive: bool, lr: float, seed: int,
+            trainable: str | None = None) -> tuple[ClipBundle, dict]:  # fmt: skip
+    """Fine-tune a fresh copy of the base CLIP with one learning rate and seed; validate it (against the table
+    as its own image tower embeds it)."""
+    r = cfg.retriever
+    trainable = trainable or r.trainable
+    model = load_clip(base_folder, cfg.device)
+    losses, seconds = timed(train_retriever, model, train, table, negatives_of, r.steps, r.batch_size, lr, seed,
+                            r.mask_same_concept, r.image_to_text, drop_positive, None, trainable)  # fmt: skip
+    validation = validate(model, val, table.reembedded(model) if trainable == "both" else table)
+    return model, {"lr": lr, "seed": seed, "train_seconds": seconds, "final_loss": losses[-1], "losses": losses,
+                   "validation": validation, "score": validation_score(validation)[0]}  # fmt: skip
+
+
+def mean_validation(runs: Sequence[dict]) -> dict:
+    """Per split: the mean over training seeds of top-1/top-5, with the per-seed range."""
+    out = {}
+    for split in sorted({s for run in runs for s in run["validation"]}):
+        vals = [run["validation"][split] for run in runs if split in run["validation"]]
+        out[split] = {"top1": float(np.mean([v["top1"] for v in vals])), "top5": float(np.mean([v["top5"] for v in vals])),
+                      "top1_min": min(v["top1"] for v in vals), "top1_max": max(v["top1"] for v in vals),
+                      "queries": vals[0]["queries"], "seeds": len(vals)}  # fmt: skip
+    return out
+
+
 def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, table_version: int,
-                    negatives_rows: list[dict] | None, out_folder: Path, plot: Path, title: str) -> dict:  # fmt: skip
-    """Train one retriever (reflective when ``negatives_rows`` is given, the contrastive baseline when None),
-    validate it next to the zero-shot base on validation prompts, save it. Returns its report."""
+                    negatives_rows: list[dict] | None, out_folder: Path, plot: Path, title: str,
+                    reembed: Callable[[ClipBundle], tuple[str, int]] | None = None) -> dict:  # fmt: skip
+    """Train one retriever per seed (reflective when ``negatives_rows`` is given, the contrastive baseline when
+    None). The learning rate is chosen on validation prompts from ``retriever.lr_grid`` with the first seed;
+    the same code and grid serve both retrievers, so they get the same tuning budget. Each seed's model is
+    saved in ``out_folder/seed_<s>``; the report holds the grid, every seed's validation next to the zero-shot
+    base, and their mean. With ``retriever.trainable == "both"`` each model's image tower changed, so
+    ``reembed(model) -> (table name, version)`` writes the database embedded by it, and the model records it."""
     from .plots import line_plot
 
     r = cfg.retriever
     table = table_view(rows)
+    if r.trainable == "both":
+        if reembed is None:
+            raise ValueError("retriever.trainable 'both' needs a way to re-embed the table (reembed=...)")
+        table.pixels = load_pixels(rows["path"].to_pylist(), load_clip(base_folder, cfg.device))
     train = [p for p in prompts if p.retriever_split == "train"]
     val = [p for p in prompts if p.retriever_split == "val"]
-    base = load_clip(base_folder, cfg.device)
-    zero_shot = validate(base, val, table)
+    if not val and len(r.learning_rates) > 1:
+        raise ValueError("retriever.lr_grid needs validation prompts (prompts.split_fractions gives none)")
+    zero_shot = validate(load_clip(base_folder, cfg.device), val, table)
     negatives_of = negatives_by_prompt(negatives_rows) if negatives_rows is not None else {}
     drop_positive = cfg.mining.policy == "exclude_positive"
-    losses, seconds = timed(train_retriever, base, train, table, negatives_of, r.steps, r.batch_size, r.lr, r.seed,
-                            r.mask_same_concept, r.image_to_text, drop_positive)  # fmt: skip
-    tuned = validate(base, val, table)
-    line_plot(losses, plot, f"{title}: self-reflective contrastive loss" if negatives_rows is not None
-              else f"{title}: contrastive loss (no reflective negatives)", "step", "loss")  # fmt: skip
-    info = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),
-            "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
-            "table_version": table_version, "base_model_id": base.model_id, "train_seconds": seconds,
-            "final_loss": losses[-1], "losses": losses, "validation": tuned, "validation_zero_shot": zero_shot,
-            "settings": r.model_dump(mode="json"), "negative_policy": cfg.mining.policy}  # fmt: skip
-    info["model_id"] = save_retriever(base, base_folder, out_folder, info)
-    return info
+    first, *rest = r.seeds
+    grid, best = [], None
+    for lr in r.learning_rates:
+        model, run = fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, lr, first)
+        grid.append({k: v for k, v in run.items() if k != "losses"})
+        key = validation_score(run["validation"])
+        if best is None or key > best[0]:
+            best = (key, model, run)
+    _, model, run = best
+    chosen_lr = run["lr"]
+    runs = [(model, run)] + [fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, chosen_lr, s)
+                             for s in rest]  # fmt: skip
+    if out_folder.exists():  # seeds no longer configured must not linger
+        import shutil
+
+        shutil.rmtree(out_folder)
+    base_id = load_clip(base_folder, cfg.device).model_id
+    common = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),
+              "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
+              "table_version": table_version, "base_model_id": base_id, "settings": r.model_dump(mode="json"),
+              "negative_policy": cfg.mining.policy, "chosen_lr": chosen_lr, "validation_zero_shot": zero_shot}  # fmt: skip
+    seeds = []
+    for model, run in runs:
+        info = {**common, **{k: v for k, v in run.items() if k != "score"}}
+        folder = out_folder / f"seed_{run['seed']}"
+        info["model_id"] = model.model_id = save_retriever(model, base_folder, folder, info)
+        info["table_name"], info["search_table_version"] = reembed(model) if r.trainable == "both" else (None, table_version)
+        (folder / RETRIEVER_FILE).write_text(json.dumps(info, indent=2))
+        seeds.append({k: v for k, v in info.items()
+                      if k in ("seed", "model_id", "train_seconds", "final_loss", "validation", "table_name",
+                               "search_table_version")})  # fmt: skip
+    loss_label = "self-reflective contrastive loss" if negatives_rows is not None else "contrastive loss (no reflective negatives)"
+    line_plot(runs[0][1]["losses"], plot, f"{title}: {loss_label}, lr {chosen_lr:g}, seed {first}", "step", "loss")
+    report = {**common, "lr_grid": grid, "seeds": seeds, "validation": mean_validation([run for _, run in runs]),
+              "train_seconds": round(sum(g["train_seconds"] for g in grid) + sum(run["train_seconds"] for _, run in runs[1:]), 2)}  # fmt: skip
+    (out_folder / RETRIEVER_FILE).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def load_retrievers(folder: Path, device: str = "cpu") -> list[tuple[int, ClipBundle, str | None]]:
+    """Every training seed's model a retriever asset saved, in seed order, with the name of the table its
+    own image tower embedded (None: the shared table, the image tower was frozen)."""
+    info_path = folder / RETRIEVER_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(f"no {RETRIEVER_FILE} in {folder}: materialize the retriever first")
+    seeds = json.loads(info_path.read_text())["seeds"]
+    return [(s["seed"], load_retriever(folder / f"seed_{s['seed']}", device)[0], s.get("table_name")) for s in seeds]

@@ -64,7 +64,10 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
     chosen = sorted(rng.sample(eligible, n))
     order = chosen[:]
     rng.shuffle(order)
-    n_known = max(1, min(n - 1, round(cfg.known_fraction * n)))
+    n_known = cfg.num_known if cfg.num_known is not None else round(cfg.known_fraction * n)
+    if cfg.num_known is not None and not 1 <= n_known < n:
+        raise ValueError(f"world.num_known={n_known} must leave at least one novel concept among {n}")
+    n_known = max(1, min(n - 1, n_known))
     split = {c: ("known" if i < n_known else "novel") for i, c in enumerate(order)}
     return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed))
 

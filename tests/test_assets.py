@@ -28,7 +28,8 @@ def test_definitions_load_with_the_main_job():
     job = defs.resolve_job_def("realrag")
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} >= {
         "image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
-        "generated_images", "reflective_negatives", "retriever", "contrastive_retriever"}  # fmt: skip
+        "generated_images", "reflective_negatives", "retriever", "contrastive_retriever", "retriever_ablations",
+        "rag_images", "fid"}  # fmt: skip
     assert job.executor_def.name == "in_process"
 
 
@@ -57,7 +58,22 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     for name, negatives in (("retriever", smoke_cfg.mining.k), ("contrastive_retriever", 0)):
         ret = _metadata(first, name)
         assert ret["negatives_per_prompt"] == negatives and ret["table_version"] == emb["table_version"]
-        assert (smoke_cfg.artifacts_root / "checkpoints" / name / "open_clip_model.safetensors").is_file()
+        assert ret["seeds"] == len(smoke_cfg.retriever.seeds) and ret["chosen_lr"] in smoke_cfg.retriever.lr_grid
+        assert len(set(ret["model_ids"].split(", "))) == len(smoke_cfg.retriever.seeds)  # one model per seed
+        for seed in smoke_cfg.retriever.seeds:
+            assert (smoke_cfg.artifacts_root / "checkpoints" / name / f"seed_{seed}" / "open_clip_model.safetensors").is_file()
+    rag = _metadata(first, "rag_images")
+    eval_prompts = sum(v for k, v in prompts.items() if k.startswith("prompts/eval"))
+    n_seeds, n_rseeds = len(smoke_cfg.rag.seeds), len(smoke_cfg.retriever.seeds)
+    # rows: none + clip + a model per training seed for each fine-tuned arm; shared references are made once
+    assert rag["dagster/row_count"] == rag["rows_added"] == eval_prompts * n_seeds * (2 + 2 * n_rseeds)
+    assert rag["generated"] + rag["shared_images"] == rag["rows_added"] and rag["shared_images"] >= eval_prompts * n_seeds
+    ablations = _metadata(first, "retriever_ablations")
+    for variant in ("zero_shot", "contrastive", "reflective", "control_random", "control_text_nearest",
+                    "policy_exclude_positive", "k_2", "trainable_both"):  # fmt: skip
+        assert 0 <= ablations[f"{variant}/val_top1"] <= 1
+    results = _metadata(first, "fid")
+    assert 0 <= results["novel/reflective/concept_acc"] <= 1
     judge = _metadata(first, "judge")
     assert judge["model_id"] != clip["model_id"] and 0 <= judge["ceiling/database/known"] <= 1
 
@@ -66,6 +82,8 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert _metadata(second, "clip_backbone")["model_id"] == clip["model_id"]
     assert _metadata(second, "generator")["weights"] == "reused"
     assert _metadata(second, "generated_images")["generated"] == 0  # resumable: finished work is skipped
+    # retrained retrievers are the same models (deterministic), so nothing new is generated
+    assert _metadata(second, "rag_images")["generated"] == 0
     again = _metadata(second, "image_embeddings")
     assert again["inserted"] == 0 and again["skipped_unchanged"] == 36 and again["dagster/row_count"] == 36
 
@@ -102,3 +120,31 @@ def test_realrag_core_never_imports_dagster():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "dagster" for n in names), path
+
+
+def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, tmp_path):
+    import yaml
+
+    from realrag_core.manifest import read_manifest
+
+    smoke_data["retriever"].update(trainable="both", seeds=[0], lr_grid=[0.001])
+    smoke_data["retriever"]["ablations"] = {"seeds": [0], "controls": [], "policies": [], "k": [], "trainable": []}
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(smoke_data))
+    result = _materialize(path)
+    assert result.success
+    root = Path(smoke_data["artifacts_root"])
+    db = lancedb.connect(str(root / "lancedb"))
+    own = [n for n in db.table_names() if n.startswith("image_embeddings__")]
+    assert len(own) == 2  # one per fine-tuned retriever (reflective and contrastive, one seed each)
+    main = db.open_table("image_embeddings")
+    rows = read_manifest(root / "rag").to_pylist()
+    for arm in ("contrastive", "reflective"):
+        names = {r["table_name"] for r in rows if r["arm"] == arm}
+        assert len(names) == 1 and names <= set(own)
+        [name] = names
+        table = db.open_table(name)
+        assert table.count_rows() == main.count_rows()
+        ids = sorted(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
+        assert ids == sorted(main.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
+    assert {r["table_name"] for r in rows if r["arm"] == "clip"} == {"image_embeddings"}

@@ -28,7 +28,7 @@ def _gen(smoke_cfg, clip, seed=0):
 
     torch.manual_seed(seed)
     tokens = TextTokens(clip)
-    unet = build_unet(smoke_cfg.generator.unet, tokens.width)
+    unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
     return DemoDiffusionGenerator(unet, tokens, smoke_cfg.generator.unet, "test", steps=3, guidance=2.0, batch_size=2)
 
 
@@ -85,7 +85,7 @@ def test_training_lowers_the_denoising_loss(smoke_cfg, text):
     world = compute_world(records, smoke_cfg.world)
     images, captions, pools, _ = training_set(smoke_cfg, world, records)
     tokens = TextTokens(text)
-    unet = build_unet(smoke_cfg.generator.unet, tokens.width)
+    unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
     losses = train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 60, 16, 2e-3,
                              smoke_cfg.generator.train.mix, 0)  # fmt: skip
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])

@@ -43,12 +43,23 @@ def test_paired_comparisons_use_the_same_prompts_and_seeds():
     for p in range(10):
         for seed in (0, 1):
             base = {"prompt_id": f"p{p}", "seed": seed, "generator_split": "novel"}
-            scored.append({**base, "kind": "clip", "concept_acc": 0.0, "retrieved_id": f"x{p}"})
-            scored.append({**base, "kind": "reflective", "concept_acc": 1.0 if p < 7 else 0.0,
+            scored.append({**base, "kind": "clip", "retriever_seed": None, "concept_acc": 0.0, "retrieved_id": f"x{p}"})
+            scored.append({**base, "kind": "reflective", "retriever_seed": 0, "concept_acc": 1.0 if p < 7 else 0.0,
                            "retrieved_id": f"x{p}" if p < 5 else f"y{p}"})  # fmt: skip
     [row] = [r for r in paired_comparisons(scored) if (r["a"], r["b"]) == ("reflective", "clip")]
     assert row["diff"] == pytest.approx(0.7) and row["n"] == 20 and row["prompts"] == 10
     assert row["different_retrievals"] == pytest.approx(0.5) and row["lo"] > 0.3
+    # a second training seed of reflective that does no better: each seed is paired with clip on its own
+    # (prompt, seed), and with a second contrastive seed pairing is seed with seed
+    for s in list(scored):
+        if s["kind"] == "reflective":
+            scored.append({**s, "retriever_seed": 1, "concept_acc": 0.0, "retrieved_id": f"x{s['prompt_id'][1:]}"})
+            scored.append({**s, "kind": "contrastive", "retriever_seed": 1, "concept_acc": 0.0})
+    rows = paired_comparisons(scored)
+    [both] = [r for r in rows if (r["a"], r["b"]) == ("reflective", "clip")]
+    assert both["n"] == 40 and both["diff"] == pytest.approx(0.35) and both["different_retrievals"] == pytest.approx(0.25)
+    [rc] = [r for r in rows if (r["a"], r["b"]) == ("reflective", "contrastive")]
+    assert rc["n"] == 20 and rc["diff"] == pytest.approx(0.0)  # only seed 1 exists in both
     md = results_markdown([{"arm": "clip", "split": "novel", "metric": "concept_acc", "value": 0.0, "n": 20,
                             "lo": 0.0, "hi": 0.0}], [row])  # fmt: skip
     assert "reflective - clip | novel | +0.700" in md

@@ -22,7 +22,8 @@ def world(smoke_cfg, tmp_path):
     clip = load_clip(tmp_path / "clip")
     db = [r for r in records if r.style in ("filled", "shadow", "striped")]
     images, kept = load_images(db)
-    table = TableView([f"{r.concept}/{r.style}" for r in kept], [r.concept for r in kept], clip.embed_images(images))
+    table = TableView([f"{r.concept}/{r.style}" for r in kept], [r.concept for r in kept], clip.embed_images(images),
+                      torch.stack([clip.preprocess(im) for im in images]))  # fmt: skip
     concepts = sorted({r.concept for r in kept})
     prompts = [Prompt(f"p{i}", f"a {c}", c, "known" if i % 3 else "novel", "train", "a {concept}")
                for i, c in enumerate(concepts)]  # fmt: skip
@@ -66,3 +67,77 @@ def test_negatives_by_prompt_orders_and_deduplicates():
             {"prompt_id": "p", "seed": 0, "rank": 1, "negative_id": "b"},
             {"prompt_id": "q", "seed": 0, "rank": 1, "negative_id": "a"}]  # fmt: skip
     assert negatives_by_prompt(rows) == {"p": ["b", "c"], "q": ["a"]}
+
+
+def _rows(table):
+    import pyarrow as pa
+
+    return pa.table({"id": table.ids, "concept": table.concepts, "embedding": [e.tolist() for e in table.embeddings]})
+
+
+def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, smoke_cfg, tmp_path):
+    import json
+
+    from realrag_core.retriever import RETRIEVER_FILE, build_retriever, load_retrievers
+
+    folder, table, prompts = world
+    import dataclasses
+
+    # a third of the concepts become validation prompts
+    prompts = [dataclasses.replace(p, retriever_split="val" if i % 3 == 0 else "train") for i, p in enumerate(prompts)]
+    cfg = smoke_cfg.model_copy(update={"retriever": smoke_cfg.retriever.model_copy(
+        update={"lr_grid": (1e-6, 3e-3), "seeds": (0, 4), "steps": 30})})  # fmt: skip
+    out = tmp_path / "ret"
+    (out / "seed_9").mkdir(parents=True)  # a seed no longer configured is removed
+    report = build_retriever(cfg, folder, prompts, _rows(table), 1, None, out, tmp_path / "loss.png", "t")
+    scores = {g["lr"]: (g["score"], g["validation"]) for g in report["lr_grid"]}
+    assert set(scores) == {1e-6, 3e-3} and all(g["seed"] == 0 for g in report["lr_grid"])
+    best = max(scores, key=lambda lr: (scores[lr][0], np.mean([m["top5"] for m in scores[lr][1].values()])))
+    assert report["chosen_lr"] == best
+    assert [s["seed"] for s in report["seeds"]] == [0, 4] and not (out / "seed_9").exists()
+    assert report["seeds"][0]["validation"] == scores[best][1]  # the grid's model is kept, not retrained
+    loaded = load_retrievers(out)
+    assert [s for s, _, _ in loaded] == [0, 4] and loaded[0][1].model_id != loaded[1][1].model_id
+    assert [t for *_, t in loaded] == [None, None]  # text tower only: they search the shared table
+    assert json.loads((out / RETRIEVER_FILE).read_text())["validation"]["novel"]["seeds"] == 2
+
+
+def test_control_negatives_match_the_reflective_count_and_avoid_the_concept(world):
+    from realrag_core.retriever_study import control_negatives
+
+    folder, table, prompts = world
+    counts = {p.prompt_id: 1 + i % 3 for i, p in enumerate(prompts)}
+    counts[prompts[0].prompt_id] = 0  # a prompt without reflective negatives gets no control negatives either
+    concept_of = dict(zip(table.ids, table.concepts))
+    rand = control_negatives("random", prompts, table, counts, seed=0)
+    assert rand == control_negatives("random", prompts, table, counts, seed=0)
+    assert rand != control_negatives("random", prompts, table, counts, seed=1)
+    text = load_clip(folder).embed_texts([p.prompt for p in prompts])
+    near = control_negatives("text_nearest", prompts, table, counts, text)
+    for i, p in enumerate(prompts):
+        for negs in (rand, near):
+            assert len(negs.get(p.prompt_id, [])) == counts[p.prompt_id]
+            assert all(concept_of[n] != p.concept for n in negs.get(p.prompt_id, []))
+        if counts[p.prompt_id]:  # brute force: the most similar images of other concepts, in order
+            sims = (table.embeddings @ text[i]).tolist()
+            order = sorted((r for r in range(len(table.ids)) if table.concepts[r] != p.concept), key=lambda r: -sims[r])
+            assert near[p.prompt_id] == [table.ids[r] for r in order[: counts[p.prompt_id]]]
+
+
+def test_training_both_towers_changes_the_image_tower_and_validates_on_its_own_embeddings(world):
+    folder, table, prompts = world
+    clip = load_clip(folder)
+    import dataclasses
+
+    with pytest.raises(ValueError, match="pixels"):
+        train_retriever(clip, prompts, dataclasses.replace(table, pixels=None), {}, 2, 8, 1e-3, seed=0, trainable="both")
+    view = table
+    assert torch.allclose(view.reembedded(clip).embeddings, table.embeddings, atol=1e-5)  # same tower, same rows
+    before = _snapshot(clip.model)
+    negs = {p.prompt_id: [table.ids[(i * 5 + 1) % len(table.ids)]] for i, p in enumerate(prompts)}
+    losses = train_retriever(clip, prompts, view, negs, 40, 8, 1e-3, seed=0, trainable="both")
+    after = _snapshot(clip.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("visual.") for k in changed) and any(k.startswith("transformer.") for k in changed)
+    assert "logit_scale" not in changed and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert not torch.allclose(view.reembedded(clip).embeddings, table.embeddings, atol=1e-3)

@@ -1,8 +1,9 @@
 """The demo generator: a small pixel-space text-to-image diffusion model made of diffusers parts.
 
 - ``UNet2DConditionModel`` conditioned on the prompt's token features from the demo CLIP's (frozen) text
-  tower through cross-attention, and on one reference image concatenated to its input channels (the
-  spatial path of image-conditioned diffusion; zeros when there is no reference).
+  tower through cross-attention (optionally also on its pooled text embedding, added to the timestep
+  embedding), and on one reference image concatenated to its input channels (the spatial path of
+  image-conditioned diffusion; zeros when there is no reference).
 - v-prediction with a cosine (``squaredcos_cap_v2``) schedule for training (``DDPMScheduler``), DDIM for
   sampling, classifier-free guidance over the joint (text, reference) condition.
 - Deterministic: sample i starts from noise drawn from its own seed and DDIM runs with eta = 0, so an image
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from ..clip_backbone import ClipBundle
@@ -29,7 +31,11 @@ from .base import check_generate_args
 NUM_TRAIN_TIMESTEPS = 1000
 
 
-def build_unet(spec: DemoUNetConfig, text_width: int) -> UNet2DConditionModel:
+def build_unet(spec: DemoUNetConfig, text_width: int, text_dim: int | None = None) -> UNet2DConditionModel:
+    """``text_dim``: size of the pooled text embedding, needed when ``spec.global_text``."""
+    if spec.global_text and not text_dim:
+        raise ValueError("global_text needs the pooled text embedding's size")
+    extra = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": text_dim} if spec.global_text else {}
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.cross_attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.cross_attention))
     return UNet2DConditionModel(
@@ -43,6 +49,7 @@ def build_unet(spec: DemoUNetConfig, text_width: int) -> UNet2DConditionModel:
         cross_attention_dim=text_width,
         attention_head_dim=spec.attention_head_dim,
         norm_num_groups=spec.norm_num_groups,
+        **extra,
     )
 
 
@@ -69,6 +76,8 @@ class TextTokens(torch.nn.Module):
         self.tokenizer = clip.tokenizer
         self.width = int(clip.model.token_embedding.weight.shape[1])
 
+        self.dim = int(clip.model.text_projection.shape[1])
+
     @torch.no_grad()
     def forward(self, prompts: Sequence[str]) -> torch.Tensor:
         m = self.model
@@ -76,6 +85,12 @@ class TextTokens(torch.nn.Module):
         x = m.token_embedding(tokens) + m.positional_embedding
         x = m.transformer(x, attn_mask=m.attn_mask)
         return m.ln_final(x)
+
+    @torch.no_grad()
+    def pooled(self, prompts: Sequence[str]) -> torch.Tensor:
+        """The prompt's CLIP text embedding (projected, L2-normalised): one vector per prompt."""
+        tokens = self.tokenizer(list(prompts)).to(self.model.token_embedding.weight.device)
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
 
 
 def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
@@ -102,12 +117,17 @@ class DemoDiffusionGenerator:
         self.spec = spec
         self.generator_id = generator_id
         self.steps, self.guidance, self.batch_size, self.device = steps, guidance, batch_size, device
-        self._null_text = None
+        self._null_text = self._null_pooled = None
 
     def _null(self, n: int) -> torch.Tensor:
         if self._null_text is None:
             self._null_text = self.text([""])
         return self._null_text.expand(n, -1, -1)
+
+    def _null_global(self, n: int) -> torch.Tensor:
+        if self._null_pooled is None:
+            self._null_pooled = self.text.pooled([""])
+        return self._null_pooled.expand(n, -1)
 
     @torch.no_grad()
     def generate(self, prompts, references, seeds) -> list[Image.Image]:
@@ -128,6 +148,7 @@ class DemoDiffusionGenerator:
         ]).to(self.device)  # fmt: skip
         cond = self.text(prompts)
         uncond = self._null(n)
+        glob = torch.cat([self.text.pooled(prompts), self._null_global(n)]) if self.spec.global_text else None
         scheduler = sampling_scheduler()
         scheduler.set_timesteps(self.steps)
         x = noise * scheduler.init_noise_sigma
@@ -141,7 +162,8 @@ class DemoDiffusionGenerator:
                 model_in, refs, hidden = x, ref, cond
             if self.spec.spatial_reference:
                 model_in = torch.cat([model_in, refs], dim=1)
-            pred = self.unet(model_in, t, encoder_hidden_states=hidden).sample
+            labels = None if glob is None else (glob if use_cfg else glob[:n])
+            pred = self.unet(model_in, t, encoder_hidden_states=hidden, class_labels=labels).sample
             if use_cfg:
                 pc, pu = pred.chunk(2)
                 pred = pu + self.guidance * (pc - pu)
@@ -177,24 +199,33 @@ def train_generator(
     mix: GeneratorMix,
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
+    ema_decay: float | None = None,
 ) -> list[float]:
-    """v-prediction denoising loss on (image, caption, reference of the same concept by another artist)."""
+    """v-prediction denoising loss on (image, caption, reference: another image of the same concept).
+
+    With ``ema_decay`` the UNet ends holding the exponential moving average of its weights (diffusers'
+    ``EMAModel`` with warm-up), which samples far cleaner than the last step's weights after short training."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     scheduler = training_scheduler()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
-    text_cache = {c: f for c, f in zip(sorted(set(captions) | {""}), text(sorted(set(captions) | {""})))}
+    names = sorted(set(captions) | {""})
+    text_cache = dict(zip(names, text(names)))
+    pooled_cache = dict(zip(names, text.pooled(names))) if spec.global_text else None
+    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True) if ema_decay else None
     unet.train()
     losses = []
     for step in range(steps):
         idx = [rng.randrange(len(images)) for _ in range(batch_size)]
         x0 = images[idx]
-        hidden, refs = [], []
+        hidden, refs, pooled = [], [], []
         for i in idx:
             use_text, use_ref = draw_condition(mix, rng)
             if use_ref and not reference_pool[i]:
                 use_ref = False
             hidden.append(text_cache[captions[i] if use_text else ""])
+            if pooled_cache is not None:
+                pooled.append(pooled_cache[captions[i] if use_text else ""])
             refs.append(images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0]))
         hidden, refs = torch.stack(hidden), torch.stack(refs)
         noise = torch.randn_like(x0)
@@ -202,15 +233,20 @@ def train_generator(
         noisy = scheduler.add_noise(x0, noise, t)
         target = scheduler.get_velocity(x0, noise, t)
         model_in = torch.cat([noisy, refs], dim=1) if spec.spatial_reference else noisy
-        pred = unet(model_in, t, encoder_hidden_states=hidden).sample
+        labels = torch.stack(pooled) if pooled_cache is not None else None
+        pred = unet(model_in, t, encoder_hidden_states=hidden, class_labels=labels).sample
         loss = F.mse_loss(pred, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
+        if ema is not None:
+            ema.step(unet.parameters())
         losses.append(loss.item())
         if on_step:
             on_step(step, losses[-1])
+    if ema is not None:
+        ema.copy_to(unet.parameters())
     unet.eval()
     return losses
 

@@ -37,17 +37,22 @@ def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
 
 def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     """Known concepts in the database and pre-training styles (never the reference style). Each example's
-    reference pool holds the other images of its concept drawn by another artist."""
+    reference pool holds the other images of its concept: drawn in another style, or by another artist when
+    ``generator.train.reference_pool`` is ``other_artist``."""
     roles = cfg.world.styles
     styles = set(roles.database) | set(roles.clip_pretrain)
     chosen = [r for r in records if r.style in styles and world.concept_split.get(r.concept) == "known"]
     images, kept = load_images(chosen)
     size = cfg.generator.unet.image_size
     tensors = torch.stack([to_tensor(im, size) for im in images]) if images else torch.empty(0, 3, size, size)
-    pools = [
-        [j for j, other in enumerate(kept) if other.concept == r.concept and roles.artist_of(other.style) != roles.artist_of(r.style)]
-        for r in kept
-    ]  # fmt: skip
+    if cfg.generator.train.reference_pool == "other_artist":
+        def differs(a: str, b: str) -> bool:
+            return roles.artist_of(a) != roles.artist_of(b)
+    else:
+        def differs(a: str, b: str) -> bool:
+            return a != b
+    pools = [[j for j, other in enumerate(kept) if other.concept == r.concept and differs(other.style, r.style)]
+             for r in kept]  # fmt: skip
     captions = [cfg.clip.eval_caption.format(concept=r.concept) for r in kept]
     return tensors, captions, pools, kept
 
@@ -76,7 +81,7 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
         if len(kept) == 0:
             raise ValueError("no training images for the generator (no known concepts in the training styles?)")
         torch.manual_seed(cfg.generator.train.seed)
-        unet = build_unet(cfg.generator.unet, text.width)
+        unet = build_unet(cfg.generator.unet, text.width, text.dim)
         t = cfg.generator.train
         bar = tqdm(total=t.steps, desc="generator", unit="step")
 
@@ -86,7 +91,7 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
 
         start = time.perf_counter()
         losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
-                                 t.lr, t.mix, t.seed, on_step)  # fmt: skip
+                                 t.lr, t.mix, t.seed, on_step, t.ema_decay)  # fmt: skip
         bar.close()
         info = {"key": key, "world_hash": world.hash, "text_key": text_key, "text_model_id": text_clip.model_id,
                 "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
@@ -136,6 +141,10 @@ def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World
         if r.style in database and r.concept in world.concept_split:
             refs_by_concept.setdefault(r.concept, []).append(r)
     known, novel = world.concepts_in("known"), world.concepts_in("novel")
+    cap = cfg.generator.check_max_concepts
+    if cap:  # a seeded subset keeps the checks affordable on large worlds
+        known = sorted(random.Random(seed).sample(known, min(cap, len(known))))
+        novel = sorted(random.Random(seed + 1).sample(novel, min(cap, len(novel))))
 
     cache: dict = {}
 
