@@ -5,7 +5,7 @@ import dagster as dg
 from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrain import training_key_of
-from realrag_core.generators.demo_training import build_demo_generator, check_generator
+from realrag_core.generators.demo_training import build_demo_generator, check_generator, reference_effect
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
 
@@ -16,14 +16,16 @@ from ._metadata import RetrainConfig, inline_image
     group_name="foundation",
     deps=["clip_backbone", "world_splits", "judge"],
     kinds={"pytorch", "diffusers"},
-    code_version="1",
+    code_version="2",
     description=(
         "The demo generator: a diffusers UNet2DConditionModel in pixel space with a v-prediction cosine "
-        "schedule, conditioned on the prompt through the base CLIP's frozen text tower (cross-attention) and on "
-        "one reference image concatenated to its input channels. Trained on known concepts only, references "
-        "drawn by another artist. Shipped weights are used only when made for this split and config. Metadata: "
-        "judge top-1 of (a) text-only samples of known concepts and (b) reference-conditioned vs text-only "
-        "samples of novel concepts, each next to the judge's ceiling on real images."
+        "schedule, conditioned on the prompt through the base CLIP's frozen text tower (cross-attention, plus the "
+        "pooled text embedding added to the timestep embedding) and on one reference image concatenated to its "
+        "input channels. Trained on known concepts only; a training example's reference is another image of its "
+        "concept (generator.train.reference_pool). Shipped weights are used only when made for this split and "
+        "config. Metadata: judge top-1 of (a) text-only samples of known concepts and (b) reference-conditioned "
+        "vs text-only samples of novel concepts, each next to the judge's ceiling on real images, and the "
+        "reference effect: how often a reference of another concept makes the judge name that concept."
     ),
 )
 def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig) -> dg.MaterializeResult:
@@ -36,8 +38,10 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
                                      store.generator_dir, store.reports_dir, config.force_retrain)  # fmt: skip
     judge = load_clip(store.judge_dir, cfg.device)
     checks, grid = check_generator(gen, judge, world, records, cfg)
+    effect = reference_effect(gen, judge, world, records, cfg)
     ceiling = (store.read_report("judge") or {}).get("ceiling", {})
-    report = {**info, "checks": checks, "ceiling": {k: ceiling.get(f"database/{k}") for k in ("known", "novel")}}
+    report = {**info, "checks": checks, "reference_effect": effect,
+              "ceiling": {k: ceiling.get(f"database/{k}") for k in ("known", "novel")}}  # fmt: skip
     grid.save(store.reports_dir / "generator_grid.png")
     store.write_report("generator", report)
     metadata = {"generator_id": info["generator_id"], "weights": info["source"], "params": info.get("params", 0)}
@@ -47,5 +51,7 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
     for split in ("known", "novel"):
         if ceiling.get(f"database/{split}"):
             metadata[f"ceiling/{split}"] = ceiling[f"database/{split}"]["acc"]
+    metadata["reference_effect"] = effect["effect"]
+    metadata["reference_effect/interval"] = f"[{effect['effect_lo']:.3f}, {effect['effect_hi']:.3f}] (n={effect['n']})"
     metadata["grid"] = inline_image(grid, "novel concepts: reference | text | text+ref | ref only")
     return dg.MaterializeResult(metadata=metadata)

@@ -50,12 +50,22 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         lines.append(f"generator  {gen['generator_id']} ({gen['source']} weights); judge top-1 of samples:")
         for name, m in gen["checks"].items():
             lines.append(f"           {name:26s} {m['acc']:.3f} [{m['lo']:.2f}, {m['hi']:.2f}] (n={m['n']})")
+        eff = gen.get("reference_effect")
+        if eff:
+            lines.append(f"           reference effect (judge names the reference's concept, with - without): "
+                         f"{eff['effect']:+.3f} [{eff['effect_lo']:+.2f}, {eff['effect_hi']:+.2f}] (n={eff['n']})")  # fmt: skip
     for name in ("contrastive_retriever", "retriever"):
         r = store.read_report(name)
         if r:
-            val = ", ".join(f"{s} top-1 {m['top1']:.3f} (zero-shot {r['validation_zero_shot'][s]['top1']:.3f}, n={m['queries']})"
+            grid = ", ".join(f"{g['lr']:g}: {g['score']:.3f}" for g in r.get("lr_grid", []))
+            val = ", ".join(f"{s} top-1 {m['top1']:.3f} [seeds {m.get('top1_min', m['top1']):.3f}-{m.get('top1_max', m['top1']):.3f}] "
+                            f"(zero-shot {r['validation_zero_shot'][s]['top1']:.3f}, n={m['queries']})"
                             for s, m in r["validation"].items())  # fmt: skip
-            lines.append(f"{name:10s} validation {val}; {r['train_seconds']} s")
+            lines.append(f"{name:10s} lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}")
+            lines.append(f"           validation over {len(r['seeds'])} seeds: {val}; {r['train_seconds']} s")
+    ablations = Path(store.root, "reports", "retriever_ablations.md")
+    if ablations.is_file():
+        lines += ["", "== retriever ablations on validation (reports/retriever_ablations.md)", ablations.read_text()]
     results = Path(store.root, "reports", "results.md")
     if results.is_file():
         lines += ["", "== results (reports/results.md)", results.read_text()]

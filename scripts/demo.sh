@@ -6,4 +6,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 start=$(date +%s)
 .venv/bin/dagster job execute -m pipelines.definitions -j realrag
 .venv/bin/python -m realrag_core.summary
+.venv/bin/python -m pipelines.timings --json "$(.venv/bin/python -c 'from realrag_core.config import load_config; print(load_config().artifacts_root)')/reports/timings.json"
 echo "[demo] job finished in $(( $(date +%s) - start )) s"

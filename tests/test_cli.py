@@ -65,3 +65,27 @@ def test_generator_weights_script_on_smoke_and_shipped_weights_are_used(smoke_co
               "-m", "pipelines.definitions"], second, tmp_path)  # fmt: skip
     report = json.loads((tmp_path / "second" / "reports" / "generator.json").read_text())
     assert report["source"] == "shipped" and report["key"] == info["key"]
+
+
+@pytest.mark.slow
+def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_file, tmp_path):
+    """README command 1's job on the smoke profile with a persistent instance, then `--select retriever` in a
+    new process, then the per-asset time table read back from the instance."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
+           "TQDM_DISABLE": "1", "DAGSTER_HOME": str(home)}  # fmt: skip
+
+    def run(args):
+        proc = subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", "realrag"])
+    out = run([str(VENV_BIN / "python"), "-m", "pipelines.timings", "--json", str(tmp_path / "t.json")])
+    import json
+
+    steps = {r["asset"]: r for r in json.loads((tmp_path / "t.json").read_text())["steps"]}
+    assert {"image_embeddings", "retriever", "retriever_ablations", "rag_images", "fid"} <= set(steps)
+    assert all(r["status"] == "SUCCESS" and r["seconds"] >= 0 for r in steps.values()) and "rag_images" in out
+    run([str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "retriever", "-m", "pipelines.definitions"])

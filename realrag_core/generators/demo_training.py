@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -184,3 +185,45 @@ def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World
             cells.append(img)
             labels.append(f"{lab}: {samples['novel/text_only'][2][i]}")
     return results, image_grid(cells, labels, 4, cell=64)
+
+
+def reference_effect(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],
+                     cfg: RealRagConfig, seed: int = 4321) -> dict:  # fmt: skip
+    """Does a reference carry its concept? Prompts of novel concepts c paired with a database reference of
+    another novel concept c' (same prompts and seeds with and without it): how often the judge names c' with
+    the reference versus without it. The difference, with a bootstrap interval over prompts, is the effect
+    size of reference conditioning (not merely "the pixels differ")."""
+    from ..metrics import bootstrap_ci
+
+    per = cfg.generator.check_samples_per_concept
+    caption = cfg.clip.eval_caption
+    database = set(cfg.world.styles.database)
+    refs_by_concept: dict[str, list[ImageRecord]] = {}
+    for r in records:
+        if r.style in database and world.concept_split.get(r.concept) == "novel":
+            refs_by_concept.setdefault(r.concept, []).append(r)
+    novel = sorted(refs_by_concept)
+    cap = cfg.generator.check_max_concepts
+    rng = random.Random(seed)
+    if cap and len(novel) > cap:
+        novel = sorted(rng.sample(novel, cap))
+    if len(novel) < 2:
+        raise ValueError("the reference effect needs at least two novel concepts with database images")
+    partner = {c: novel[(i + 1) % len(novel)] for i, c in enumerate(novel)}  # another novel concept
+    prompts, refs, seeds, own, other = [], [], [], [], []
+    for c in novel:
+        for k in range(per):
+            prompts.append(caption.format(concept=c))
+            refs.append(load_images([rng.choice(refs_by_concept[partner[c]])])[0][0])
+            seeds.append(seed + k)
+            own.append(c)
+            other.append(partner[c])
+    with_ref = classify(judge, gen.generate(prompts, refs, seeds), world.concepts, caption)
+    without = classify(judge, gen.generate(prompts, None, seeds), world.concepts, caption)
+    diff = np.array([float(a == o) - float(b == o) for a, b, o in zip(with_ref, without, other)])
+    lo, hi = bootstrap_ci(diff, own)
+    return {"judged_as_reference_concept": {"with_reference": accuracy(with_ref, other),
+                                            "without_reference": accuracy(without, other)},
+            "judged_as_prompt_concept": {"with_reference": accuracy(with_ref, own),
+                                         "without_reference": accuracy(without, own)},
+            "effect": float(diff.mean()), "effect_lo": lo, "effect_hi": hi, "n": len(diff), "concepts": len(novel)}  # fmt: skip
