@@ -1,12 +1,17 @@
 """Stage 4: the reflective retriever, and the plain contrastive baseline trained by the same code."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
 from realrag_core.prompts import load_prompts
+from realrag_core.generation import generate_for_prompts
+from realrag_core.generators.demo_diffusion import untrained_like
+from realrag_core.generators.demo_training import open_stored_generator
 from realrag_core.manifest import read_manifest
 from realrag_core.retriever import RETRIEVER_FILE, build_retriever
 from realrag_core.retriever_study import run_ablations, write_ablations
@@ -90,14 +95,15 @@ def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagCon
 
 @dg.asset(
     group_name="realrag",
-    deps=["retriever", "contrastive_retriever", "generated_images", "reflective_negatives"],
+    deps=["retriever", "contrastive_retriever", "generated_images", "reflective_negatives", "generator"],
     kinds={"pytorch", "parquet"},
     code_version="1",
     description=(
         "Validation-only controls and ablations of the reflective retriever, at its chosen learning rate: the "
         "reflective negatives replaced by as many random images or by text-nearest hard negatives (so a gain "
-        "can be credited to reflection, not to more negatives), the paper-literal negative policy, other k; plus "
-        "both retrievers' learning-rate grids. Never touches evaluation prompts. Writes "
+        "can be credited to reflection, not to more negatives), the paper-literal negative policy, other k, the "
+        "other trainable parts, negatives mined from an untrained generator's G(T); plus both retrievers' "
+        "learning-rate grids. Never touches evaluation prompts. Writes "
         "reports/retriever_ablations.md/.parquet/.png."
     ),
 )
@@ -117,8 +123,19 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     def progress(variant, seed):
         context.log.info(f"ablation {variant}, seed {seed}: done")
 
-    rows = run_ablations(cfg, store.clip_dir, load_prompts(store.world_dir), read_rows(table, ROW_COLUMNS), generated, negatives,
-                         table.version, reports["retriever"], reports["contrastive_retriever"], progress)  # fmt: skip
+    prompts = load_prompts(store.world_dir)
+    other_generated = {}
+    if "untrained" in cfg.retriever.ablations.generators:
+        gen, _, encoder = open_stored_generator(cfg, store)
+        untrained = untrained_like(gen, cfg.generator.train.seed)
+        folder = Path(store.root) / "ablations" / "generated_untrained"
+        chosen = [p for p in prompts if p.retriever_split in cfg.generation.retriever_splits]
+        generate_for_prompts(untrained, encoder, chosen, cfg.generation.seeds, folder, cfg.generator.sampling.batch_size)
+        manifest = read_manifest(folder)
+        other_generated["untrained"] = manifest.filter(pc.equal(manifest["generator_id"], untrained.generator_id))
+    rows = run_ablations(cfg, store.clip_dir, prompts, read_rows(table, ROW_COLUMNS), generated, negatives,
+                         table.version, reports["retriever"], reports["contrastive_retriever"], progress,
+                         other_generated)  # fmt: skip
     paths = write_ablations(rows, store.reports_dir)
     store.write_report("retriever_ablations", {"rows": rows})
     return dg.MaterializeResult(metadata={

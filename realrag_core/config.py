@@ -388,6 +388,10 @@ class AblationConfig(_Strict):
     trainable: tuple[Literal["text", "both"], ...] = Field(
         ("both",), description="trainable parts besides retriever.trainable (validation re-embeds in memory)"
     )
+    generators: tuple[Literal["untrained"], ...] = Field(
+        ("untrained",), description="reflective negatives mined from G(T) of another generator: 'untrained' is the "
+        "same architecture with its initial weights (does what the generator learned matter?)"
+    )
 
 
 class RetrieverConfig(_Strict):

@@ -5,7 +5,8 @@ Every variant is the reflective retriever's recipe at its chosen learning rate w
   images nearest to the prompt's *text* under the base CLIP (other concepts): if these match reflection, the
   gain comes from more (or harder) negatives, not from reflecting on the generator;
 - the negative policy (``exclude_positive``, the paper-literal reading) and k, mined again from the same
-  generated images.
+  generated images;
+- the generator: negatives mined from another generator's G(T) (e.g. the same network untrained).
 The learning-rate grids of both retrievers come from their own reports. Nothing here touches evaluation prompts.
 """
 
@@ -64,7 +65,8 @@ def remine(generated, rows, k: int, policy: str, table_version: int) -> list[dic
 
 
 def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, generated, negatives_rows: list[dict],
-                  table_version: int, reflective: dict, contrastive: dict, progress=None) -> list[dict]:  # fmt: skip
+                  table_version: int, reflective: dict, contrastive: dict, progress=None,
+                  other_generated: dict | None = None) -> list[dict]:  # fmt: skip
     """One row per variant: validation top-1/top-5 per generator split, mean over the ablation seeds."""
     a = cfg.retriever.ablations
     table = table_view(rows)
@@ -89,6 +91,10 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
             variants.append((f"k_{k}", f"k={k} negatives per generated image", negatives_by_prompt(mined),
                              cfg.mining.policy == "exclude_positive", None))  # fmt: skip
     drop_main = cfg.mining.policy == "exclude_positive"
+    for name, manifest in (other_generated or {}).items():  # the same prompts and seeds, another generator's G(T)
+        mined = remine(manifest, rows, cfg.mining.k, cfg.mining.policy, table_version)
+        variants.append((f"generator_{name}", f"negatives mined from the {name} generator's G(T)",
+                         negatives_by_prompt(mined), drop_main, None))  # fmt: skip
     for part in a.trainable:
         if part != cfg.retriever.trainable:
             if part == "both" and table.pixels is None:

@@ -70,7 +70,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert rag["generated"] + rag["shared_images"] == rag["rows_added"] and rag["shared_images"] >= eval_prompts * n_seeds
     ablations = _metadata(first, "retriever_ablations")
     for variant in ("zero_shot", "contrastive", "reflective", "control_random", "control_text_nearest",
-                    "policy_exclude_positive", "k_2", "trainable_both"):  # fmt: skip
+                    "policy_exclude_positive", "k_2", "trainable_both", "generator_untrained"):  # fmt: skip
         assert 0 <= ablations[f"{variant}/val_top1"] <= 1
     results = _metadata(first, "fid")
     assert 0 <= results["novel/reflective/concept_acc"] <= 1
@@ -128,7 +128,8 @@ def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, 
     from realrag_core.manifest import read_manifest
 
     smoke_data["retriever"].update(trainable="both", seeds=[0], lr_grid=[0.001])
-    smoke_data["retriever"]["ablations"] = {"seeds": [0], "controls": [], "policies": [], "k": [], "trainable": []}
+    smoke_data["retriever"]["ablations"] = {"seeds": [0], "controls": [], "policies": [], "k": [], "trainable": [],
+                                            "generators": []}
     path = tmp_path / "both.yaml"
     path.write_text(yaml.safe_dump(smoke_data))
     result = _materialize(path)

@@ -171,6 +171,15 @@ class DemoDiffusionGenerator:
         return [to_pil(img) for img in x]
 
 
+def untrained_like(gen: DemoDiffusionGenerator, seed: int = 0) -> DemoDiffusionGenerator:
+    """The same architecture, text tower and sampler with freshly initialised weights (an ablation's
+    'generator that learned nothing')."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config(gen.unet.config)
+    return DemoDiffusionGenerator(unet, gen.text, gen.spec, f"{gen.generator_id}:untrained-{seed}", gen.steps,
+                                  gen.guidance, gen.batch_size, gen.device)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- training
 
 
