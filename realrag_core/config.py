@@ -308,7 +308,11 @@ class GeneratorTrainConfig(_Strict):
 
 class SamplingConfig(_Strict):
     steps: int = Field(25, ge=1)
-    guidance: float = Field(3.0, ge=1.0)
+    guidance: float = Field(3.0, ge=1.0, description="classifier-free guidance (text scale when reference_guidance is set)")
+    reference_guidance: float | None = Field(
+        None, ge=1.0, description="InstructPix2Pix-style separate scale for the reference (3 UNet passes a step); "
+        "null: one joint scale for text and reference"
+    )
     batch_size: int = Field(64, ge=1)
 
 

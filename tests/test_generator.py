@@ -110,3 +110,17 @@ def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path, tex
     _, refused = build_demo_generator(other_cfg, other_world, text, "textkey", records, tmp_path / "other", tmp_path / "reports")
     assert refused["source"] == "trained" and refused["key"] != first["key"]
     assert json.loads((tmp_path / "other" / "generator.json").read_text())["world_hash"] == other_world.hash
+
+
+def test_two_scale_guidance_reduces_to_joint_guidance_when_the_scales_match(smoke_cfg, text):
+    gen = _gen(smoke_cfg, text)
+    ref = draw_concept("red", "circle", "filled", 32)
+    joint = gen.generate(["a red circle", "a blue star"], [ref, None], [5, 6])
+    gen.reference_guidance = gen.guidance  # pu + s(pr - pu) + s(pc - pr) == pu + s(pc - pu)
+    same = gen.generate(["a red circle", "a blue star"], [ref, None], [5, 6])
+    for a, b in zip(joint, same):
+        assert np.abs(_px(a) - _px(b)).max() <= 1  # equal up to float rounding
+    gen.reference_guidance = 4.0
+    stronger = gen.generate(["a red circle"], [ref], [5])[0]
+    assert np.abs(_px(stronger) - _px(joint[0])).mean() > 0.5
+    assert np.array_equal(_px(stronger), _px(gen.generate(["a red circle"], [ref], [5])[0]))

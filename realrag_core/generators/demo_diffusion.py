@@ -111,7 +111,9 @@ class DemoDiffusionGenerator:
     """Behind the one protocol: ``generate(prompts, references | None, seeds) -> images``."""
 
     def __init__(self, unet: UNet2DConditionModel, text: TextTokens, spec: DemoUNetConfig, generator_id: str,
-                 steps: int = 25, guidance: float = 3.0, batch_size: int = 64, device: str = "cpu"):  # fmt: skip
+                 steps: int = 25, guidance: float = 3.0, batch_size: int = 64, device: str = "cpu",
+                 reference_guidance: float | None = None):  # fmt: skip
+        self.reference_guidance = reference_guidance
         self.unet = unet.to(device).eval()
         self.text = text
         self.spec = spec
@@ -153,7 +155,19 @@ class DemoDiffusionGenerator:
         scheduler.set_timesteps(self.steps)
         x = noise * scheduler.init_noise_sigma
         use_cfg = self.guidance != 1.0
+        two_scale = self.reference_guidance is not None
         for t in scheduler.timesteps:
+            if two_scale:  # InstructPix2Pix-style: separate scales for the reference and for the text
+                model_in = torch.cat([x, x, x])
+                refs = torch.cat([ref, ref, torch.zeros_like(ref)])
+                hidden = torch.cat([cond, uncond, uncond])
+                if self.spec.spatial_reference:
+                    model_in = torch.cat([model_in, refs], dim=1)
+                labels = None if glob is None else torch.cat([glob[:n], glob[n:], glob[n:]])
+                pc, pr, pu = self.unet(model_in, t, encoder_hidden_states=hidden, class_labels=labels).sample.chunk(3)
+                pred = pu + self.reference_guidance * (pr - pu) + self.guidance * (pc - pr)
+                x = scheduler.step(pred, t, x, eta=0.0).prev_sample
+                continue
             if use_cfg:
                 model_in = torch.cat([x, x])
                 refs = torch.cat([ref, torch.zeros_like(ref)])

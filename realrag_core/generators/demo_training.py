@@ -116,7 +116,8 @@ def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle,
     generator_id = f"demo-diffusion:{key}"
     gen = DemoDiffusionGenerator(unet, TextTokens(text_clip), cfg.generator.unet, generator_id,
                                  cfg.generator.sampling.steps, cfg.generator.sampling.guidance,
-                                 cfg.generator.sampling.batch_size, cfg.device)  # fmt: skip
+                                 cfg.generator.sampling.batch_size, cfg.device,
+                                 cfg.generator.sampling.reference_guidance)  # fmt: skip
     return gen, {**{k: v for k, v in info.items() if k != "losses"}, "generator_id": generator_id}
 
 
