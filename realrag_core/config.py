@@ -389,7 +389,7 @@ class AblationConfig(_Strict):
         ("exclude_positive",), description="negative policies to mine and train with besides mining.policy"
     )
     k: tuple[int, ...] = Field((3,), description="negatives per generated image besides mining.k")
-    trainable: tuple[Literal["text", "both"], ...] = Field(
+    trainable: tuple[Literal["text", "text_head", "both"], ...] = Field(
         ("both",), description="trainable parts besides retriever.trainable (validation re-embeds in memory)"
     )
     generators: tuple[Literal["untrained"], ...] = Field(
@@ -401,9 +401,10 @@ class AblationConfig(_Strict):
 class RetrieverConfig(_Strict):
     """Stage 4: fine-tuning of the base CLIP; the contrastive baseline uses the same settings."""
 
-    trainable: Literal["text", "both"] = Field(
-        "text", description="text: the text tower only (the table stays valid, image features are cached); both: "
-        "both towers (each model re-embeds the database into its own table and searches it)"
+    trainable: Literal["text", "text_head", "both"] = Field(
+        "text", description="text: the text tower only (the table stays valid, image features are cached); "
+        "text_head: only the text tower's final norm and projection; both: both towers (each model re-embeds the "
+        "database into its own table and searches it)"
     )
     steps: int = Field(300, ge=1)
     batch_size: int = Field(64, ge=2)

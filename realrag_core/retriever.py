@@ -105,11 +105,18 @@ def train_retriever(
         params = all_but_temperature(model)
     elif trainable == "text":
         params = text_tower_parameters(model)
+    elif trainable == "text_head":
+        head = {id(model.text_projection)} | {id(p) for p in model.ln_final.parameters()}
+        params = []
+        for p in model.parameters():
+            p.requires_grad_(id(p) in head)
+            if id(p) in head:
+                params.append(p)
     else:
-        raise ValueError(f"trainable must be 'text' or 'both', not {trainable!r}")
+        raise ValueError(f"trainable must be 'text', 'text_head' or 'both', not {trainable!r}")
 
     def embed(rows: torch.Tensor) -> torch.Tensor:
-        if trainable == "text":
+        if trainable != "both":  # the image tower is frozen: its features come from the table
             return table.embeddings[rows]
         flat = rows.reshape(-1)
         return F.normalize(model.encode_image(table.pixels[flat]), dim=-1).reshape(*rows.shape, -1)

@@ -141,3 +141,15 @@ def test_training_both_towers_changes_the_image_tower_and_validates_on_its_own_e
     assert any(k.startswith("visual.") for k in changed) and any(k.startswith("transformer.") for k in changed)
     assert "logit_scale" not in changed and np.mean(losses[-10:]) < np.mean(losses[:10])
     assert not torch.allclose(view.reembedded(clip).embeddings, table.embeddings, atol=1e-3)
+
+
+def test_text_head_trains_only_the_final_norm_and_projection(world):
+    folder, table, prompts = world
+    clip = load_clip(folder)
+    before = _snapshot(clip.model)
+    train_retriever(clip, prompts, table, {}, steps=5, batch_size=8, lr=1e-2, seed=0, trainable="text_head")
+    after = _snapshot(clip.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"text_projection", "ln_final.weight", "ln_final.bias"}
+    with pytest.raises(ValueError, match="trainable"):
+        train_retriever(clip, prompts, table, {}, 1, 8, 1e-3, seed=0, trainable="image")
