@@ -180,12 +180,16 @@ def retrieval_accuracy(
     ks=(1, 5),
 ) -> dict[str, float]:
     """Text->image concept accuracy: a query hits at k if one of its k nearest images shows its concept.
-    Each accuracy comes with its 95% Wilson interval (``top1_lo``, ``top1_hi``)."""
+    Each accuracy comes with its 95% Wilson interval (``top1_lo``, ``top1_hi``). ``mrr``: the mean over
+    queries of 1 / rank of the first image of the query's concept (0 when the table has none): a finer
+    score than top-1 when there are few queries."""
     sims = text_emb @ image_emb.T
     top = sims.topk(min(max(ks), sims.shape[1]), dim=1).indices.numpy()
     img_c = np.asarray(image_concepts, dtype=object)
     q = np.asarray(query_concepts, dtype=object)[:, None]
-    out = {}
+    ranked = img_c[sims.argsort(dim=1, descending=True).numpy()] == q  # [Q, N]: hit at each rank
+    first = np.where(ranked.any(axis=1), ranked.argmax(axis=1) + 1, np.inf)
+    out = {"mrr": float(np.mean(1.0 / first)) if len(first) else 0.0}
     for k in ks:
         hits = int((img_c[top[:, :k]] == q).any(axis=1).sum())
         lo, hi = wilson_interval(hits, len(query_concepts))

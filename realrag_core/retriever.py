@@ -251,6 +251,7 @@ def mean_validation(runs: Sequence[dict]) -> dict:
     for split in sorted({s for run in runs for s in run["validation"]}):
         vals = [run["validation"][split] for run in runs if split in run["validation"]]
         out[split] = {"top1": float(np.mean([v["top1"] for v in vals])), "top5": float(np.mean([v["top5"] for v in vals])),
+                      "mrr": float(np.mean([v.get("mrr", 0.0) for v in vals])),
                       "top1_min": min(v["top1"] for v in vals), "top1_max": max(v["top1"] for v in vals),
                       "queries": vals[0]["queries"], "seeds": len(vals)}  # fmt: skip
     return out

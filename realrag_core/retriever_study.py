@@ -126,6 +126,8 @@ def _row(name: str, changed: str, lr: float | None, runs: Sequence[dict]) -> dic
     if len(runs) > 1:
         pooled = [validation_score(r["validation"])[0] for r in runs]
         row["val_top1_min"], row["val_top1_max"] = min(pooled), max(pooled)
+    n = sum(m["queries"] for m in v.values())
+    row["val_mrr"] = sum(m.get("mrr", 0.0) * m["queries"] for m in v.values()) / n if n else 0.0
     for split in ("known", "novel"):
         m = v.get(split, {})
         row[f"{split}_top1"], row[f"{split}_top5"], row[f"{split}_queries"] = m.get("top1"), m.get("top5"), m.get("queries")
@@ -135,8 +137,8 @@ def _row(name: str, changed: str, lr: float | None, runs: Sequence[dict]) -> dic
 def write_ablations(rows: list[dict], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "retriever_ablations.parquet")
-    lines = ["| variant | what changed | lr | seeds | val top-1 (all) [seed range] | top-5 | known top-1 | novel top-1 |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| variant | what changed | lr | seeds | val top-1 (all) [seed range] | top-5 | MRR | known top-1 | novel top-1 |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
@@ -145,7 +147,7 @@ def write_ablations(rows: list[dict], folder: Path) -> dict[str, Path]:
         spread = f" [{r['val_top1_min']:.3f}, {r['val_top1_max']:.3f}]" if r["val_top1_min"] is not None else ""
         lr = "-" if r["lr"] is None else format(r["lr"], "g")
         lines.append(f"| {r['variant']} | {r['changed']} | {lr} | {r['seeds']} | "
-                     f"{r['val_top1']:.3f}{spread} | {r['val_top5']:.3f} | {f(r['known_top1'])} (n={r['known_queries']}) | "
+                     f"{r['val_top1']:.3f}{spread} | {r['val_top5']:.3f} | {r['val_mrr']:.3f} | {f(r['known_top1'])} (n={r['known_queries']}) | "
                      f"{f(r['novel_top1'])} (n={r['novel_queries']}) |")  # fmt: skip
     md = folder / "retriever_ablations.md"
     md.write_text("\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
 import json
 
 import open_clip
+import pytest
 import torch
 
 from realrag_core.clip_backbone import (
@@ -62,6 +63,9 @@ def test_retrieval_accuracy_counts_concept_hits():
     acc = retrieval_accuracy(texts, ["a", "b"], images, ["a", "b", "c"], ks=(1, 2))
     assert (acc["top1"], acc["top2"]) == (0.5, 1.0)
     assert acc["top1_lo"] < 0.5 < acc["top1_hi"] and acc["top2_hi"] == 1.0 and acc["top2_lo"] < 1.0
+    assert acc["mrr"] == pytest.approx((1 / 1 + 1 / 2) / 2)  # "b" is found at rank 2, behind "c"
+    absent = retrieval_accuracy(texts, ["a", "z"], images, ["a", "b", "c"], ks=(1,))
+    assert absent["mrr"] == pytest.approx(0.5)  # a concept with no image in the table counts 0
 
 
 def test_untrained_model_ignores_weights_left_in_the_folder(smoke_cfg, tmp_path):
