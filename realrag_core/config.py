@@ -300,9 +300,10 @@ class GeneratorTrainConfig(_Strict):
         0.999, ge=0.0, lt=1.0, description="keep an exponential moving average of the weights (diffusers EMAModel, "
         "with warm-up) and save it; null saves the raw weights"
     )
-    reference_pool: Literal["other_style", "other_artist"] = Field(
+    reference_pool: Literal["other_style", "other_artist", "same_artist"] = Field(
         "other_artist", description="where a training example's reference comes from: any other style of its "
-        "concept, or only styles of another artist"
+        "concept, only styles of another artist, or only the same artist's other styles (examples of an "
+        "artist with a single style then train without a reference)"
     )
 
 

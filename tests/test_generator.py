@@ -124,3 +124,27 @@ def test_two_scale_guidance_reduces_to_joint_guidance_when_the_scales_match(smok
     stronger = gen.generate(["a red circle"], [ref], [5])[0]
     assert np.abs(_px(stronger) - _px(joint[0])).mean() > 0.5
     assert np.array_equal(_px(stronger), _px(gen.generate(["a red circle"], [ref], [5])[0]))
+
+
+@pytest.mark.parametrize("pool", ["other_style", "other_artist", "same_artist"])
+def test_reference_pools_follow_the_configured_artists(smoke_cfg, pool):
+    prepare_source(smoke_cfg.source)
+    records = list(iter_records(smoke_cfg.source))
+    roles = smoke_cfg.world.styles.model_copy(update={"artists": {"a": ("filled", "shadow")}})
+    cfg = smoke_cfg.model_copy(update={
+        "world": smoke_cfg.world.model_copy(update={"styles": roles}),
+        "generator": smoke_cfg.generator.model_copy(update={
+            "train": smoke_cfg.generator.train.model_copy(update={"reference_pool": pool})})})  # fmt: skip
+    world = compute_world(records, cfg.world)
+    _, _, pools, kept = training_set(cfg, world, records)
+    artist = {"filled": "a", "shadow": "a"}
+    for i, p in enumerate(pools):
+        me = kept[i]
+        assert all(kept[j].concept == me.concept and kept[j].style != me.style for j in p)
+        same = [artist.get(kept[j].style, kept[j].style) == artist.get(me.style, me.style) for j in p]
+        if pool == "other_artist":
+            assert not any(same)
+        elif pool == "same_artist":
+            assert all(same) and (bool(p) == (me.style in artist))  # a one-style artist gets no reference
+        else:
+            assert len(p) == len({r.style for r in kept if r.concept == me.concept}) - 1

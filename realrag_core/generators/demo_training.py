@@ -38,17 +38,21 @@ def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
 
 def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     """Known concepts in the database and pre-training styles (never the reference style). Each example's
-    reference pool holds the other images of its concept: drawn in another style, or by another artist when
-    ``generator.train.reference_pool`` is ``other_artist``."""
+    reference pool holds the other images of its concept: drawn in another style, by another artist
+    (``reference_pool: other_artist``) or in another style of the same artist (``same_artist``)."""
     roles = cfg.world.styles
     styles = set(roles.database) | set(roles.clip_pretrain)
     chosen = [r for r in records if r.style in styles and world.concept_split.get(r.concept) == "known"]
     images, kept = load_images(chosen)
     size = cfg.generator.unet.image_size
     tensors = torch.stack([to_tensor(im, size) for im in images]) if images else torch.empty(0, 3, size, size)
-    if cfg.generator.train.reference_pool == "other_artist":
+    pool = cfg.generator.train.reference_pool
+    if pool == "other_artist":
         def differs(a: str, b: str) -> bool:
             return roles.artist_of(a) != roles.artist_of(b)
+    elif pool == "same_artist":
+        def differs(a: str, b: str) -> bool:
+            return a != b and roles.artist_of(a) == roles.artist_of(b)
     else:
         def differs(a: str, b: str) -> bool:
             return a != b
