@@ -50,24 +50,23 @@ class TableView:
             self.rows_of_concept.setdefault(c, []).append(r)
 
 
-def text_tower_parameters(model) -> list[torch.nn.Parameter]:
-    """The parameters of open_clip's text tower (the image tower and the temperature stay frozen)."""
-    names = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
-    params = []
-    for name, p in model.named_parameters():
-        trainable = name.startswith(names)
-        p.requires_grad_(trainable)
-        if trainable:
-            params.append(p)
-    return params
+TRAINABLE_PREFIXES = {
+    # open_clip CLIP parameter names; the temperature (logit_scale) always stays as the base model learned it
+    "text": ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection"),
+    "text_head": ("ln_final", "text_projection"),
+    "both": ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "visual"),
+}
 
 
-def all_but_temperature(model) -> list[torch.nn.Parameter]:
-    """Both towers train; the temperature (logit scale) stays as the base model learned it."""
+def trainable_parameters(model, trainable: str) -> list[torch.nn.Parameter]:
+    """Unfreeze the named part of the model (``text``, ``text_head`` or ``both``), freeze the rest."""
+    if trainable not in TRAINABLE_PREFIXES:
+        raise ValueError(f"trainable must be one of {sorted(TRAINABLE_PREFIXES)}, not {trainable!r}")
     params = []
     for name, p in model.named_parameters():
-        p.requires_grad_(name != "logit_scale")
-        if name != "logit_scale":
+        on = name.startswith(TRAINABLE_PREFIXES[trainable])
+        p.requires_grad_(on)
+        if on:
             params.append(p)
     return params
 
@@ -94,26 +93,14 @@ def train_retriever(
     on_step: Callable[[int, float], None] | None = None,
     trainable: str = "text",
 ) -> list[float]:
-    """``trainable="text"``: image features come from the table (frozen tower); ``"both"``: positives and
-    negatives go through the image tower at every step (``table.pixels`` needed)."""
+    """``trainable="text"`` or ``"text_head"``: image features come from the table (frozen tower); ``"both"``:
+    positives and negatives go through the image tower at every step (``table.pixels`` needed)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model = clip.model
-    if trainable == "both":
-        if table.pixels is None:
-            raise ValueError("training the image tower needs the table's pixels (load_pixels)")
-        params = all_but_temperature(model)
-    elif trainable == "text":
-        params = text_tower_parameters(model)
-    elif trainable == "text_head":
-        head = {id(model.text_projection)} | {id(p) for p in model.ln_final.parameters()}
-        params = []
-        for p in model.parameters():
-            p.requires_grad_(id(p) in head)
-            if id(p) in head:
-                params.append(p)
-    else:
-        raise ValueError(f"trainable must be 'text', 'text_head' or 'both', not {trainable!r}")
+    if trainable == "both" and table.pixels is None:
+        raise ValueError("training the image tower needs the table's pixels (load_pixels)")
+    params = trainable_parameters(model, trainable)
 
     def embed(rows: torch.Tensor) -> torch.Tensor:
         if trainable != "both":  # the image tower is frozen: its features come from the table

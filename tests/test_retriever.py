@@ -151,5 +151,5 @@ def test_text_head_trains_only_the_final_norm_and_projection(world):
     after = _snapshot(clip.model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"text_projection", "ln_final.weight", "ln_final.bias"}
-    with pytest.raises(ValueError, match="trainable"):
+    with pytest.raises(ValueError, match="trainable must be"):
         train_retriever(clip, prompts, table, {}, 1, 8, 1e-3, seed=0, trainable="image")
