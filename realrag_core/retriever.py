@@ -257,15 +257,16 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
 
     r = cfg.retriever
     table = table_view(rows)
+    base = load_clip(base_folder, cfg.device)  # read-only here: every fit loads its own fresh copy
     if r.trainable == "both":
         if reembed is None:
             raise ValueError("retriever.trainable 'both' needs a way to re-embed the table (reembed=...)")
-        table.pixels = load_pixels(rows["path"].to_pylist(), load_clip(base_folder, cfg.device))
+        table.pixels = load_pixels(rows["path"].to_pylist(), base)
     train = [p for p in prompts if p.retriever_split == "train"]
     val = [p for p in prompts if p.retriever_split == "val"]
     if not val and len(r.learning_rates) > 1:
         raise ValueError("retriever.lr_grid needs validation prompts (prompts.split_fractions gives none)")
-    zero_shot = validate(load_clip(base_folder, cfg.device), val, table)
+    zero_shot = validate(base, val, table)
     negatives_of = negatives_by_prompt(negatives_rows) if negatives_rows is not None else {}
     drop_positive = cfg.mining.policy == "exclude_positive"
     first, *rest = r.seeds
@@ -284,10 +285,9 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
         import shutil
 
         shutil.rmtree(out_folder)
-    base_id = load_clip(base_folder, cfg.device).model_id
     common = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),
               "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
-              "table_version": table_version, "base_model_id": base_id, "settings": r.model_dump(mode="json"),
+              "table_version": table_version, "base_model_id": base.model_id, "settings": r.model_dump(mode="json"),
               "negative_policy": cfg.mining.policy, "chosen_lr": chosen_lr, "validation_zero_shot": zero_shot}  # fmt: skip
     seeds = []
     for model, run in runs:

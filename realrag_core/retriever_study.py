@@ -76,7 +76,8 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
     reflective_of = negatives_by_prompt(negatives_rows)
     counts = {pid: len(ids) for pid, ids in reflective_of.items()}
     variants: list[tuple[str, str, dict, bool, str | None]] = []  # name, what changed, negatives, drop positive, trainable
-    text_emb = load_clip(base_folder, cfg.device).embed_texts([p.prompt for p in train])
+    base = load_clip(base_folder, cfg.device)
+    text_emb = base.embed_texts([p.prompt for p in train])
     for kind in a.controls:
         variants.append((f"control_{kind}", f"{kind} negatives, same count as reflective",
                          control_negatives(kind, train, table, counts, text_emb, seed=cfg.prompts.seed), False, None))  # fmt: skip
@@ -98,7 +99,7 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
     for part in a.trainable:
         if part != cfg.retriever.trainable:
             if part == "both" and table.pixels is None:
-                table.pixels = load_pixels(rows["path"].to_pylist(), load_clip(base_folder, cfg.device))
+                table.pixels = load_pixels(rows["path"].to_pylist(), base)
             variants.append((f"trainable_{part}", f"trainable towers: {part}", reflective_of, drop_main, part))
     out = [_row("zero_shot", "base CLIP, no fine-tuning", None, [{"validation": reflective["validation_zero_shot"]}])]
     for name, report in (("contrastive", contrastive), ("reflective", reflective)):

@@ -134,6 +134,18 @@ def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Dem
     return gen, info, encoder
 
 
+def database_references(cfg: RealRagConfig, world: World, records: list[ImageRecord],
+                        split: str | None = None) -> dict[str, list[ImageRecord]]:  # fmt: skip
+    """Concept -> its database-style images (what RAG can retrieve as a reference), for the world's concepts
+    or one generator split of them."""
+    database = set(cfg.world.styles.database)
+    out: dict[str, list[ImageRecord]] = {}
+    for r in records:
+        if r.style in database and world.concept_split.get(r.concept) in ((split,) if split else ("known", "novel")):
+            out.setdefault(r.concept, []).append(r)
+    return out
+
+
 def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],
                     cfg: RealRagConfig, seed: int = 1234) -> tuple[dict, object]:  # fmt: skip
     """(a) text-only samples of known concepts; (b) reference-conditioned vs text-only samples of novel
@@ -141,11 +153,7 @@ def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World
     per = cfg.generator.check_samples_per_concept
     caption = cfg.clip.eval_caption
     rng = random.Random(seed)
-    database = set(cfg.world.styles.database)
-    refs_by_concept: dict[str, list[ImageRecord]] = {}
-    for r in records:
-        if r.style in database and r.concept in world.concept_split:
-            refs_by_concept.setdefault(r.concept, []).append(r)
+    refs_by_concept = database_references(cfg, world, records)
     known, novel = world.concepts_in("known"), world.concepts_in("novel")
     cap = cfg.generator.check_max_concepts
     if cap:  # a seeded subset keeps the checks affordable on large worlds
@@ -202,11 +210,7 @@ def reference_effect(gen: DemoDiffusionGenerator, judge: ClipBundle, world: Worl
 
     per = cfg.generator.check_samples_per_concept
     caption = cfg.clip.eval_caption
-    database = set(cfg.world.styles.database)
-    refs_by_concept: dict[str, list[ImageRecord]] = {}
-    for r in records:
-        if r.style in database and world.concept_split.get(r.concept) == "novel":
-            refs_by_concept.setdefault(r.concept, []).append(r)
+    refs_by_concept = database_references(cfg, world, records, "novel")
     novel = sorted(refs_by_concept)
     cap = cfg.generator.check_max_concepts
     rng = random.Random(seed)
