@@ -5,7 +5,7 @@ import dagster as dg
 from pipelines.resources import RealRagConfigResource
 from realrag_core.generation import generate_for_prompts
 from realrag_core.manifest import read_manifest
-from realrag_core.generators.demo_training import open_stored_generator
+from realrag_core.generators.registry import open_stored_generator
 from realrag_core.plots import image_grid
 from realrag_core.prompts import load_prompts
 

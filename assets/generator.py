@@ -5,7 +5,8 @@ import dagster as dg
 from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrain import training_key_of
-from realrag_core.generators.demo_training import build_demo_generator, check_generator, reference_effect
+from realrag_core.generators.demo_training import check_generator, reference_effect
+from realrag_core.generators.registry import build_generator
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
 
@@ -34,7 +35,7 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
     world = load_world(store.world_dir)
     records = list(iter_records(cfg.source))
     text_key = training_key_of(store.clip_dir)
-    gen, info = build_demo_generator(cfg, world, load_clip(store.clip_dir, cfg.device), text_key, records,
+    gen, info = build_generator(cfg, world, load_clip(store.clip_dir, cfg.device), text_key, records,
                                      store.generator_dir, store.reports_dir, config.force_retrain)  # fmt: skip
     judge = load_clip(store.judge_dir, cfg.device)
     checks, grid = check_generator(gen, judge, world, records, cfg)

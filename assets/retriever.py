@@ -8,10 +8,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
+from realrag_core.config import DemoGeneratorConfig
 from realrag_core.prompts import load_prompts
 from realrag_core.generation import generate_for_prompts
 from realrag_core.generators.demo_diffusion import untrained_like
-from realrag_core.generators.demo_training import open_stored_generator
+from realrag_core.generators.registry import open_stored_generator
 from realrag_core.manifest import read_manifest
 from realrag_core.retriever import RETRIEVER_FILE, build_retriever
 from realrag_core.retriever_study import run_ablations, write_ablations
@@ -125,7 +126,9 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
 
     prompts = load_prompts(store.world_dir)
     other_generated = {}
-    if "untrained" in cfg.retriever.ablations.generators:
+    if "untrained" in cfg.retriever.ablations.generators and not isinstance(cfg.generator, DemoGeneratorConfig):
+        context.log.warning("ablation generators: 'untrained' is defined for the demo generator only; skipped")
+    elif "untrained" in cfg.retriever.ablations.generators:
         gen, _, encoder = open_stored_generator(cfg, store)
         untrained = untrained_like(gen, cfg.generator.train.seed)
         folder = Path(store.root) / "ablations" / "generated_untrained"

@@ -8,7 +8,8 @@ from realrag_core.store import ArtifactStore
 from realrag_core.clip_backbone import load_clip
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
-from realrag_core.generators.demo_training import open_stored_generator, check_generator
+from realrag_core.generators.demo_training import check_generator
+from realrag_core.generators.registry import open_stored_generator
 cfg = load_config('configs/demo.yaml'); store = ArtifactStore(cfg.artifacts_root)
 gen, info, _ = open_stored_generator(cfg, store)
 judge = load_clip(store.judge_dir); world = load_world(store.world_dir); records = list(iter_records(cfg.source))

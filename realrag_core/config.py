@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
@@ -317,7 +318,7 @@ class SamplingConfig(_Strict):
     batch_size: int = Field(64, ge=1)
 
 
-class GeneratorConfig(_Strict):
+class DemoGeneratorConfig(_Strict):
     kind: Literal["demo_diffusion"] = "demo_diffusion"
     unet: DemoUNetConfig = DemoUNetConfig()
     train: GeneratorTrainConfig = GeneratorTrainConfig()
@@ -329,6 +330,57 @@ class GeneratorConfig(_Strict):
     shipped_weights: Path | None = Field(
         None, description="a folder of weights made by the generator asset; used only if split and config match"
     )
+
+
+class IPAdapterConfig(_Strict):
+    """Where diffusers' ``load_ip_adapter`` finds the adapter (hub id or local folder, same layout)."""
+
+    repo: str = "h94/IP-Adapter"
+    subfolder: str = "models"
+    weight_name: str = "ip-adapter_sd15.safetensors"
+    image_encoder_folder: str | None = Field(
+        "image_encoder", description="relative to subfolder, or 'models/image_encoder' for the ViT-H SDXL adapters"
+    )
+    revision: str | None = Field(None, description="pin a commit of the adapter repository")
+    scale: float = Field(0.6, ge=0.0, description="IP-Adapter scale for prompts with a reference")
+
+
+class DiffusersSamplingConfig(_Strict):
+    steps: int = Field(30, ge=1)
+    guidance: float = Field(7.5, ge=1.0, description="classifier-free guidance scale")
+    image_size: int = Field(512, ge=8)
+    batch_size: int = Field(4, ge=1)
+
+
+class DiffusersGeneratorConfig(_Strict):
+    """A pretrained diffusers text-to-image pipeline with the reference injected by IP-Adapter."""
+
+    kind: Literal["diffusers_ip_adapter"]
+    family: Literal["sd", "sdxl"] = Field("sd", description="sd: SD 1.x/2.x-class UNets; sdxl: SDXL")
+    model: str = Field(description="diffusers model id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) or a folder")
+    revision: str | None = Field(None, description="pin a commit of the model repository")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="bfloat16/float16 on GPUs")
+    cache_dir: Path | None = Field(None, description="one shared Hugging Face cache folder (null: HF_HOME's)")
+    token_env: str | None = Field("HF_TOKEN", description="environment variable holding a token for gated models")
+    ip_adapter: IPAdapterConfig = IPAdapterConfig()
+    sampling: DiffusersSamplingConfig = DiffusersSamplingConfig()
+    cpu_offload: bool = Field(False, description="diffusers enable_model_cpu_offload (saves GPU memory)")
+    compile: bool = Field(False, description="torch.compile the UNet")
+    check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
+    check_max_concepts: int | None = Field(
+        None, ge=1, description="at most this many concepts per split in the property checks (chosen by seed)"
+    )
+
+
+def _generator_kind(v) -> str:
+    return v.get("kind", "demo_diffusion") if isinstance(v, dict) else getattr(v, "kind", "demo_diffusion")
+
+
+GeneratorConfig = Annotated[
+    Union[Annotated[DemoGeneratorConfig, Tag("demo_diffusion")],
+          Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")]],
+    Discriminator(_generator_kind),
+]  # fmt: skip
 
 
 class PromptsConfig(_Strict):
@@ -483,7 +535,7 @@ class RealRagConfig(_Strict):
     world: WorldConfig
     clip: ClipConfig = ClipConfig()
     judge: JudgeConfig = JudgeConfig()
-    generator: GeneratorConfig = GeneratorConfig()
+    generator: GeneratorConfig = DemoGeneratorConfig()
     prompts: PromptsConfig = PromptsConfig()
     generation: GenerationConfig = GenerationConfig()
     mining: MiningConfig = MiningConfig()
@@ -522,7 +574,8 @@ class RealRagConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights"}
+_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir"}
+_MODEL_KEYS = {"model", "repo"}  # a hub id, or a folder when written as ./ or ../
 
 
 def _resolve_paths(node, base: Path):
@@ -533,6 +586,8 @@ def _resolve_paths(node, base: Path):
             if key in _PATH_KEYS and isinstance(value, str):
                 p = Path(os.path.expanduser(value))
                 out[key] = str(p if p.is_absolute() else (base / p).resolve())
+            elif key in _MODEL_KEYS and isinstance(value, str) and value.startswith(("./", "../")):
+                out[key] = str((base / value).resolve())
             else:
                 out[key] = _resolve_paths(value, base)
         return out
@@ -552,7 +607,7 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"invalid config {path}: " + "; ".join(lines)
 
 
-_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders"}
+_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "demo_diffusion", "diffusers_ip_adapter"}
 
 
 def config_path_from_env() -> Path:
@@ -573,8 +628,35 @@ def load_config(path: str | Path | None = None) -> RealRagConfig:
     path = Path(path).expanduser().resolve() if path else config_path_from_env()
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV_VAR} or pass a path)")
+    return parse_config(_read_profile(path, ()), path.parent, str(path))
+
+
+def _read_profile(path: Path, seen: tuple[Path, ...]) -> dict:
+    """A profile's YAML with its relative paths resolved against its own folder; ``extends: <file>`` starts from
+    another profile and overrides it key by key (mappings merge, everything else replaces; a mapping whose
+    ``kind`` differs from the base's, e.g. another generator, replaces the base's mapping whole)."""
+    if path in seen:
+        raise ConfigError(f"invalid config {path}: 'extends' loops back to itself")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist" + (f" (extended by {seen[-1]})" if seen else ""))
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid config {path}: not valid YAML ({err})") from None
-    return parse_config(data, path.parent, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: the top level must be a mapping")
+    data = _resolve_paths(data, path.parent)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _merge(_read_profile((path.parent / parent).resolve(), (*seen, path)), data)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        mergeable = isinstance(value, dict) and isinstance(out.get(key), dict)
+        if mergeable and "kind" in value and value["kind"] != out[key].get("kind"):
+            mergeable = False
+        out[key] = _merge(out[key], value) if mergeable else value
+    return out

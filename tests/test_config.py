@@ -88,3 +88,33 @@ def test_digest_changes_with_content(smoke_cfg, smoke_data, tmp_path):
     assert parse_config(other, tmp_path).digest("world") != smoke_cfg.digest("world")
     assert parse_config(copy.deepcopy(smoke_data), tmp_path).digest() == smoke_cfg.digest()
     assert yaml.safe_dump(smoke_data)  # the fixture stays serialisable for the CLI tests
+
+
+def test_a_profile_extends_another_and_overrides_key_by_key(tmp_path):
+    base = PROJECT_ROOT / "configs" / "smoke.yaml"
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": str(base), "name": "child", "artifacts_root": "./out",
+                                     "retriever": {"steps": 7}, "rag": {"seeds": [5]}}))  # fmt: skip
+    cfg, smoke = load_config(child), load_config(base)
+    assert cfg.name == "child" and cfg.retriever.steps == 7 and cfg.rag.seeds == (5,)
+    assert cfg.retriever.lr_grid == smoke.retriever.lr_grid  # the rest of the mapping comes from the base
+    assert cfg.artifacts_root == (tmp_path / "sub" / "out").resolve()  # the child's paths: its own folder
+    assert cfg.source.image_dir == smoke.source.image_dir  # the base's paths: the base's folder
+    # another generator kind replaces the base's generator section instead of merging into it
+    child.write_text(yaml.safe_dump({"extends": str(base), "generator": {"kind": "diffusers_ip_adapter",
+                                                                         "model": "../models/sd"}}))  # fmt: skip
+    gen = load_config(child).generator
+    assert gen.kind == "diffusers_ip_adapter" and gen.model == str((tmp_path / "models" / "sd").resolve())
+    assert gen.ip_adapter.repo == "h94/IP-Adapter"  # a hub id stays a hub id
+
+
+def test_extends_loops_and_missing_bases_are_named(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\n")
+    b.write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(a)
+    b.write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml does not exist"):
+        load_config(a)

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..clip_backbone import ClipBundle, load_clip
-from ..clip_pretrain import accuracy, classify, load_images, training_key_of
+from ..clip_backbone import ClipBundle
+from ..clip_pretrain import accuracy, classify, load_images
 from ..config import RealRagConfig
 from ..plots import image_grid, line_plot
 from ..sources import ImageRecord
-from ..store import ArtifactStore
-from ..world import World, load_world
+from ..world import World
+from .base import Generator
 from .demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, load_unet, save_generator, to_tensor, train_generator
 
 
@@ -125,15 +125,6 @@ def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle,
     return gen, {**{k: v for k, v in info.items() if k != "losses"}, "generator_id": generator_id}
 
 
-def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[DemoDiffusionGenerator, dict, ClipBundle]:
-    """The generator the ``generator`` asset left in the artifact store, with the base CLIP it reads text
-    with (also the encoder of the LanceDB table)."""
-    encoder = load_clip(store.clip_dir, cfg.device)
-    gen, info = open_demo_generator(cfg, load_world(store.world_dir), encoder, training_key_of(store.clip_dir),
-                                    store.generator_dir)  # fmt: skip
-    return gen, info, encoder
-
-
 def database_references(cfg: RealRagConfig, world: World, records: list[ImageRecord],
                         split: str | None = None) -> dict[str, list[ImageRecord]]:  # fmt: skip
     """Concept -> its database-style images (what RAG can retrieve as a reference), for the world's concepts
@@ -146,7 +137,7 @@ def database_references(cfg: RealRagConfig, world: World, records: list[ImageRec
     return out
 
 
-def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],
+def check_generator(gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord],
                     cfg: RealRagConfig, seed: int = 1234) -> tuple[dict, object]:  # fmt: skip
     """(a) text-only samples of known concepts; (b) reference-conditioned vs text-only samples of novel
     concepts, same prompts and seeds. Judge top-1 concept among all world concepts, with Wilson intervals."""
@@ -200,7 +191,7 @@ def check_generator(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World
     return results, image_grid(cells, labels, 4, cell=64)
 
 
-def reference_effect(gen: DemoDiffusionGenerator, judge: ClipBundle, world: World, records: list[ImageRecord],
+def reference_effect(gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord],
                      cfg: RealRagConfig, seed: int = 4321) -> dict:  # fmt: skip
     """Does a reference carry its concept? Prompts of novel concepts c paired with a database reference of
     another novel concept c' (same prompts and seeds with and without it): how often the judge names c' with
