@@ -22,7 +22,8 @@ def inline_image(image: Image.Image | Path, alt: str = "image", max_side: int = 
 
 def trained_model_metadata(info: dict, loss_plot: Path) -> dict:
     """What every training asset shows: identity, whether weights were reused, cost, and the loss curve."""
-    metadata = {key: info[key] for key in ("model_id", "params", "train_seconds", "final_loss", "train_images")}
+    keys = ("model_id", "params", "train_seconds", "final_loss", "train_images", "model_name", "load_seconds")
+    metadata = {key: info[key] for key in keys if key in info}  # pretrained models have no training figures
     metadata["reused_weights"] = info["reused"]
     if loss_plot.is_file():
         metadata["loss_curve"] = inline_image(loss_plot, "loss curve")

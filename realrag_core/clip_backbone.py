@@ -29,6 +29,8 @@ from .stats import wilson_interval
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
+TRAINING_FILE = "training.json"  # what made the weights: its "key" is what later stages check
+NAME_FILE = "model_name.txt"  # present for pretrained models: their open_clip name and tag
 # Emoji sit on white; mean/std 0.5 keeps white at +1 and the artwork's colours spread around 0.
 PREPROCESS_CFG = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
                   "resize_mode": "shortest"}  # fmt: skip
@@ -155,17 +157,25 @@ def train_clip(
 
 
 def model_id_of(weights: Path) -> str:
-    return "demo-clip:" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    """``<name>:<sha256 of the weights>``; the name is ``demo-clip`` unless the folder records one (a pretrained
+    model's ``open_clip:<model>/<tag>``)."""
+    name_file = weights.parent / NAME_FILE
+    name = name_file.read_text().strip() if name_file.is_file() else "demo-clip"
+    return f"{name}:" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
 
 
-def save_clip(model: open_clip.CLIP, folder: Path) -> str:
+def save_clip(model: open_clip.CLIP, folder: Path, name: str | None = None) -> str:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_NAME))
+    if name:
+        (folder / NAME_FILE).write_text(name)
+    else:
+        (folder / NAME_FILE).unlink(missing_ok=True)
     return model_id_of(folder / WEIGHTS_NAME)
 
 
 def load_clip(folder: Path, device: str = "cpu") -> ClipBundle:
-    """Open a saved demo CLIP through open_clip's ``local-dir:`` loader (config + safetensors)."""
+    """Open a saved CLIP (demo, pretrained or fine-tuned) through open_clip's ``local-dir:`` loader."""
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}: materialize clip_backbone first")

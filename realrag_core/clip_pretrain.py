@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .clip_backbone import (
+    TRAINING_FILE,
     WEIGHTS_NAME,
     ClipBundle,
     create_untrained,
@@ -27,14 +28,14 @@ from .clip_backbone import (
     train_clip,
     zero_shot_report,
 )
-from .config import ClipArchitecture, ClipTrainConfig, RealRagConfig
+from .clip_pretrained import materialize_pretrained
+from .config import ClipArchitecture, ClipTrainConfig, PretrainedClipConfig, RealRagConfig
 from .image_io import DecodeLimits, decode_image
 from .plots import line_plot
 from .sources import ImageRecord, iter_records
 from .stats import wilson_interval
 from .world import World
 
-TRAINING_FILE = "training.json"
 
 
 def training_key_of(folder: Path) -> str:
@@ -121,14 +122,18 @@ def accuracy(predicted: Sequence[str], truth: Sequence[str]) -> dict:
 
 
 def build_demo_clip(cfg: RealRagConfig, world: World, folder: Path, reports: Path, force: bool = False) -> dict:
-    """The base CLIP, and its text->image zero-shot accuracy on the database images of the world."""
+    """The base CLIP (pre-trained here for the demo, or a pretrained open_clip model by name and tag), and its
+    text->image zero-shot accuracy on the database images of the world."""
     records = list(iter_records(cfg.source))
-    styles = set(cfg.world.styles.clip_pretrain)
-    pretrain = [r for r in records if r.style in styles]
-    if not pretrain:
-        raise ValueError(f"no images in the clip_pretrain styles {sorted(styles)}")
-    info = train_or_reuse(cfg.clip.architecture, cfg.clip.train, cfg.world.seed, pretrain, folder,
-                          reports / "clip_backbone_loss.png", "clip_backbone", force)  # fmt: skip
+    if isinstance(cfg.clip, PretrainedClipConfig):
+        info = materialize_pretrained(cfg.clip, folder, force)
+    else:
+        styles = set(cfg.world.styles.clip_pretrain)
+        pretrain = [r for r in records if r.style in styles]
+        if not pretrain:
+            raise ValueError(f"no images in the clip_pretrain styles {sorted(styles)}")
+        info = train_or_reuse(cfg.clip.architecture, cfg.clip.train, cfg.world.seed, pretrain, folder,
+                              reports / "clip_backbone_loss.png", "clip_backbone", force)  # fmt: skip
     bundle = load_clip(folder, cfg.device)
     database = [r for r in records if r.style in set(cfg.world.styles.database) and r.concept in world.concept_split]
     images, kept = load_images(database)
@@ -141,8 +146,11 @@ def build_judge(cfg: RealRagConfig, world: World, folder: Path, reports: Path, f
     """The evaluation judge, and its top-1 concept accuracy on real images of the world per style and split
     (the ceiling generated images are compared with)."""
     records = list(iter_records(cfg.source))
-    info = train_or_reuse(cfg.judge.architecture, cfg.judge.train, cfg.judge.seed, records, folder,
-                          reports / "judge_loss.png", "judge", force)  # fmt: skip
+    if isinstance(cfg.judge, PretrainedClipConfig):
+        info = materialize_pretrained(cfg.judge, folder, force)
+    else:
+        info = train_or_reuse(cfg.judge.architecture, cfg.judge.train, cfg.judge.seed, records, folder,
+                              reports / "judge_loss.png", "judge", force)  # fmt: skip
     bundle = load_clip(folder, cfg.device)
     in_world = [r for r in records if r.concept in world.concept_split]
     images, kept = load_images(in_world)

@@ -231,20 +231,53 @@ class ClipTrainConfig(_Strict):
         return v
 
 
-class ClipConfig(_Strict):
+class DemoClipConfig(_Strict):
+    """The demo's base CLIP: an open_clip model built from ``architecture`` and pre-trained here."""
+
     kind: Literal["train_demo"] = "train_demo"
     architecture: ClipArchitecture = ClipArchitecture()
     train: ClipTrainConfig = ClipTrainConfig()
     eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
 
 
-class JudgeConfig(_Strict):
+class PretrainedClipConfig(_Strict):
+    """A pretrained open_clip model by name and tag, loaded by open_clip's factory through its weight cache."""
+
+    kind: Literal["open_clip_pretrained"]
+    model: str = Field(description="open_clip model name, e.g. ViT-B-32, ViT-L-14 (open_clip.list_models())")
+    pretrained: str | None = Field(
+        None, description="open_clip pretrained tag (e.g. laion2b_s34b_b79k, openai; open_clip.list_pretrained()) or "
+        "a checkpoint file; null: random weights"
+    )
+    cache_dir: Path | None = Field(None, description="open_clip's weight cache folder (null: its default)")
+    eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
+
+
+class DemoJudgeConfig(_Strict):
     """The evaluation judge: a separate open_clip model (own seed) trained on every real image and caption,
     reference style included, used only by the metrics stage (the way Inception is independent)."""
 
+    kind: Literal["train_demo"] = "train_demo"
     seed: int = 1
     architecture: ClipArchitecture = ClipArchitecture()
     train: ClipTrainConfig = ClipTrainConfig()
+
+
+def _kind_or(default: str):
+    def kind(v) -> str:
+        return v.get("kind", default) if isinstance(v, dict) else getattr(v, "kind", default)
+
+    return kind
+
+
+ClipConfig = Annotated[
+    Union[Annotated[DemoClipConfig, Tag("train_demo")], Annotated[PretrainedClipConfig, Tag("open_clip_pretrained")]],
+    Discriminator(_kind_or("train_demo")),
+]
+JudgeConfig = Annotated[
+    Union[Annotated[DemoJudgeConfig, Tag("train_demo")], Annotated[PretrainedClipConfig, Tag("open_clip_pretrained")]],
+    Discriminator(_kind_or("train_demo")),
+]
 
 
 # --------------------------------------------------------------------------- the demo generator
@@ -372,14 +405,10 @@ class DiffusersGeneratorConfig(_Strict):
     )
 
 
-def _generator_kind(v) -> str:
-    return v.get("kind", "demo_diffusion") if isinstance(v, dict) else getattr(v, "kind", "demo_diffusion")
-
-
 GeneratorConfig = Annotated[
     Union[Annotated[DemoGeneratorConfig, Tag("demo_diffusion")],
           Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")]],
-    Discriminator(_generator_kind),
+    Discriminator(_kind_or("demo_diffusion")),
 ]  # fmt: skip
 
 
@@ -533,8 +562,8 @@ class RealRagConfig(_Strict):
     torch_threads: int | None = Field(None, ge=1, description="null: torch's default")
     source: SourceConfig
     world: WorldConfig
-    clip: ClipConfig = ClipConfig()
-    judge: JudgeConfig = JudgeConfig()
+    clip: ClipConfig = DemoClipConfig()
+    judge: JudgeConfig = DemoJudgeConfig()
     generator: GeneratorConfig = DemoGeneratorConfig()
     prompts: PromptsConfig = PromptsConfig()
     generation: GenerationConfig = GenerationConfig()
@@ -575,7 +604,7 @@ class RealRagConfig(_Strict):
 
 
 _PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir"}
-_MODEL_KEYS = {"model", "repo"}  # a hub id, or a folder when written as ./ or ../
+_MODEL_KEYS = {"model", "repo", "pretrained"}  # a hub id, or a folder when written as ./ or ../
 
 
 def _resolve_paths(node, base: Path):
@@ -607,7 +636,8 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"invalid config {path}: " + "; ".join(lines)
 
 
-_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "demo_diffusion", "diffusers_ip_adapter"}
+_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "demo_diffusion", "diffusers_ip_adapter", "train_demo",
+                 "open_clip_pretrained"}
 
 
 def config_path_from_env() -> Path:

@@ -1,0 +1,78 @@
+"""Pretrained open_clip backbones by name and tag. Weights cannot be downloaded here, so the tests register a
+tiny model config with open_clip (as its registry holds ViT-B-32) and give a checkpoint *file* as the tag:
+the same factory call (`create_model_and_transforms(name, pretrained=...)`) a real tag goes through."""
+
+import json
+
+import open_clip
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from realrag_core.clip_backbone import NAME_FILE, load_clip
+from realrag_core.clip_pretrained import materialize_pretrained
+from realrag_core.config import PretrainedClipConfig, parse_config
+
+TINY = {"embed_dim": 32,
+        "vision_cfg": {"image_size": 16, "layers": 1, "width": 64, "head_width": 32, "patch_size": 4},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """A registered model name and two checkpoint files of it (a retriever base and a judge)."""
+    folder = tmp_path_factory.mktemp("oc")
+    (folder / "RealragTiny-16.json").write_text(json.dumps(TINY))
+    open_clip.add_model_config(folder / "RealragTiny-16.json")
+    files = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = open_clip.create_model("RealragTiny-16")
+        files.append(folder / f"tiny-{seed}.safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(files[-1]))
+    return "RealragTiny-16", files
+
+
+def test_a_named_model_lands_in_the_store_and_opens_like_the_factory(tiny_checkpoints, tmp_path):
+    name, (weights, _) = tiny_checkpoints
+    spec = PretrainedClipConfig(kind="open_clip_pretrained", model=name, pretrained=str(weights))
+    info = materialize_pretrained(spec, tmp_path / "clip")
+    assert not info["reused"] and info["model_id"].startswith(f"open_clip:{name}/{weights}:")
+    bundle = load_clip(tmp_path / "clip")
+    assert bundle.model_id == info["model_id"] and (tmp_path / "clip" / NAME_FILE).is_file()
+    reference, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(weights))
+    reference.eval()
+    tokens = open_clip.get_tokenizer(name)(["a red circle", "a blue square"])
+    with torch.no_grad():
+        assert torch.allclose(bundle.model.encode_text(tokens), reference.encode_text(tokens), atol=1e-5)
+    assert materialize_pretrained(spec, tmp_path / "clip")["reused"]
+    with pytest.raises(ValueError, match="no model named 'NoSuchModel-99'"):
+        materialize_pretrained(spec.model_copy(update={"model": "NoSuchModel-99"}), tmp_path / "other")
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_on_pretrained_backbone_and_judge(tiny_checkpoints, smoke_data, tmp_path):
+    import dagster as dg
+    import lancedb
+
+    from pipelines.definitions import ALL_ASSETS
+    from pipelines.resources import RealRagConfigResource
+
+    name, (base, judge) = tiny_checkpoints
+    smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(base)}
+    smoke_data["judge"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(judge)}
+    path = tmp_path / "pretrained.yaml"
+    path.write_text(yaml.safe_dump(smoke_data))
+    cfg = parse_config(smoke_data, tmp_path)
+    result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts", "clip_backbone", "judge",
+                                                   "generator", "image_embeddings", "generated_images",
+                                                   "reflective_negatives", "retriever"],
+                            resources={"realrag": RealRagConfigResource(config_path=str(path))})  # fmt: skip
+    assert result.success
+    table = lancedb.connect(str(cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
+    model_ids = set(table.search().select(["model_id"]).limit(None).to_arrow()["model_id"].to_pylist())
+    assert model_ids == {load_clip(cfg.artifacts_root / "checkpoints" / "clip_backbone").model_id}
+    assert next(iter(model_ids)).startswith(f"open_clip:{name}/")
+    judge_id = load_clip(cfg.artifacts_root / "checkpoints" / "judge").model_id
+    assert judge_id.startswith(f"open_clip:{name}/{judge}:") and judge_id not in model_ids
