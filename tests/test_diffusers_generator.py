@@ -11,7 +11,10 @@ from realrag_core.config import DiffusersGeneratorConfig, load_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
 from realrag_core.generators.registry import diffusers_generator_id
-from realrag_core.generators.tiny import write_tiny_sd_ip_adapter
+from realrag_core.generators.tiny import write_tiny_sd_ip_adapter, write_tiny_sdxl_ip_adapter
+
+FAMILIES = {"sd": (write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors"),
+            "sdxl": (write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +22,22 @@ def tiny_models(tmp_path_factory):
     return write_tiny_sd_ip_adapter(tmp_path_factory.mktemp("tiny-models"))
 
 
-def _spec(tiny_models, **sampling):
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_models(request, tmp_path_factory):
+    write, subfolder, weight = FAMILIES[request.param]
+    pipeline_dir, ip_repo = write(tmp_path_factory.mktemp(f"tiny-{request.param}"))
+    return request.param, pipeline_dir, ip_repo, subfolder, weight
+
+
+def _spec(tiny_models, family="sd", subfolder="models", weight="ip-adapter_sd15.safetensors", **sampling):
     pipeline_dir, ip_repo = tiny_models
-    return DiffusersGeneratorConfig(kind="diffusers_ip_adapter", model=str(pipeline_dir),
-                                    ip_adapter={"repo": str(ip_repo), "scale": 1.0},
+    return DiffusersGeneratorConfig(kind="diffusers_ip_adapter", family=family, model=str(pipeline_dir),
+                                    ip_adapter={"repo": str(ip_repo), "scale": 1.0, "subfolder": subfolder,
+                                                "weight_name": weight},
                                     sampling={"steps": 3, "image_size": 32, "batch_size": 2, **sampling})  # fmt: skip
+
+
+PIPELINE_CLASS = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
 
 
 def _px(im):
@@ -33,10 +47,11 @@ def _px(im):
 RED, BLUE = Image.new("RGB", (48, 48), (230, 20, 20)), Image.new("RGB", (48, 48), (20, 20, 230))
 
 
-def test_ip_adapter_generator_is_deterministic_and_the_reference_conditions_it(tiny_models):
-    spec = _spec(tiny_models)
+def test_ip_adapter_generator_is_deterministic_and_the_reference_conditions_it(family_models):
+    family, pipeline_dir, ip_repo, subfolder, weight = family_models
+    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight)
     pipe = load_pipeline(spec)
-    assert type(pipe).__name__ == "StableDiffusionPipeline" and pipe.image_encoder is not None
+    assert type(pipe).__name__ == PIPELINE_CLASS[family] and pipe.image_encoder is not None
     gen = DiffusersIPAdapterGenerator(pipe, spec, diffusers_generator_id(spec))
     assert isinstance(gen, Generator)
     prompts, refs, seeds = ["a red circle", "a blue square", "a red circle"], [None, RED, BLUE], [0, 1, 0]
@@ -53,13 +68,14 @@ def test_ip_adapter_generator_is_deterministic_and_the_reference_conditions_it(t
     assert np.abs(_px(alone) - _px(first[1])).max() <= 1.0
 
 
-def test_prompts_without_a_reference_get_the_base_model(tiny_models):
+def test_prompts_without_a_reference_get_the_base_model(family_models):
     """IP-Adapter scale 0 adds nothing: the `none` arm equals the pipeline without any adapter."""
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
-    spec = _spec(tiny_models)
+    family, pipeline_dir, ip_repo, subfolder, weight = family_models
+    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight)
     gen = DiffusersIPAdapterGenerator(load_pipeline(spec), spec, "x")
-    base = StableDiffusionPipeline.from_pretrained(spec.model)
+    base = getattr(diffusers, PIPELINE_CLASS[family]).from_pretrained(spec.model)
     base.set_progress_bar_config(disable=True)
     ours = gen.generate(["a red circle", "a blue square"], None, [3, 4])
     import torch

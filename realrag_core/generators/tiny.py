@@ -45,9 +45,7 @@ def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, t
     """A Stable-Diffusion-1.5-class pipeline (UNet with cross-attention, KL VAE, CLIP text model and tokenizer,
     DDIM scheduler) and an IP-Adapter for it. Returns (pipeline folder, IP-Adapter repository folder)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from safetensors.torch import save_file
-    from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer,
-                              CLIPVisionConfig, CLIPVisionModelWithProjection)  # fmt: skip
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     root = Path(root)
     torch.manual_seed(seed)
@@ -77,19 +75,30 @@ def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, t
     pipeline_dir = root / "tiny-sd"
     pipe.save_pretrained(pipeline_dir)
 
-    ip_repo = root / "tiny-ip-adapter"
+    ip_repo = write_tiny_ip_adapter(root / "tiny-ip-adapter", unet, SD_IP_SUBFOLDER, SD_IP_WEIGHT, seed,
+                                    image_embed_dim)  # fmt: skip
+    return pipeline_dir, ip_repo
+
+
+def write_tiny_ip_adapter(repo: Path, unet, subfolder: str, weight_name: str, seed: int = 0,
+                          image_embed_dim: int = 32) -> Path:  # fmt: skip
+    """An IP-Adapter for ``unet`` in h94/IP-Adapter's layout: ``<subfolder>/<weight_name>`` (flat safetensors:
+    ``image_proj.*`` for diffusers' ImageProjection with 4 tokens, ``ip_adapter.<id>.to_{k,v}_ip.weight`` with
+    ids 1, 3, 5, ... over the UNet's cross-attention processors in order) and ``<subfolder>/image_encoder``."""
+    from safetensors.torch import save_file
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed + 7)
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, projection_dim=image_embed_dim, num_hidden_layers=2,
         num_attention_heads=4, image_size=32, patch_size=8,
     ))  # fmt: skip
-    image_encoder.save_pretrained(ip_repo / SD_IP_SUBFOLDER / "image_encoder")
+    image_encoder.save_pretrained(repo / subfolder / "image_encoder")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        ip_repo / SD_IP_SUBFOLDER / "image_encoder"
+        repo / subfolder / "image_encoder"
     )
-    # h94/IP-Adapter's flat layout: image_proj.* (ImageProjection: 4 tokens) and ip_adapter.<id>.to_{k,v}_ip.weight,
-    # ids 1, 3, 5, ... over the UNet's attention processors in order, cross-attention (attn2) ones only
     gen = torch.Generator().manual_seed(seed + 1)
-    tokens = 4
+    tokens, text_dim = 4, unet.config.cross_attention_dim
     weights = {
         "image_proj.proj.weight": torch.randn(text_dim * tokens, image_embed_dim, generator=gen) * 0.2,
         "image_proj.proj.bias": torch.zeros(text_dim * tokens),
@@ -109,7 +118,47 @@ def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, t
         for kv in ("k", "v"):
             weights[f"ip_adapter.{key_id}.to_{kv}_ip.weight"] = torch.randn(hidden, text_dim, generator=gen) * 0.2
         key_id += 2
-    save_file(weights, str(ip_repo / SD_IP_SUBFOLDER / SD_IP_WEIGHT))
+    save_file(weights, str(repo / subfolder / weight_name))
+    return repo
+
+
+def write_tiny_sdxl_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16) -> tuple[Path, Path]:
+    """An SDXL-class pipeline (two CLIP text encoders, the second with projection; UNet with text_time added
+    conditioning) and an IP-Adapter for it in h94's ``sdxl_models`` layout."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    root = Path(root)
+    torch.manual_seed(seed)
+    text_cfg = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                    pad_token_id=49407)  # fmt: skip
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg, projection_dim=32))
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64, attention_head_dim=(2, 4),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=32 + 6 * 8, norm_num_groups=8,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8, sample_size=sample_size * 2,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        files = clip_tokenizer_files(Path(tmp))
+        tokenizers = [CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=77)
+                      for _ in range(2)]  # fmt: skip
+    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       steps_offset=1, timestep_spacing="leading")  # fmt: skip
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizers[0], tokenizer_2=tokenizers[1], unet=unet, scheduler=scheduler)  # fmt: skip
+    pipeline_dir = root / "tiny-sdxl"
+    pipe.save_pretrained(pipeline_dir)
+    ip_repo = write_tiny_ip_adapter(root / "tiny-ip-adapter-sdxl", unet, "sdxl_models", "ip-adapter_sdxl.safetensors",
+                                    seed)  # fmt: skip
     return pipeline_dir, ip_repo
 
 
@@ -120,8 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    pipeline_dir, ip_repo = write_tiny_sd_ip_adapter(args.folder, args.seed)
-    print(f"[tiny] Stable Diffusion-class pipeline in {pipeline_dir}, IP-Adapter in {ip_repo}")
+    for family, write in (("Stable Diffusion", write_tiny_sd_ip_adapter), ("SDXL", write_tiny_sdxl_ip_adapter)):
+        pipeline_dir, ip_repo = write(args.folder, args.seed)
+        print(f"[tiny] {family}-class pipeline in {pipeline_dir}, its IP-Adapter in {ip_repo}")
 
 
 if __name__ == "__main__":
