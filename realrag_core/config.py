@@ -161,8 +161,18 @@ class WorldConfig(_Strict):
     num_known: int | None = Field(
         None, ge=1, description="exact count of concepts the generator knows (overrides known_fraction)"
     )
+    novel_concepts: tuple[str, ...] | None = Field(
+        None, description="for a pretrained generator: the concepts it cannot know (e.g. objects released after its "
+        "training cut-off); every other concept is known. Overrides known_fraction and num_known"
+    )
     require_all_styles: bool = Field(True, description="keep only concepts drawn in every role style")
     styles: StyleRoles
+
+    @model_validator(mode="after")
+    def _one_split_rule(self):
+        if self.novel_concepts is not None and self.num_known is not None:
+            raise ValueError("give either novel_concepts or num_known, not both")
+        return self
 
 
 # --------------------------------------------------------------------------- the demo CLIP

@@ -64,6 +64,16 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
     chosen = sorted(rng.sample(eligible, n))
     order = chosen[:]
     rng.shuffle(order)
+    if cfg.novel_concepts is not None:  # a pretrained generator: the user says which concepts it cannot know
+        absent = sorted(set(cfg.novel_concepts) - set(chosen))
+        if absent:
+            raise ValueError(f"world.novel_concepts names concepts not in the world: {absent[:10]}"
+                             + (f" and {len(absent) - 10} more" if len(absent) > 10 else ""))  # fmt: skip
+        novel = set(cfg.novel_concepts)
+        if not novel or novel == set(chosen):
+            raise ValueError("world.novel_concepts must leave at least one known and one novel concept")
+        split = {c: ("novel" if c in novel else "known") for c in chosen}
+        return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed))
     n_known = cfg.num_known if cfg.num_known is not None else round(cfg.known_fraction * n)
     if cfg.num_known is not None and not 1 <= n_known < n:
         raise ValueError(f"world.num_known={n_known} must leave at least one novel concept among {n}")

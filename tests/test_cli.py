@@ -35,6 +35,14 @@ def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg,
     assert "outline" not in set(rows["style"].to_pylist())  # pre-training style stays out of the database
 
 
+def test_generate_cli_says_what_to_run_when_stages_are_missing(smoke_config_file, tmp_path):
+    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path)}
+    proc = subprocess.run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "materialize" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "out.png").exists()
+
+
 @pytest.mark.slow
 def test_workspace_yaml_loads_the_code_location(smoke_config_file, tmp_path):
     proc = _dagster(["definitions", "validate", "-w", "workspace.yaml"], smoke_config_file, tmp_path)
@@ -89,3 +97,11 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     assert {"image_embeddings", "retriever", "retriever_ablations", "rag_images", "fid"} <= set(steps)
     assert all(r["status"] == "SUCCESS" and r["seconds"] >= 0 for r in steps.values()) and "rag_images" in out
     run([str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "retriever", "-m", "pipelines.definitions"])
+    # the one-prompt CLI on what the job left behind: retrieval-augmented, then text only
+    out = run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag", "--out", str(tmp_path / "rag.png")])
+    assert "retrieved (reflective, retriever:" in out and "reference-conditioned" in out
+    out = run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--seed", "3", "--out", str(tmp_path / "t.png")])
+    assert "text only" in out
+    from PIL import Image
+
+    assert Image.open(tmp_path / "rag.png").size == Image.open(tmp_path / "t.png").size

@@ -50,3 +50,18 @@ def test_saved_world_round_trips_and_detects_edits(smoke_cfg, tmp_path):
     pq.write_table(pa.table(t), tmp_path / "w" / "splits.parquet")
     with pytest.raises(ValueError, match="edited"):
         load_world(tmp_path / "w")
+
+
+def test_a_pretrained_generators_novel_concepts_come_from_the_config(smoke_data, tmp_path):
+    data = copy.deepcopy(smoke_data)
+    data["world"].update(num_concepts=None, novel_concepts=["c2", "c5"])
+    cfg = parse_config(data, tmp_path)
+    records = _records([f"c{i}" for i in range(8)], ["outline", "filled", "shadow", "striped", "dotted"])
+    world = compute_world(records, cfg.world)
+    assert world.concepts_in("novel") == ["c2", "c5"] and len(world.concepts_in("known")) == 6
+    bad = cfg.world.model_copy(update={"novel_concepts": ("c2", "Tesla Cybertruck")})
+    with pytest.raises(ValueError, match="not in the world: \\['Tesla Cybertruck'\\]"):
+        compute_world(records, bad)
+    data["world"]["num_known"] = 3
+    with pytest.raises(ValueError, match="either novel_concepts or num_known"):
+        parse_config(data, tmp_path)
