@@ -334,6 +334,14 @@ class GeneratorMix(_Strict):
         return self
 
 
+class PairedAugment(_Strict):
+    """The same random flip and shift applied to a training target and to its reference, so the layout of the
+    target can be read only from the reference (a memorised concept cannot supply it)."""
+
+    flip: bool = True
+    max_shift: int = Field(2, ge=0, description="pixels in each direction; the border is filled with white")
+
+
 class GeneratorTrainConfig(_Strict):
     steps: int = Field(800, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -343,6 +351,9 @@ class GeneratorTrainConfig(_Strict):
     ema_decay: float | None = Field(
         0.999, ge=0.0, lt=1.0, description="keep an exponential moving average of the weights (diffusers EMAModel, "
         "with warm-up) and save it; null saves the raw weights"
+    )
+    paired_augment: PairedAugment | None = Field(
+        None, description="augment examples that have a reference, target and reference alike; null: off"
     )
     reference_pool: Literal["other_style", "other_artist", "same_artist"] = Field(
         "other_artist", description="where a training example's reference comes from: any other style of its "

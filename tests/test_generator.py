@@ -148,3 +148,43 @@ def test_reference_pools_follow_the_configured_artists(smoke_cfg, pool):
             assert all(same) and (bool(p) == (me.style in artist))  # a one-style artist gets no reference
         else:
             assert len(p) == len({r.style for r in kept if r.concept == me.concept}) - 1
+
+
+def test_paired_transform_moves_target_and_reference_alike():
+    import torch
+
+    from realrag_core.generators.demo_diffusion import paired_transform
+
+    image = torch.ones(3, 8, 8)
+    image[:, 2, 1] = -1.0  # one dark pixel at row 2, column 1
+    moved = paired_transform(image, flip=True, dx=-2, dy=-1)
+    assert torch.nonzero(moved[0] < 0).tolist() == [[2 - 1, (8 - 1 - 1) - 2]]  # mirrored to column 6, then moved
+    assert moved.shape == image.shape and bool((moved >= -1).all())
+    assert torch.equal(paired_transform(image, False, 0, 0), image)
+
+
+def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(smoke_cfg, text):
+    from realrag_core.config import PairedAugment
+    from realrag_core.generators.demo_training import generator_key
+
+    prepare_source(smoke_cfg.source)
+    records = list(iter_records(smoke_cfg.source))
+    world = compute_world(records, smoke_cfg.world)
+    images, captions, pools, _ = training_set(smoke_cfg, world, records)
+    tokens = TextTokens(text)
+    runs = []
+    for paired in (None, PairedAugment(flip=True, max_shift=2)):
+        unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
+        runs.append(train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 5, 8, 1e-3,
+                                    smoke_cfg.generator.train.mix, 0, paired=paired))  # fmt: skip
+    assert all(np.isfinite(r).all() for r in runs) and runs[0] != runs[1]  # the augmented batches differ
+    train = smoke_cfg.generator.train.model_copy(update={"paired_augment": PairedAugment()})
+    on = smoke_cfg.model_copy(update={"generator": smoke_cfg.generator.model_copy(update={"train": train})})
+    assert generator_key(on, world, "t") != generator_key(smoke_cfg, world, "t")
+    # the key of a profile without it is what it was before the option existed (shipped weights stay valid)
+    import hashlib
+
+    blob = json.dumps([world.hash, "t", smoke_cfg.generator.unet.model_dump(mode="json"),
+                       {k: v for k, v in smoke_cfg.generator.train.model_dump(mode="json").items()
+                        if k != "paired_augment"}], sort_keys=True)  # fmt: skip
+    assert generator_key(smoke_cfg, world, "t") == hashlib.sha256(blob.encode()).hexdigest()[:16]

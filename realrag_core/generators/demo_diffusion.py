@@ -25,7 +25,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from ..clip_backbone import ClipBundle
-from ..config import DemoUNetConfig, GeneratorMix
+from ..config import DemoUNetConfig, GeneratorMix, PairedAugment
 from .base import check_generate_args
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -197,6 +197,18 @@ def untrained_like(gen: DemoDiffusionGenerator, seed: int = 0) -> DemoDiffusionG
 # --------------------------------------------------------------------------- training
 
 
+def paired_transform(image: torch.Tensor, flip: bool, dx: int, dy: int) -> torch.Tensor:
+    """[3, H, W] in [-1, 1]: mirror left-right, then move by (dx, dy) pixels, filling the border with white."""
+    if flip:
+        image = image.flip(-1)
+    if dx or dy:
+        s = max(abs(dx), abs(dy))
+        padded = F.pad(image, (s, s, s, s), value=1.0)
+        h, w = image.shape[-2:]
+        image = padded[:, s - dy : s - dy + h, s - dx : s - dx + w]
+    return image
+
+
 def draw_condition(mix: GeneratorMix, rng: random.Random) -> tuple[bool, bool]:
     """(use text, use reference) for one training example, by the configured shares."""
     u = rng.random()
@@ -223,6 +235,7 @@ def train_generator(
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
     ema_decay: float | None = None,
+    paired: PairedAugment | None = None,
 ) -> list[float]:
     """v-prediction denoising loss on (image, caption, reference: another image of the same concept).
 
@@ -249,7 +262,13 @@ def train_generator(
             hidden.append(text_cache[captions[i] if use_text else ""])
             if pooled_cache is not None:
                 pooled.append(pooled_cache[captions[i] if use_text else ""])
-            refs.append(images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0]))
+            ref = images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0])
+            if use_ref and paired is not None:
+                flip = paired.flip and rng.random() < 0.5
+                dx, dy = (rng.randint(-paired.max_shift, paired.max_shift) for _ in range(2))
+                x0[len(refs)] = paired_transform(x0[len(refs)], flip, dx, dy)
+                ref = paired_transform(ref, flip, dx, dy)
+            refs.append(ref)
         hidden, refs = torch.stack(hidden), torch.stack(refs)
         noise = torch.randn_like(x0)
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch_size,))

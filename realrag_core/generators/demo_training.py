@@ -32,7 +32,7 @@ def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
     ``text_key`` is the text tower's *training* key (its config and data), not a hash of its weights, so
     weights shipped from one machine stay valid where CPU arithmetic differs in the last bits."""
     blob = json.dumps([world.hash, text_key, cfg.generator.unet.model_dump(mode="json"),
-                       cfg.generator.train.model_dump(mode="json")], sort_keys=True)  # fmt: skip
+                       cfg.generator.train.model_dump(mode="json", exclude_none=True)], sort_keys=True)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -96,7 +96,7 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
 
         start = time.perf_counter()
         losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
-                                 t.lr, t.mix, t.seed, on_step, t.ema_decay)  # fmt: skip
+                                 t.lr, t.mix, t.seed, on_step, t.ema_decay, t.paired_augment)  # fmt: skip
         bar.close()
         info = {"key": key, "world_hash": world.hash, "text_key": text_key, "text_model_id": text_clip.model_id,
                 "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
