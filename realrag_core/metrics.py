@@ -36,13 +36,16 @@ class JudgeFeatures(torch.nn.Module):
         self.size = int(judge.model.visual.image_size[0] if isinstance(judge.model.visual.image_size, tuple)
                         else judge.model.visual.image_size)  # fmt: skip
         self.num_features = judge.dim
+        cfg = getattr(judge.model.visual, "preprocess_cfg", None) or {"mean": (0.5,) * 3, "std": (0.5,) * 3}
+        self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 255.0
         x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", antialias=True, align_corners=False)
-        x = (x.clamp(0, 1) - 0.5) / 0.5  # the demo CLIPs' preprocessing (mean = std = 0.5)
-        return F.normalize(self.judge.model.encode_image(x).float(), dim=-1)
+        x = (x.clamp(0, 1) - self.mean.to(x.device)) / self.std.to(x.device)  # the judge's own normalisation
+        return F.normalize(self.judge.model.encode_image(x.to(self.judge.device)).float(), dim=-1).cpu()
 
 
 def to_uint8(images: Sequence[Image.Image], size: int = 64) -> torch.Tensor:

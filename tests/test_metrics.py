@@ -63,3 +63,29 @@ def test_paired_comparisons_use_the_same_prompts_and_seeds():
     md = results_markdown([{"arm": "clip", "split": "novel", "metric": "concept_acc", "value": 0.0, "n": 20,
                             "lo": 0.0, "hi": 0.0}], [row])  # fmt: skip
     assert "reflective - clip | novel | +0.700" in md
+
+
+@pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                                      ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+def test_judge_features_normalise_like_the_judges_own_preprocessing(smoke_cfg, tmp_path, mean, std):
+    """The torchmetrics extractor must see what the judge sees, also for a pretrained judge (OpenAI mean/std)."""
+    import json
+
+    import torch
+
+    from realrag_core.metrics import JudgeFeatures, to_uint8
+
+    model, *_ = create_untrained(tmp_path / "j", smoke_cfg.judge.architecture, seed=1)
+    save_clip(model, tmp_path / "j")
+    cfg = json.loads((tmp_path / "j" / "open_clip_config.json").read_text())
+    cfg["preprocess_cfg"].update(mean=list(mean), std=list(std))
+    (tmp_path / "j" / "open_clip_config.json").write_text(json.dumps(cfg))
+    judge = load_clip(tmp_path / "j")
+    size = judge.model.visual.image_size[0]
+    images = [draw_concept(c, s, "filled", size) for c in ("red", "blue") for s in ("circle", "star")]
+    seen = []
+    encode = judge.model.encode_image
+    judge.model.encode_image = lambda x: seen.append(x) or encode(x)
+    JudgeFeatures(judge)(to_uint8(images, size))
+    expected = torch.stack([judge.preprocess(im) for im in images])  # the judge's own eval transform
+    assert torch.allclose(seen[0], expected, atol=0.02)
