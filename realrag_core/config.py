@@ -426,9 +426,24 @@ class DiffusersGeneratorConfig(_Strict):
     )
 
 
+class ExternalGeneratorConfig(_Strict):
+    """A generator diffusers does not ship (e.g. the paper's Emu2-Gen), behind the same protocol: ``factory`` names
+    a callable ``(options: dict, device: str) -> Generator`` as ``package.module:function``."""
+
+    kind: Literal["external"]
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="package.module:function")
+    options: dict = Field(default_factory=dict, description="passed to the factory as they are")
+    sampling: DiffusersSamplingConfig = DiffusersSamplingConfig()
+    check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
+    check_max_concepts: int | None = Field(
+        None, ge=1, description="at most this many concepts per split in the property checks (chosen by seed)"
+    )
+
+
 GeneratorConfig = Annotated[
     Union[Annotated[DemoGeneratorConfig, Tag("demo_diffusion")],
-          Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")]],
+          Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")],
+          Annotated[ExternalGeneratorConfig, Tag("external")]],
     Discriminator(_kind_or("demo_diffusion")),
 ]  # fmt: skip
 
@@ -657,7 +672,7 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"invalid config {path}: " + "; ".join(lines)
 
 
-_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "demo_diffusion", "diffusers_ip_adapter", "train_demo",
+_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "demo_diffusion", "diffusers_ip_adapter", "external", "train_demo",
                  "open_clip_pretrained"}
 
 

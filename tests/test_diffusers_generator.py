@@ -142,3 +142,56 @@ def test_later_stages_refuse_a_generator_record_of_another_config(tiny_models, s
     (store.generator_dir / "generator.json").write_text(json.dumps({"generator_id": diffusers_generator_id(other)}))
     with pytest.raises(ValueError, match="materialize the generator asset again"):
         open_stored_generator(cfg, store)
+
+
+EXTERNAL = '''
+from PIL import Image
+
+
+class Copier:
+    """Returns the reference (or a grey image): enough to prove the plumbing of an external generator."""
+
+    def __init__(self, size):
+        self.size, self.generator_id = size, f"copier:{size}"
+
+    def generate(self, prompts, references, seeds):
+        refs = references or [None] * len(prompts)
+        return [(r or Image.new("RGB", (8, 8), (128, 128, 128))).resize((self.size, self.size)) for r in refs]
+
+
+def make(options, device):
+    return Copier(options["size"])
+
+
+def make_wrong(options, device):
+    return object()
+'''
+
+
+def test_external_generators_plug_in_by_factory_and_missing_ones_say_so(smoke_data, tmp_path, monkeypatch):
+    from realrag_core.config import parse_config
+    from realrag_core.generators.emu2 import GeneratorNotInstalled
+    from realrag_core.generators.registry import build_generator, open_stored_generator
+    from realrag_core.store import ArtifactStore
+
+    (tmp_path / "my_generators.py").write_text(EXTERNAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    smoke_data["generator"] = {"kind": "external", "factory": "my_generators:make", "options": {"size": 24}}
+    cfg = parse_config(smoke_data, tmp_path)
+    store = ArtifactStore(cfg.artifacts_root)
+    gen, info = build_generator(cfg, None, None, "", [], store.generator_dir, store.reports_dir)
+    assert info["generator_id"] == "copier:24" and info["source"] == "pretrained"
+    [image] = gen.generate(["a red circle"], [RED], [0])
+    assert image.size == (24, 24) and image.getpixel((3, 3)) == RED.getpixel((3, 3))
+    with pytest.raises(FileNotFoundError):  # the record matches; the base CLIP is what is missing here
+        open_stored_generator(cfg, store)
+    for factory, error, words in (("realrag_core.generators.emu2:make_generator", GeneratorNotInstalled,
+                                   "Emu2-Gen is not installed"),
+                                  ("no_such_package.gen:make", GeneratorNotInstalled, "cannot be loaded"),
+                                  ("my_generators:make_wrong", TypeError, "lacks generator_id")):  # fmt: skip
+        smoke_data["generator"] = {"kind": "external", "factory": factory, "options": {"size": 24}}
+        with pytest.raises(error, match=words):
+            build_generator(parse_config(smoke_data, tmp_path), None, None, "", [], tmp_path / "g", tmp_path)
+    smoke_data["generator"]["factory"] = "not a factory"
+    with pytest.raises(ValueError, match="generator.factory"):
+        parse_config(smoke_data, tmp_path)

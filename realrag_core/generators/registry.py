@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..clip_backbone import ClipBundle, load_clip
 from ..clip_pretrain import training_key_of
-from ..config import DemoGeneratorConfig, DiffusersGeneratorConfig, RealRagConfig
+from ..config import DemoGeneratorConfig, DiffusersGeneratorConfig, ExternalGeneratorConfig, RealRagConfig
 from ..sources import ImageRecord
 from ..store import ArtifactStore
 from ..world import World, load_world
@@ -37,6 +37,33 @@ def _open_diffusers(cfg: RealRagConfig) -> tuple[Generator, dict]:
     return DiffusersIPAdapterGenerator(pipe, spec, gid), info
 
 
+def _open_external(cfg: RealRagConfig) -> tuple[Generator, dict]:
+    """``package.module:function`` from the config, called with (options, device); its result must follow the
+    protocol. Import problems are reported as the configured generator not being installed."""
+    import importlib
+
+    from .emu2 import GeneratorNotInstalled
+
+    spec = cfg.generator
+    module_name, function = spec.factory.split(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as err:
+        raise GeneratorNotInstalled(f"generator.factory {spec.factory} cannot be loaded: {err}") from err
+    gen = factory(dict(spec.options), cfg.device)
+    if not isinstance(gen, Generator):
+        raise TypeError(f"{spec.factory} returned {type(gen).__name__}, which lacks generator_id / generate()")
+    return gen, {"kind": spec.kind, "generator_id": gen.generator_id, "factory": spec.factory}
+
+
+def _open_pretrained(cfg: RealRagConfig) -> tuple[Generator, dict]:
+    return _open_external(cfg) if isinstance(cfg.generator, ExternalGeneratorConfig) else _open_diffusers(cfg)
+
+
+def _expected_id(cfg: RealRagConfig) -> str | None:
+    return diffusers_generator_id(cfg.generator) if isinstance(cfg.generator, DiffusersGeneratorConfig) else None
+
+
 def build_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
                     records: list[ImageRecord], folder: Path, reports: Path,
                     force: bool = False) -> tuple[Generator, dict]:  # fmt: skip
@@ -46,7 +73,7 @@ def build_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, tex
         from .demo_training import build_demo_generator
 
         return build_demo_generator(cfg, world, text_clip, text_key, records, folder, reports, force)
-    gen, info = _open_diffusers(cfg)
+    gen, info = _open_pretrained(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
     return gen, {**info, "source": "pretrained"}
@@ -64,9 +91,12 @@ def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Gen
         return gen, info, encoder
     path = store.generator_dir / INFO_FILE
     recorded = json.loads(path.read_text()).get("generator_id") if path.is_file() else None
-    expected = diffusers_generator_id(cfg.generator)
-    if recorded != expected:
-        raise ValueError(f"the generator asset recorded {recorded!r}, the config asks for {expected!r}: "
+    expected = _expected_id(cfg)
+    if recorded is None or (expected is not None and recorded != expected):
+        raise ValueError(f"the generator asset recorded {recorded!r}, the config asks for {expected or 'another'!r}: "
                          "materialize the generator asset again")  # fmt: skip
-    gen, info = _open_diffusers(cfg)
+    gen, info = _open_pretrained(cfg)
+    if gen.generator_id != recorded:
+        raise ValueError(f"the generator asset recorded {recorded!r}, the configured one is {gen.generator_id!r}: "
+                         "materialize the generator asset again")  # fmt: skip
     return gen, info, load_clip(store.clip_dir, cfg.device)
