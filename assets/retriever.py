@@ -126,9 +126,10 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
 
     prompts = load_prompts(store.world_dir)
     other_generated = {}
-    if "untrained" in cfg.retriever.ablations.generators and not isinstance(cfg.generator, DemoGeneratorConfig):
+    untrained_wanted = "untrained" in cfg.retriever.ablations.generators
+    if untrained_wanted and not isinstance(cfg.generator, DemoGeneratorConfig):
         context.log.warning("ablation generators: 'untrained' is defined for the demo generator only; skipped")
-    elif "untrained" in cfg.retriever.ablations.generators:
+    elif untrained_wanted:
         gen, _, encoder = open_stored_generator(cfg, store)
         untrained = untrained_like(gen, cfg.generator.train.seed)
         folder = Path(store.root) / "ablations" / "generated_untrained"

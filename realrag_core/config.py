@@ -372,15 +372,20 @@ class SamplingConfig(_Strict):
     batch_size: int = Field(64, ge=1)
 
 
-class DemoGeneratorConfig(_Strict):
-    kind: Literal["demo_diffusion"] = "demo_diffusion"
-    unet: DemoUNetConfig = DemoUNetConfig()
-    train: GeneratorTrainConfig = GeneratorTrainConfig()
-    sampling: SamplingConfig = SamplingConfig()
+class _GeneratorChecks(_Strict):
+    """Sizes of the generator asset's property checks, the same for every generator kind."""
+
     check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
     check_max_concepts: int | None = Field(
         None, ge=1, description="at most this many concepts per split in the property checks (chosen by seed)"
     )
+
+
+class DemoGeneratorConfig(_GeneratorChecks):
+    kind: Literal["demo_diffusion"] = "demo_diffusion"
+    unet: DemoUNetConfig = DemoUNetConfig()
+    train: GeneratorTrainConfig = GeneratorTrainConfig()
+    sampling: SamplingConfig = SamplingConfig()
     shipped_weights: Path | None = Field(
         None, description="a folder of weights made by the generator asset; used only if split and config match"
     )
@@ -406,7 +411,7 @@ class DiffusersSamplingConfig(_Strict):
     batch_size: int = Field(4, ge=1)
 
 
-class DiffusersGeneratorConfig(_Strict):
+class DiffusersGeneratorConfig(_GeneratorChecks):
     """A pretrained diffusers text-to-image pipeline with the reference injected by IP-Adapter."""
 
     kind: Literal["diffusers_ip_adapter"]
@@ -420,13 +425,9 @@ class DiffusersGeneratorConfig(_Strict):
     sampling: DiffusersSamplingConfig = DiffusersSamplingConfig()
     cpu_offload: bool = Field(False, description="diffusers enable_model_cpu_offload (saves GPU memory)")
     compile: bool = Field(False, description="torch.compile the UNet")
-    check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
-    check_max_concepts: int | None = Field(
-        None, ge=1, description="at most this many concepts per split in the property checks (chosen by seed)"
-    )
 
 
-class ExternalGeneratorConfig(_Strict):
+class ExternalGeneratorConfig(_GeneratorChecks):
     """A generator diffusers does not ship (e.g. the paper's Emu2-Gen), behind the same protocol: ``factory`` names
     a callable ``(options: dict, device: str) -> Generator`` as ``package.module:function``."""
 
@@ -434,10 +435,6 @@ class ExternalGeneratorConfig(_Strict):
     factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="package.module:function")
     options: dict = Field(default_factory=dict, description="passed to the factory as they are")
     sampling: DiffusersSamplingConfig = DiffusersSamplingConfig()
-    check_samples_per_concept: int = Field(2, ge=1, description="samples per concept for the property checks")
-    check_max_concepts: int | None = Field(
-        None, ge=1, description="at most this many concepts per split in the property checks (chosen by seed)"
-    )
 
 
 GeneratorConfig = Annotated[
@@ -664,7 +661,7 @@ def _resolve_paths(node, base: Path):
 def _format_error(path: Path, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _SOURCE_KINDS))
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -672,8 +669,9 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"invalid config {path}: " + "; ".join(lines)
 
 
-_SOURCE_KINDS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "demo_diffusion", "diffusers_ip_adapter", "external", "train_demo",
-                 "open_clip_pretrained"}
+# union tags pydantic puts into error locations; left out of the field path in messages
+_UNION_TAGS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "train_demo", "open_clip_pretrained",
+               "demo_diffusion", "diffusers_ip_adapter", "external"}
 
 
 def config_path_from_env() -> Path:

@@ -79,12 +79,18 @@ def test_training_set_uses_known_concepts_and_other_artists_as_references(smoke_
     assert images.shape[1:] == (3, 16, 16) and images.min() >= -1 and images.max() <= 1
 
 
-def test_training_lowers_the_denoising_loss(smoke_cfg, text):
+@pytest.fixture
+def training_data(smoke_cfg, text):
+    """The smoke world's generator training set and the text tower's tokens."""
     prepare_source(smoke_cfg.source)
     records = list(iter_records(smoke_cfg.source))
     world = compute_world(records, smoke_cfg.world)
     images, captions, pools, _ = training_set(smoke_cfg, world, records)
-    tokens = TextTokens(text)
+    return world, images, captions, pools, TextTokens(text)
+
+
+def test_training_lowers_the_denoising_loss(smoke_cfg, training_data):
+    _, images, captions, pools, tokens = training_data
     unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
     losses = train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 60, 16, 2e-3,
                              smoke_cfg.generator.train.mix, 0)  # fmt: skip
@@ -163,15 +169,11 @@ def test_paired_transform_moves_target_and_reference_alike():
     assert torch.equal(paired_transform(image, False, 0, 0), image)
 
 
-def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(smoke_cfg, text):
+def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(smoke_cfg, training_data):
     from realrag_core.config import PairedAugment
     from realrag_core.generators.demo_training import generator_key
 
-    prepare_source(smoke_cfg.source)
-    records = list(iter_records(smoke_cfg.source))
-    world = compute_world(records, smoke_cfg.world)
-    images, captions, pools, _ = training_set(smoke_cfg, world, records)
-    tokens = TextTokens(text)
+    world, images, captions, pools, tokens = training_data
     runs = []
     for paired in (None, PairedAugment(flip=True, max_shift=2)):
         unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)

@@ -40,12 +40,41 @@ def clip_tokenizer_files(folder: Path) -> Path:
     return folder
 
 
+def clip_tokenizer():
+    """transformers' ``CLIPTokenizer`` over CLIP's real BPE vocabulary (see :func:`clip_tokenizer_files`)."""
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = clip_tokenizer_files(Path(tmp))
+        return CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=77)
+
+
+def clip_text_config(hidden: int, **extra):
+    """A tiny ``CLIPTextConfig`` with CLIP's vocabulary, context length and special tokens."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                          pad_token_id=49407, **extra)  # fmt: skip
+
+
+def tiny_vae(sample_size: int):
+    """A two-level ``AutoencoderKL`` (4 latent channels, downsampling x2)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8, sample_size=sample_size * 2,
+    )  # fmt: skip
+
+
 def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, text_dim: int = 32,
                              image_embed_dim: int = 32) -> tuple[Path, Path]:  # fmt: skip
     """A Stable-Diffusion-1.5-class pipeline (UNet with cross-attention, KL VAE, CLIP text model and tokenizer,
     DDIM scheduler) and an IP-Adapter for it. Returns (pipeline folder, IP-Adapter repository folder)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     root = Path(root)
     torch.manual_seed(seed)
@@ -55,18 +84,9 @@ def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, t
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=text_dim,
         attention_head_dim=8, norm_num_groups=8,
     )  # fmt: skip
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8, sample_size=sample_size * 2,
-    )  # fmt: skip
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=text_dim, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    ))  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        files = clip_tokenizer_files(Path(tmp))
-        tokenizer = CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=77)
+    vae = tiny_vae(sample_size)
+    text_encoder = CLIPTextModel(clip_text_config(text_dim))
+    tokenizer = clip_tokenizer()
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
@@ -125,16 +145,13 @@ def write_tiny_ip_adapter(repo: Path, unet, subfolder: str, weight_name: str, se
 def write_tiny_sdxl_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16) -> tuple[Path, Path]:
     """An SDXL-class pipeline (two CLIP text encoders, the second with projection; UNet with text_time added
     conditioning) and an IP-Adapter for it in h94's ``sdxl_models`` layout."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     root = Path(root)
     torch.manual_seed(seed)
-    text_cfg = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                    num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-                    pad_token_id=49407)  # fmt: skip
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg, projection_dim=32))
+    text_encoder = CLIPTextModel(clip_text_config(32))
+    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(32, projection_dim=32))
     unet = UNet2DConditionModel(
         sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
         block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -142,19 +159,12 @@ def write_tiny_sdxl_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16)
         use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=32 + 6 * 8, norm_num_groups=8,
     )  # fmt: skip
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8, sample_size=sample_size * 2,
-    )  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        files = clip_tokenizer_files(Path(tmp))
-        tokenizers = [CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=77)
-                      for _ in range(2)]  # fmt: skip
+    vae = tiny_vae(sample_size)
+    tokenizer = clip_tokenizer()  # SDXL's two tokenizers are both CLIP's
     scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                        steps_offset=1, timestep_spacing="leading")  # fmt: skip
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-                                     tokenizer=tokenizers[0], tokenizer_2=tokenizers[1], unet=unet, scheduler=scheduler)  # fmt: skip
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)  # fmt: skip
     pipeline_dir = root / "tiny-sdxl"
     pipe.save_pretrained(pipeline_dir)
     ip_repo = write_tiny_ip_adapter(root / "tiny-ip-adapter-sdxl", unet, "sdxl_models", "ip-adapter_sdxl.safetensors",
