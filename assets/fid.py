@@ -4,12 +4,14 @@ import dagster as dg
 
 from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import load_images
+from realrag_core.clip_pretrained import materialize_pretrained
 from realrag_core.prompts import load_prompts
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import current_rows
 from realrag_core.results import evaluate, results_grid, write_results
+from realrag_core.reference_set import fid_reference_set
 from realrag_core.sources import iter_records
+from realrag_core.vector_table import open_table_readonly
 from realrag_core.world import load_world
 
 from ._metadata import inline_image
@@ -19,12 +21,13 @@ from ._metadata import inline_image
     group_name="realrag",
     deps=["rag_images", "judge"],
     kinds={"pytorch", "parquet"},
-    code_version="2",
+    code_version="3",
     description=(
         "Stage 6. Scores every arm on the evaluation prompts, separately for generator-known and -novel concepts: "
         "torchmetrics FrechetInceptionDistance and KernelInceptionDistance with the judge as feature extractor "
-        "(reported as fid_judge / kid_judge; the reference set is the held-out artist style), the judge's top-1 "
-        "concept accuracy, CLIP-T with the judge's towers, retrieval accuracy, the retrieved style mix, and "
+        "(fid_judge / kid_judge) and, when metrics.inception is set, with Inception v3 (fid / kid, the standard "
+        "protocol). The reference set is the held-out style minus near-duplicates of database images. The judge's "
+        "top-1 concept accuracy, CLIP-T and CLIP-I (metrics.clip_score model or the judge), retrieval accuracy, the retrieved style mix, and "
         "copy_* rows scoring the retrieved image itself. Bootstrap 95% intervals over prompts and paired "
         "differences between arms on the same prompts and seeds. Writes reports/results.parquet, results.md, "
         "results.png and results_grid.png."
@@ -42,18 +45,38 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         raise FileNotFoundError("rag_images has no report of its generator and retrievers: materialize rag_images")
     rows = current_rows(manifest.to_pylist(), made["generator_id"], {(a, s): i for a, s, i in made["retrievers"]})
     eval_concepts = {p.concept for p in load_prompts(store.world_dir) if p.retriever_split in cfg.rag.retriever_splits}
-    ref_style = cfg.world.styles.reference
-    held_out = [r for r in iter_records(cfg.source) if r.style == ref_style and r.concept in eval_concepts]
-    reference = {split: load_images([r for r in held_out if world.concept_split[r.concept] == split])[0]
-                 for split in ("known", "novel")}  # fmt: skip
+    by_split = {s: {c for c in eval_concepts if world.concept_split[c] == s} for s in ("known", "novel")}
+    reference, ref_report = {}, {"style": None}
+    if cfg.world.styles.reference:
+        threshold = cfg.metrics.near_duplicate_threshold
+        reference, ref_report = fid_reference_set(
+            iter_records(cfg.source), cfg.world.styles.reference, by_split,
+            load_clip(store.clip_dir, cfg.device) if threshold is not None else None,
+            open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name) if threshold is not None else None,
+            cfg.embeddings.index, threshold)  # fmt: skip
+        for d in ref_report["near_duplicates"]:
+            context.log.warning(f"reference image {d['path']} is a near-duplicate of database image "
+                                f"{d['database_id']} (cosine {d['cosine']:.3f}): left out of FID/KID and CLIP-I")  # fmt: skip
+    else:
+        context.log.warning("world.styles.reference is not set: no FID reference set, no FID/KID or CLIP-I")
+    scorer, scorer_name = None, "judge"
+    if cfg.metrics.clip_score is not None:
+        folder = store.checkpoint_dir("clip_score")
+        scorer_name = materialize_pretrained(cfg.metrics.clip_score, folder)["model_name"]
+        scorer = load_clip(folder, cfg.device)
     results, paired = evaluate(rows, store.rag_dir, load_clip(store.judge_dir, cfg.device), world.concepts,
-                               reference, cfg.clip.eval_caption)  # fmt: skip
-    paths = write_results(results, paired, store.reports_dir)
+                               reference, cfg.clip.eval_caption, scorer, cfg.metrics.inception)  # fmt: skip
+    paths = write_results(results, paired, store.reports_dir, cfg.metrics.min_fid_samples)
     grid = results_grid(rows, store.rag_dir)
     grid.save(store.reports_dir / "results_grid.png")
-    store.write_report("fid", {"results": results, "paired": paired})
+    store.write_report("fid", {"results": results, "paired": paired, "reference_set": ref_report,
+                               "clip_score_model": scorer_name,
+                               "inception": cfg.metrics.inception.model_dump(mode="json") if cfg.metrics.inception else None})  # fmt: skip
     metadata = {f"{r['split']}/{r['arm']}/{r['metric']}": r["value"] for r in results
-                if r["metric"] in ("concept_acc", "retrieval_acc", "kid_judge")}  # fmt: skip
+                if r["metric"] in ("concept_acc", "retrieval_acc", "kid_judge", "fid", "kid")}  # fmt: skip
+    metadata["reference_set"] = dg.MetadataValue.json({k: v for k, v in ref_report.items() if k != "near_duplicates"}
+                                                      | {"near_duplicates": len(ref_report.get("near_duplicates", []))})
+    metadata["clip_score_model"] = scorer_name
     return dg.MaterializeResult(metadata={
         **metadata,
         "results": dg.MetadataValue.md(paths["md"].read_text()),

@@ -552,6 +552,35 @@ class RagConfig(_Strict):
     retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("eval",)
 
 
+class InceptionConfig(_Strict):
+    """Standard FID/KID: torchmetrics' Inception v3 (torch-fidelity's port of the TF FID network)."""
+
+    weights: Path | None = Field(
+        None, description="torch-fidelity's weights file (pt_inception-2015-12-05-6726825d.pth); null: torch-fidelity "
+        "downloads it once into torch hub's cache (TORCH_HOME)"
+    )
+    feature: Literal[64, 192, 768, 2048] = Field(2048, description="Inception layer; 2048 is the published protocol")
+    batch_size: int = Field(32, ge=1)
+
+
+class MetricsConfig(_Strict):
+    """Stage 6's feature extractors. The judge always scores concept accuracy and fid_judge/kid_judge."""
+
+    inception: InceptionConfig | None = Field(
+        None, description="also report standard fid/kid (Inception at 299 px, PIL bicubic resize, float64 "
+        "statistics); null: off (the demo world has no Inception weights)"
+    )
+    clip_score: PretrainedClipConfig | None = Field(
+        None, description="open_clip model for CLIP-T (image-prompt) and CLIP-I (image-real images of the concept); "
+        "null: the judge"
+    )
+    min_fid_samples: int = Field(2048, ge=1, description="the report warns when a cell has fewer generated images")
+    near_duplicate_threshold: float | None = Field(
+        0.95, gt=0.0, le=1.0, description="reference-set images whose cosine similarity (base CLIP) to a database "
+        "image reaches this are reported and left out of FID/KID and CLIP-I; null: no check"
+    )
+
+
 # --------------------------------------------------------------------------- stage 1: image embeddings
 
 
@@ -604,6 +633,7 @@ class RealRagConfig(_Strict):
     retriever: RetrieverConfig = RetrieverConfig()
     rag: RagConfig = RagConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _synthetic_styles_cover_roles(self):
@@ -636,7 +666,7 @@ class RealRagConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir"}
+_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir", "weights"}
 _MODEL_KEYS = {"model", "repo", "pretrained"}  # a hub id, or a folder when written as ./ or ../
 
 

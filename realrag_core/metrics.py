@@ -3,9 +3,13 @@
 - torchmetrics ``FrechetInceptionDistance`` / ``KernelInceptionDistance`` with the judge passed as the
   ``feature=`` extractor (Inception weights cannot be downloaded here): reported as ``fid_judge`` and
   ``kid_judge``, never as "FID". Reference set: the held-out artist style of the evaluation concepts.
-- Per image: the judge's top-1 concept (concept accuracy), CLIP-T with the judge's towers (cosine of prompt
-  and image), whether the arm retrieved an image of the right concept; ``copy`` rows score the retrieved
-  image itself as if it were the output.
+- Standard ``fid`` / ``kid`` when configured (``metrics.inception``): torchmetrics' Inception v3 (torch-fidelity
+  weights from their normal cache or a given file), images PIL-bicubic resized to 299 px from PNG, float64
+  statistics, the sample count in every row.
+- Per image: the judge's top-1 concept (concept accuracy); CLIP-T (cosine of prompt and image) and CLIP-I
+  (mean cosine of the image with the reference set's real images of its concept) with the ``metrics.clip_score``
+  model or the judge; whether the arm retrieved an image of the right concept; ``copy`` rows score the
+  retrieved image itself as if it were the output.
 - Bootstrap 95% intervals over prompts; paired differences between arms on the same prompts and seeds.
 """
 
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +30,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from .clip_backbone import ClipBundle
 
 MIN_FID_SAMPLES = 2048
+INCEPTION_SIZE = 299
 
 
 class JudgeFeatures(torch.nn.Module):
@@ -54,6 +60,31 @@ def to_uint8(images: Sequence[Image.Image], size: int = 64) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
 
 
+def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
+    """Standard FID and KID of ``fake`` against ``real`` (``spec``: an ``InceptionConfig``); None below 3 images.
+
+    One Inception network serves both metrics. Images reach it as uint8 at 299 px, resized here with PIL's
+    bicubic filter, so torchmetrics' own resize is the identity."""
+    if min(len(real), len(fake)) < 3:
+        return None
+    weights = str(spec.weights) if spec.weights else None
+    if weights and not Path(weights).is_file():
+        raise FileNotFoundError(f"metrics.inception.weights: no file at {weights}")
+    fid = FrechetInceptionDistance(feature=spec.feature, feature_extractor_weights_path=weights)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
+        kid = KernelInceptionDistance(feature=fid.inception, subsets=50,
+                                      subset_size=min(len(real), len(fake), 1001) - 1)  # fmt: skip
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, len(images), spec.batch_size):
+            batch = to_uint8(images[start : start + spec.batch_size], INCEPTION_SIZE)
+            for metric in (fid, kid):
+                metric.update(batch, real=is_real)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
+            "n_real": len(real), "n_fake": len(fake)}  # fmt: skip
+
+
 def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
     """fid_judge and kid_judge of ``fake`` against ``real``; None when either set has fewer than 3 images."""
     if min(len(real), len(fake)) < 3:
@@ -74,15 +105,45 @@ def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: S
 
 
 @torch.no_grad()
-def per_image_scores(judge: ClipBundle, images: Sequence[Image.Image], prompts: Sequence[str],
-                     concepts: Sequence[str], all_concepts: Sequence[str], caption: str) -> dict[str, np.ndarray]:  # fmt: skip
+def concept_accuracy(judge: ClipBundle, images: Sequence[Image.Image], concepts: Sequence[str],
+                     all_concepts: Sequence[str], caption: str) -> np.ndarray:  # fmt: skip
+    """1.0 where the judge's top-1 among ``all_concepts`` (as ``caption``) is the image's concept."""
     img = judge.embed_images(list(images))
     names = judge.embed_texts([caption.format(concept=c) for c in all_concepts])
     predicted = (img @ names.T).argmax(dim=1).numpy()
     index = {c: i for i, c in enumerate(all_concepts)}
-    correct = predicted == np.array([index[c] for c in concepts])
-    clip_t = (img * judge.embed_texts(list(prompts))).sum(dim=1).numpy()
-    return {"concept_acc": correct.astype(float), "clip_t": clip_t}
+    return (predicted == np.array([index[c] for c in concepts])).astype(float)
+
+
+@torch.no_grad()
+def clip_scores(scorer: ClipBundle, images: Sequence[Image.Image], prompts: Sequence[str], concepts: Sequence[str],
+                reference: Sequence[tuple[str, Image.Image]]) -> dict[str, np.ndarray]:  # fmt: skip
+    """CLIP-T: cosine of image and prompt. CLIP-I: mean cosine of the image with every real reference image of
+    its concept (NaN where the reference set has none)."""
+    img = scorer.embed_images(list(images))
+    clip_t = (img * scorer.embed_texts(list(prompts))).sum(dim=1).numpy()
+    clip_i = np.full(len(images), np.nan)
+    if reference:
+        ref = scorer.embed_images([im for _, im in reference])
+        by_concept = defaultdict(list)
+        for i, (c, _) in enumerate(reference):
+            by_concept[c].append(i)
+        means = {c: ref[rows].mean(dim=0) for c, rows in by_concept.items()}  # mean of unit vectors: mean cosine
+        for i, c in enumerate(concepts):
+            if c in means:
+                clip_i[i] = float(img[i] @ means[c])
+    return {"clip_t": clip_t, "clip_i": clip_i}
+
+
+def near_duplicates(query: np.ndarray, nearest: Callable[[np.ndarray], tuple[str, float]], threshold: float) -> list[dict]:
+    """Rows of ``query`` (embeddings) whose nearest database image (``nearest(vector) -> (id, cosine)``) is at
+    least ``threshold`` similar: ``{"index", "database_id", "cosine"}`` each."""
+    found = []
+    for i, vec in enumerate(np.asarray(query, dtype=np.float32)):
+        db_id, cos = nearest(vec)
+        if cos >= threshold:
+            found.append({"index": i, "database_id": db_id, "cosine": float(cos)})
+    return found
 
 
 def bootstrap_ci(values: np.ndarray, groups: Sequence[str], reps: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .clip_backbone import ClipBundle
-from .metrics import MIN_FID_SAMPLES, bootstrap_ci, distribution_metrics, per_image_scores
+from .metrics import MIN_FID_SAMPLES, bootstrap_ci, clip_scores, concept_accuracy, distribution_metrics, inception_metrics
 from .plots import image_grid
 from .rag import ARMS
 
@@ -31,8 +31,11 @@ def _label(kind: str, rseed) -> str:
 
 
 def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_concepts: Sequence[str],
-             reference: dict[str, list[Image.Image]], caption: str) -> tuple[list[dict], list[dict]]:  # fmt: skip
-    """``reference[split]``: the held-out style's images of that split's evaluation concepts.
+             reference: dict[str, list[tuple[str, Image.Image]]], caption: str, scorer: ClipBundle | None = None,
+             inception=None) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """``reference[split]``: (concept, image) of the FID reference set (real images, disjoint from the
+    database) for that split's evaluation concepts. ``scorer``: the CLIP-T/CLIP-I model (default: the judge);
+    ``inception``: an ``InceptionConfig`` for standard fid/kid rows (default: none).
 
     Fine-tuned arms have one model per training seed: their rows pool every seed (intervals by bootstrap over
     prompts), and ``arm@seed`` rows give each seed alone. FID/KID use the first training seed only, so every
@@ -46,11 +49,13 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
             scored.append({**r, "kind": f"copy_{r['arm']}", "image_path": Path(r["retrieved_path"])})
     unique = sorted({(str(s["image_path"]), s["prompt"], s["concept"]) for s in scored})
     images = [Image.open(u[0]).convert("RGB") for u in unique]
-    scores = per_image_scores(judge, images, [u[1] for u in unique], [u[2] for u in unique], list(world_concepts),
-                              caption)  # fmt: skip
-    by_key = {u: (scores["concept_acc"][i], scores["clip_t"][i], images[i]) for i, u in enumerate(unique)}
+    concepts = [u[2] for u in unique]
+    acc = concept_accuracy(judge, images, concepts, list(world_concepts), caption)
+    clip = clip_scores(scorer or judge, images, [u[1] for u in unique], concepts,
+                       [pair for split in sorted(reference) for pair in reference[split]])  # fmt: skip
+    by_key = {u: (acc[i], clip["clip_t"][i], clip["clip_i"][i], images[i]) for i, u in enumerate(unique)}
     for s in scored:
-        s["concept_acc"], s["clip_t"], s["image"] = by_key[(str(s["image_path"]), s["prompt"], s["concept"])]
+        s["concept_acc"], s["clip_t"], s["clip_i"], s["image"] = by_key[(str(s["image_path"]), s["prompt"], s["concept"])]
     first_rseed = {}
     for s in scored:
         if s["retriever_seed"] is not None:
@@ -67,10 +72,13 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
                                          if len(rseeds) > 1 else [])  # fmt: skip
             for label, part in groups_of:
                 prompts = [s["prompt_id"] for s in part]
-                for metric in ("concept_acc", "clip_t"):
+                for metric in ("concept_acc", "clip_t", "clip_i"):
                     vals = np.array([s[metric] for s in part])
-                    lo, hi = bootstrap_ci(vals, prompts)
-                    rows.append(_row(label, split, metric, vals.mean(), len(vals), lo, hi))
+                    have = ~np.isnan(vals)
+                    if not have.any():
+                        continue
+                    lo, hi = bootstrap_ci(vals[have], [p for p, h in zip(prompts, have) if h])
+                    rows.append(_row(label, split, metric, vals[have].mean(), int(have.sum()), lo, hi))
                 if kind in ARMS and kind != "none":
                     per = {(s["prompt_id"], s["retriever_seed"]): float(s["retrieved_concept"] == s["concept"]) for s in part}
                     vals = np.array(list(per.values()))
@@ -80,10 +88,14 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
                         for style, count in Counter(s["retrieved_style"] for s in part).items():
                             rows.append(_row(kind, split, f"retrieved_style/{style}", count / len(part), len(part)))
             if kind in ARMS and reference.get(split):
-                first = [s for s in sel if s["retriever_seed"] == first_rseed.get(kind)]
-                dist = distribution_metrics(judge, reference[split], [s["image"] for s in first])
-                for metric in ("fid_judge", "kid_judge") if dist else ():
-                    rows.append(_row(kind, split, metric, dist[metric], dist["n_fake"]))
+                first = [s["image"] for s in sel if s["retriever_seed"] == first_rseed.get(kind)]
+                real = [im for _, im in reference[split]]
+                dist = distribution_metrics(judge, real, first) or {}
+                if inception is not None:
+                    dist.update(inception_metrics(inception, real, first) or {})
+                for metric in ("fid_judge", "kid_judge", "fid", "kid"):
+                    if metric in dist:
+                        rows.append(_row(kind, split, metric, dist[metric], dist["n_fake"]))
     paired = paired_comparisons(scored)
     return rows, paired
 
@@ -124,11 +136,12 @@ def paired_comparisons(scored: list[dict]) -> list[dict]:
     return out
 
 
-def write_results(rows: list[dict], paired: list[dict], folder: Path) -> dict[str, Path]:
+def write_results(rows: list[dict], paired: list[dict], folder: Path,
+                  min_fid_samples: int = MIN_FID_SAMPLES) -> dict[str, Path]:  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "results.parquet")
     pq.write_table(pa.Table.from_pylist(paired), folder / "paired.parquet")
-    (folder / "results.md").write_text(results_markdown(rows, paired))
+    (folder / "results.md").write_text(results_markdown(rows, paired, min_fid_samples))
     bar_chart(rows, folder / "results.png")
     return {"parquet": folder / "results.parquet", "md": folder / "results.md", "chart": folder / "results.png"}
 
@@ -140,9 +153,10 @@ def _fmt(r):
     return f"{r['value']:.3f}{ci} (n={r['n']})"
 
 
-def results_markdown(rows: list[dict], paired: list[dict]) -> str:
+def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int = MIN_FID_SAMPLES) -> str:
     index = {(r["arm"], r["split"], r["metric"]): r for r in rows}
-    metrics = ("concept_acc", "retrieval_acc", "clip_t", "kid_judge", "fid_judge")
+    metrics = ["concept_acc", "retrieval_acc", "clip_t", "clip_i", "kid_judge", "fid_judge"]
+    metrics += [m for m in ("fid", "kid") if any(r["metric"] == m for r in rows)]
     lines = []
     for split in ("known", "novel"):
         lines += [f"### {split} concepts (evaluation prompts only)", "",
@@ -163,11 +177,14 @@ def results_markdown(rows: list[dict], paired: list[dict]) -> str:
     for p in paired:
         lines.append(f"| {p['a']} - {p['b']} | {p['split']} | {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] | "
                      f"{p['n']} | {p['prompts']} | {p['different_retrievals']:.2f} |")  # fmt: skip
-    n_fid = max((r["n"] for r in rows if r["metric"] == "fid_judge"), default=0)
-    if n_fid and n_fid < MIN_FID_SAMPLES:
-        lines += ["", f"Warning: fid_judge/kid_judge use {n_fid} generated images per cell (< {MIN_FID_SAMPLES}); "
-                      "FID is biased and unstable at this size, KID less so. Both use the judge's features, not "
-                      "Inception's: they are not comparable with published FID numbers."]  # fmt: skip
+    n_fid = min((r["n"] for r in rows if r["metric"] in ("fid_judge", "fid")), default=0)
+    if n_fid and n_fid < min_fid_samples:
+        lines += ["", f"Warning: FID/KID cells use as few as {n_fid} generated images (< {min_fid_samples}); "
+                      "FID is biased and unstable at this size, KID less so."]  # fmt: skip
+    if any(r["metric"] == "fid_judge" for r in rows):
+        lines += ["", "fid_judge/kid_judge use the judge's features, not Inception's: they are not comparable with "
+                      "published FID numbers" + ("; fid/kid are the standard Inception protocol." if
+                                                 any(r["metric"] == "fid" for r in rows) else ".")]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -74,6 +74,10 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
         assert 0 <= ablations[f"{variant}/val_top1"] <= 1
     results = _metadata(first, "fid")
     assert 0 <= results["novel/reflective/concept_acc"] <= 1
+    ref = results["reference_set"]  # every listed reference image is kept, undecodable or a reported near-duplicate
+    assert ref["style"] == smoke_cfg.world.styles.reference and ref["threshold"] == smoke_cfg.metrics.near_duplicate_threshold
+    assert ref["listed"] == ref["undecodable"] + sum(ref["kept"].values()) + ref["near_duplicates"] > 0
+    assert results["clip_score_model"] == "judge"
     judge = _metadata(first, "judge")
     assert judge["model_id"] != clip["model_id"] and 0 <= judge["ceiling/database/known"] <= 1
 

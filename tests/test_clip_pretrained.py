@@ -52,7 +52,10 @@ def test_a_named_model_lands_in_the_store_and_opens_like_the_factory(tiny_checkp
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_runs_on_pretrained_backbone_and_judge(tiny_checkpoints, smoke_data, tmp_path):
+def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(tiny_checkpoints, smoke_data, tmp_path,
+                                                                      inception_weights):  # fmt: skip
+    """Pretrained open_clip retriever base, judge and CLIP-T/CLIP-I scorer, and Inception FID/KID, through
+    every asset (checkpoint files stand in for downloaded tags: the same factory call)."""
     import dagster as dg
     import lancedb
 
@@ -62,12 +65,18 @@ def test_smoke_pipeline_runs_on_pretrained_backbone_and_judge(tiny_checkpoints, 
     name, (base, judge) = tiny_checkpoints
     smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(base)}
     smoke_data["judge"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(judge)}
+    smoke_data["rag"] = {"seeds": [0], "retriever_splits": ["train", "val", "eval"]}  # enough concepts for FID
+    smoke_data["metrics"] = {"inception": {"weights": str(inception_weights)}, "near_duplicate_threshold": None,
+                             "clip_score": {"kind": "open_clip_pretrained", "model": name, "pretrained": str(judge)}}
+    smoke_data["retriever"]["ablations"] = {"seeds": [0], "controls": [], "policies": [], "k": [], "trainable": [],
+                                            "generators": []}  # fmt: skip
     path = tmp_path / "pretrained.yaml"
     path.write_text(yaml.safe_dump(smoke_data))
     cfg = parse_config(smoke_data, tmp_path)
     result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts", "clip_backbone", "judge",
                                                    "generator", "image_embeddings", "generated_images",
-                                                   "reflective_negatives", "retriever"],
+                                                   "reflective_negatives", "retriever", "contrastive_retriever",
+                                                   "rag_images", "fid"],
                             resources={"realrag": RealRagConfigResource(config_path=str(path))})  # fmt: skip
     assert result.success
     table = lancedb.connect(str(cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
@@ -76,3 +85,14 @@ def test_smoke_pipeline_runs_on_pretrained_backbone_and_judge(tiny_checkpoints, 
     assert next(iter(model_ids)).startswith(f"open_clip:{name}/")
     judge_id = load_clip(cfg.artifacts_root / "checkpoints" / "judge").model_id
     assert judge_id.startswith(f"open_clip:{name}/{judge}:") and judge_id not in model_ids
+    report = json.loads((cfg.artifacts_root / "reports" / "fid.json").read_text())
+    assert report["clip_score_model"] == f"open_clip:{name}/{judge}"
+    rows = {(r["arm"], r["split"], r["metric"]): r for r in report["results"]}
+    assert report["reference_set"]["kept"] == {"known": 9, "novel": 3}  # one held-out image per concept
+    for arm in ("none", "clip", "contrastive", "reflective"):
+        for split in ("known", "novel"):
+            assert rows[(arm, split, "fid")]["n"] == rows[(arm, split, "fid_judge")]["n"] > 0
+            assert rows[(arm, split, "kid")]["value"] == rows[(arm, split, "kid")]["value"]  # not NaN
+            assert -1 <= rows[(arm, split, "clip_i")]["value"] <= 1
+    md = (cfg.artifacts_root / "reports" / "results.md").read_text()
+    assert "| fid | kid |" in md and "fid/kid are the standard Inception protocol" in md

@@ -1,7 +1,10 @@
 """Stage 6 kernels: judge features in torchmetrics, bootstrap intervals, paired comparisons."""
 
+from datetime import datetime, timezone
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
 from realrag_core.metrics import bootstrap_ci, distribution_metrics
@@ -89,3 +92,72 @@ def test_judge_features_normalise_like_the_judges_own_preprocessing(smoke_cfg, t
     JudgeFeatures(judge)(to_uint8(images, size))
     expected = torch.stack([judge.preprocess(im) for im in images])  # the judge's own eval transform
     assert torch.allclose(seen[0], expected, atol=0.02)
+
+
+def test_inception_fid_loads_weights_from_the_config_and_orders_sets(inception_weights, tmp_path):
+    from realrag_core.config import InceptionConfig
+    from realrag_core.metrics import inception_metrics
+
+    spec = InceptionConfig(weights=inception_weights, batch_size=4)
+    shapes = ["circle", "square", "triangle", "star"]
+    reds = [draw_concept(c, s, "filled", 32) for c in ("red", "orange") for s in shapes]
+    blues = [draw_concept(c, s, "outline", 32) for c in ("blue", "teal") for s in shapes]
+    same = inception_metrics(spec, reds, reds)
+    far = inception_metrics(spec, reds, blues)
+    assert abs(same["fid"]) < 1e-2 and far["fid"] > 1e-2 + same["fid"]
+    assert far["n_real"] == 8 and far["n_fake"] == 8
+    assert inception_metrics(spec, reds[:2], blues) is None
+    with pytest.raises(FileNotFoundError, match="metrics.inception.weights"):
+        inception_metrics(InceptionConfig(weights=tmp_path / "absent.pth"), reds, blues)
+
+
+def test_clip_i_is_the_mean_cosine_with_the_concepts_real_images(judge):
+    from realrag_core.metrics import clip_scores
+
+    real = [("red circle", draw_concept("red", "circle", "filled", 32)),
+            ("red circle", draw_concept("red", "circle", "shadow", 32)),
+            ("blue star", draw_concept("blue", "star", "filled", 32))]  # fmt: skip
+    images = [real[0][1], real[2][1], draw_concept("green", "square", "filled", 32)]
+    out = clip_scores(judge, images, ["a red circle", "a blue star", "a green square"],
+                      ["red circle", "blue star", "green square"], real)  # fmt: skip
+    emb = judge.embed_images([im for _, im in real] + [images[2]])
+    assert out["clip_i"][0] == pytest.approx(float(emb[0] @ (emb[0] + emb[1]) / 2), abs=1e-5)
+    assert out["clip_i"][1] == pytest.approx(1.0, abs=1e-5)  # the image is the concept's only reference
+    assert np.isnan(out["clip_i"][2])  # no real image of that concept: no number, not a zero
+    text = judge.embed_texts(["a red circle"])
+    assert out["clip_t"][0] == pytest.approx(float(emb[0] @ text[0]), abs=1e-5)
+
+
+def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path):
+    import pyarrow as pa
+
+    from realrag_core.config import IndexConfig
+    from realrag_core.reference_set import fid_reference_set
+    from realrag_core.sources import ImageRecord
+    from realrag_core.vector_table import VECTOR_COLUMN, open_embedding_table, upsert
+
+    records = []
+    for colour, shape in (("red", "circle"), ("blue", "star"), ("green", "square")):
+        for style in ("filled", "dotted"):
+            path = tmp_path / f"{style}-{colour}-{shape}.png"
+            draw_concept(colour, shape, style, 32).save(path)
+            records.append(ImageRecord(path, f"a {colour} {shape}", f"{colour} {shape}", style))
+    copied = tmp_path / "dotted-copy.png"  # a database image posted again in the held-out style
+    copied.write_bytes(records[0].path.read_bytes())
+    records.append(ImageRecord(copied, "a red circle", "red circle", "dotted"))
+    database = [r for r in records if r.style == "filled"]
+    emb = judge.embed_images([Image.open(r.path).convert("RGB") for r in database]).numpy()
+    table, _ = open_embedding_table(str(tmp_path / "db"), "t", judge.dim, judge.model_id)
+    upsert(table, pa.table({"id": [r.path.name for r in database], "path": [str(r.path) for r in database],
+                            "caption": [r.caption for r in database], "concept": [r.concept for r in database],
+                            "style": [r.style for r in database], "split": ["db"] * 3,
+                            VECTOR_COLUMN: [list(v) for v in emb], "model_id": [judge.model_id] * 3,
+                            "added_at": [datetime.now(timezone.utc)] * 3}, schema=table.schema))  # fmt: skip
+    by_split = {"known": {"red circle"}, "novel": {"blue star", "green square"}}
+    ref, report = fid_reference_set(records, "dotted", by_split, judge, table, IndexConfig(), threshold=0.99999)
+    assert [d["path"] for d in report["near_duplicates"]] == [str(copied)]
+    assert report["near_duplicates"][0]["database_id"] == records[0].path.name
+    assert report["kept"] == {"known": 1, "novel": 2} and report["listed"] == 4
+    assert {c for c, _ in ref["novel"]} == {"blue star", "green square"}
+    kept_all, report_all = fid_reference_set(records, "dotted", by_split)  # no check: everything stays
+    assert report_all["kept"] == {"known": 2, "novel": 2}
