@@ -87,6 +87,12 @@ class ClassFolderSourceConfig(_Strict):
     root: Path
     caption_template: str = "a photo of a {concept}"
     style: str = "photo"
+    held_out_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of each class's images (chosen by a hash of the file name, so adding "
+        "images never moves old ones) given the style `held_out_style` instead: name it world.styles.reference "
+        "to keep an FID reference set out of the database"
+    )
+    held_out_style: str = "held_out"
 
     @field_validator("caption_template")
     @classmethod
@@ -97,13 +103,44 @@ class ClassFolderSourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _root_exists(self):
+        if self.held_out_fraction and self.held_out_style == self.style:
+            raise ValueError("held_out_style must differ from style")
         if not self.root.is_dir():
             raise ValueError(f"root {self.root} is not a folder")
         return self
 
 
+class HFDatasetSourceConfig(_Strict):
+    """A Hugging Face ``datasets`` dataset by name (or a local dataset folder), exported once to PNGs plus a
+    captions.csv in ``image_dir``; ``datasets`` is imported only when this source is used."""
+
+    kind: Literal["hf_dataset"] = "hf_dataset"
+    name: str = Field(description="dataset id on the hub (e.g. tanganke/stanford_cars) or a local folder")
+    config_name: str | None = None
+    split: str = "train"
+    revision: str | None = Field(None, description="pin a commit of the dataset repository")
+    cache_dir: Path | None = Field(None, description="the datasets cache folder (null: HF_HOME's)")
+    token_env: str | None = Field("HF_TOKEN", description="environment variable holding a token for gated datasets")
+    image_column: str = "image"
+    label_column: str | None = Field("label", description="class column (ClassLabel names become concepts)")
+    caption_column: str | None = Field(None, description="a text column to use as caption instead of the template")
+    caption_template: str = "a photo of a {concept}"
+    image_dir: Path = Field(description="where the exported PNGs and captions.csv are written")
+    max_images: int | None = Field(None, ge=1, description="export only the first N rows")
+    style: str = "photo"
+    held_out_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="as for class_folders")
+    held_out_style: str = "held_out"
+
+    @model_validator(mode="after")
+    def _needs_a_concept(self):
+        if not self.label_column and not self.caption_column:
+            raise ValueError("set label_column or caption_column: every image needs a concept")
+        return self
+
+
 SourceConfig = Annotated[
-    Union[EmojiDemoSourceConfig, SyntheticSourceConfig, CaptionFileSourceConfig, ClassFolderSourceConfig],
+    Union[EmojiDemoSourceConfig, SyntheticSourceConfig, CaptionFileSourceConfig, ClassFolderSourceConfig,
+          HFDatasetSourceConfig],
     Field(discriminator="kind"),
 ]
 

@@ -7,6 +7,7 @@ A source only *lists* records, lazily; reading and decoding pixels is the embedd
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from .config import (
     CaptionFileSourceConfig,
     ClassFolderSourceConfig,
     EmojiDemoSourceConfig,
+    HFDatasetSourceConfig,
     SyntheticSourceConfig,
 )
 
@@ -69,19 +71,26 @@ def iter_caption_file(image_dir: Path, captions: Path) -> Iterator[ImageRecord]:
         yield ImageRecord(image_dir / rel, caption, concept, style)
 
 
-def iter_class_folders(root: Path, template: str, style: str) -> Iterator[ImageRecord]:
+def held_out(name: str, fraction: float) -> bool:
+    """A stable per-file draw: the same file is held out whatever else the folder holds."""
+    return fraction > 0 and int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def iter_class_folders(root: Path, template: str, style: str, held_out_fraction: float = 0.0,
+                       held_out_style: str = "held_out") -> Iterator[ImageRecord]:  # fmt: skip
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         concept = class_dir.name.replace("_", " ")
         caption = template.format(concept=concept)
         with os.scandir(class_dir) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
-                    yield ImageRecord(Path(entry.path), caption, concept, style)
+                    chosen = held_out_style if held_out(f"{class_dir.name}/{entry.name}", held_out_fraction) else style
+                    yield ImageRecord(Path(entry.path), caption, concept, chosen)
 
 
 def iter_records(source) -> Iterator[ImageRecord]:
     """Every record a configured source lists, in a stable order."""
-    if isinstance(source, (EmojiDemoSourceConfig, SyntheticSourceConfig)):
+    if isinstance(source, (EmojiDemoSourceConfig, SyntheticSourceConfig, HFDatasetSourceConfig)):
         manifest = source.image_dir / MANIFEST_NAME
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest} is missing: materialize the image_source asset first")
@@ -89,8 +98,67 @@ def iter_records(source) -> Iterator[ImageRecord]:
     if isinstance(source, CaptionFileSourceConfig):
         return iter_caption_file(source.image_dir, source.captions)
     if isinstance(source, ClassFolderSourceConfig):
-        return iter_class_folders(source.root, source.caption_template, source.style)
+        return iter_class_folders(source.root, source.caption_template, source.style, source.held_out_fraction,
+                                  source.held_out_style)  # fmt: skip
     raise TypeError(f"unknown source config {type(source).__name__}")
+
+
+def load_hf_dataset(source: HFDatasetSourceConfig):
+    try:
+        import datasets
+    except ImportError as err:
+        raise ImportError("the hf_dataset source needs the datasets package: pip install 'realrag[hf]'") from err
+    token = os.environ.get(source.token_env) if source.token_env else None
+    local = Path(source.name)
+    if (local / "dataset_info.json").is_file() and (local / "state.json").is_file():  # save_to_disk layout
+        data = datasets.load_from_disk(str(local))
+        return data[source.split] if isinstance(data, datasets.DatasetDict) else data
+    return datasets.load_dataset(source.name, source.config_name, split=source.split, revision=source.revision,
+                                 cache_dir=str(source.cache_dir) if source.cache_dir else None, token=token)  # fmt: skip
+
+
+def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> dict:
+    """Write each row's image as PNG and one captions.csv; reruns with the same settings reuse the export.
+    Rows whose image cannot be decoded are skipped and counted (the rest of the export goes on)."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    key = hashlib.sha256(json.dumps(source.model_dump(mode="json", exclude={"image_dir", "cache_dir", "token_env"}),
+                                    sort_keys=True).encode()).hexdigest()[:16]  # fmt: skip
+    out, stamp = source.image_dir, source.image_dir / ".export.json"
+    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key and (out / MANIFEST_NAME).is_file():
+        rows = list(iter_caption_file(out, out / MANIFEST_NAME))
+        return {"rebuilt": False, "images": len(rows), "concepts": len({r.concept for r in rows}),
+                "styles": sorted({r.style for r in rows})}  # fmt: skip
+    data = load_hf_dataset(source)
+    missing = {c for c in (source.image_column, source.label_column, source.caption_column) if c} - set(data.column_names)
+    if missing:
+        raise ValueError(f"dataset {source.name} has no column(s) {sorted(missing)}; it has {data.column_names}")
+    feature = data.features.get(source.label_column) if source.label_column else None
+    names = getattr(feature, "names", None)
+    if source.max_images:
+        data = data.select(range(min(source.max_images, len(data))))
+    out.mkdir(parents=True, exist_ok=True)
+    rows, skipped = [], 0
+    for i, row in enumerate(tqdm(data, desc=f"export {source.name}", disable=not progress)):
+        image = row[source.image_column]
+        try:
+            image = image if isinstance(image, Image.Image) else Image.open(image["path"])
+            image = image.convert("RGB")
+        except Exception:  # noqa: BLE001 - one bad row must not end the export
+            skipped += 1
+            continue
+        concept = str(names[row[source.label_column]] if names else row[source.label_column]) if source.label_column else ""
+        caption = str(row[source.caption_column]) if source.caption_column else source.caption_template.format(concept=concept)
+        concept = concept or caption
+        name = f"{i:07d}.png"
+        image.save(out / name)
+        style = source.held_out_style if held_out(f"{source.name}/{source.split}/{i}", source.held_out_fraction) else source.style
+        rows.append({"path": name, "caption": caption, "concept": concept, "style": style})
+    write_manifest(out / MANIFEST_NAME, rows)
+    stamp.write_text(json.dumps({"key": key, "rows": len(rows), "skipped": skipped}))
+    return {"rebuilt": True, "images": len(rows), "skipped": skipped, "concepts": len({r["concept"] for r in rows}),
+            "styles": sorted({r["style"] for r in rows})}  # fmt: skip
 
 
 def write_manifest(path: Path, rows: list[dict]) -> None:
@@ -114,6 +182,8 @@ def prepare_source(source, progress: bool = True) -> dict:
         from .synthetic_world import build_synthetic_world
 
         return build_synthetic_world(source)
+    if isinstance(source, HFDatasetSourceConfig):
+        return export_hf_dataset(source, progress)
     records = iter_records(source)
     count, concepts, styles = 0, set(), set()
     for r in records:

@@ -45,3 +45,47 @@ def test_user_folder_source_prepares(user_folder):
     cfg = CaptionFileSourceConfig(image_dir=user_folder, captions=user_folder / "captions.csv")
     summary = prepare_source(cfg)
     assert summary["images"] == len(list(iter_records(cfg))) > 8
+
+
+def test_class_folders_hold_out_a_stable_share_for_the_fid_reference_set(tmp_path):
+    for cls in ("Tesla_Cybertruck", "Rivian_R1T"):
+        (tmp_path / cls).mkdir()
+        for i in range(40):
+            Image.new("RGB", (8, 8)).save(tmp_path / cls / f"{i:03d}.jpg")
+    cfg = ClassFolderSourceConfig(root=tmp_path, held_out_fraction=0.25, held_out_style="reference")
+    before = {r.path.name + r.concept: r.style for r in iter_records(cfg)}
+    share = sum(s == "reference" for s in before.values()) / len(before)
+    assert 0.1 < share < 0.4 and set(before.values()) == {"photo", "reference"}
+    for i in range(40, 60):  # the database grows: no old image changes side
+        Image.new("RGB", (8, 8)).save(tmp_path / "Tesla_Cybertruck" / f"{i:03d}.jpg")
+    after = {r.path.name + r.concept: r.style for r in iter_records(cfg)}
+    assert {k: after[k] for k in before} == before and len(after) == 100
+    assert {r.style for r in iter_records(cfg.model_copy(update={"held_out_fraction": 0.0}))} == {"photo"}
+    with pytest.raises(ValueError, match="held_out_style must differ"):
+        ClassFolderSourceConfig(root=tmp_path, held_out_fraction=0.1, held_out_style="photo")
+
+
+def test_a_hugging_face_dataset_exports_once_through_load_dataset(tmp_path):
+    """A local parquet dataset goes through the same datasets.load_dataset call a hub id does."""
+    import datasets
+
+    from realrag_core.config import HFDatasetSourceConfig
+
+    images = [Image.new("RGB", (12, 12), c) for c in ("red", "blue", "green", "red")]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["Tesla Cybertruck", "Rivian R1T", "Ford F-150"])})
+    data = datasets.Dataset.from_dict({"image": images, "label": [0, 1, 2, 0]}, features=features)
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    data.to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    cfg = HFDatasetSourceConfig(name=str(tmp_path / "ds"), image_dir=tmp_path / "export",
+                                caption_template="a photo of a {concept}, a type of car")  # fmt: skip
+    first = prepare_source(cfg, progress=False)
+    assert first["rebuilt"] and first["images"] == 4 and first["concepts"] == 3
+    records = list(iter_records(cfg))
+    assert [r.concept for r in records] == ["Tesla Cybertruck", "Rivian R1T", "Ford F-150", "Tesla Cybertruck"]
+    assert records[1].caption == "a photo of a Rivian R1T, a type of car"
+    assert Image.open(records[2].path).getpixel((0, 0)) == (0, 128, 0)
+    assert prepare_source(cfg, progress=False)["rebuilt"] is False  # same settings: the export is reused
+    with pytest.raises(ValueError, match=r"no column\(s\) \['caption'\]"):
+        prepare_source(cfg.model_copy(update={"caption_column": "caption", "image_dir": tmp_path / "e2"}), progress=False)
+    with pytest.raises(ValueError, match="label_column or caption_column"):
+        HFDatasetSourceConfig(name="x", image_dir=tmp_path, label_column=None)
