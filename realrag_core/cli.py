@@ -5,6 +5,10 @@
 Uses what the pipeline left in the profile's artifact store: the generator the ``generator`` asset recorded,
 and with ``--rag`` the latest checkpoint of a retriever (first training seed) and the LanceDB table its image
 tower embedded. Prints what was retrieved. No Dagster involved.
+
+    realrag compare configs/cars_sdxl.yaml configs/cars_flux.yaml --out artifacts/compare/cars
+
+One results table over several finished runs, keyed by (dataset, generator, encoder).
 """
 
 from __future__ import annotations
@@ -62,8 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--retriever", choices=sorted(RETRIEVERS), default="reflective")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default="out.png")
+    c = sub.add_parser("compare", help="one results table over several profiles: (dataset, generator, encoder)")
+    c.add_argument("configs", nargs="+", help="profile YAMLs whose runs finished the fid stage")
+    c.add_argument("--out", default="artifacts/compare/results", help="writes <out>.md and <out>.parquet")
     args = parser.parse_args(argv)
     try:
+        if args.command == "compare":
+            from .compare import compare, write_comparison
+
+            paths = write_comparison(compare(args.configs), Path(args.out))
+            print(paths["md"].read_text() + f"\nwritten: {paths['md']}, {paths['parquet']}")
+            return 0
         return generate(args)
     except (FileNotFoundError, ValueError) as err:  # missing stages or mismatched artifacts: say what to run
         print(f"realrag: {err}", file=sys.stderr)

@@ -105,3 +105,36 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     from PIL import Image
 
     assert Image.open(tmp_path / "rag.png").size == Image.open(tmp_path / "t.png").size
+
+
+def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke_data, tmp_path):
+    import pyarrow.parquet as pq
+    import yaml
+
+    from realrag_core.cli import main
+    from realrag_core.store import ArtifactStore
+
+    paths = []
+    for name, generator, acc in (("sdxl_run", "diffusers:sdxl@abc", 0.25), ("flux_run", "diffusers:flux@def", 0.5)):
+        data = {**smoke_data, "name": name, "artifacts_root": str(tmp_path / name)}
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump(data))
+        store = ArtifactStore(tmp_path / name)
+        store.write_report("generator", {"generator_id": generator})
+        store.write_report("clip_backbone", {"model_id": "open_clip:ViT-L-14/openai:1234"})
+        store.write_report("fid", {"results": [
+            {"arm": "reflective", "split": "novel", "metric": "concept_acc", "value": acc, "n": 8, "lo": 0, "hi": 1},
+            {"arm": "reflective", "split": "novel", "metric": "fid", "value": 40.0 / acc, "n": 8, "lo": None, "hi": None},
+            {"arm": "reflective", "split": "novel", "metric": "retrieved_style/photo", "value": 1.0, "n": 8}]})  # fmt: skip
+    out = tmp_path / "cmp" / "cars"
+    assert main(["compare", *map(str, paths), "--out", str(out)]) == 0
+    table = pq.read_table(out.with_suffix(".parquet")).to_pylist()
+    assert {(r["generator"], r["metric"], r["value"]) for r in table} == {
+        ("diffusers:sdxl@abc", "concept_acc", 0.25), ("diffusers:sdxl@abc", "fid", 160.0),
+        ("diffusers:flux@def", "concept_acc", 0.5), ("diffusers:flux@def", "fid", 80.0)}  # fmt: skip
+    md = out.with_suffix(".md").read_text().splitlines()
+    assert len([line for line in md if "| novel | reflective |" in line]) == 2
+    assert all(r["encoder"] == "open_clip:ViT-L-14/openai:1234" and r["dataset"] == "synthetic" for r in table)
+    unfinished = tmp_path / "empty.yaml"
+    unfinished.write_text(yaml.safe_dump({**smoke_data, "name": "empty", "artifacts_root": str(tmp_path / "empty")}))
+    assert main(["compare", str(unfinished), "--out", str(out)]) == 2  # a run without results: a clear message
