@@ -118,3 +118,18 @@ def test_extends_loops_and_missing_bases_are_named(tmp_path):
     b.write_text("extends: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="nowhere.yaml does not exist"):
         load_config(a)
+
+
+def test_every_example_profile_validates(tmp_path):
+    """configs/*.yaml as shipped (real-model profiles included), with the data folders they name present."""
+    import shutil
+
+    from realrag_core.config import PROJECT_ROOT, load_config
+
+    shutil.copytree(PROJECT_ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "data" / "stanford_cars" / "train").mkdir(parents=True)
+    profiles = sorted((tmp_path / "configs").glob("*.yaml"))
+    assert {"demo.yaml", "smoke.yaml", "cars_sdxl.yaml"} <= {p.name for p in profiles}
+    for path in profiles:
+        cfg = load_config(path)
+        assert cfg.artifacts_root.is_relative_to(tmp_path / "artifacts"), path.name  # paths resolve beside the file
