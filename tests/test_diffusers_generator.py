@@ -1,4 +1,4 @@
-"""The IP-Adapter route on a tiny random-weight Stable-Diffusion-class pipeline: the same loading code a real
+"""The IP-Adapter routes (SD, SDXL, SD3, FLUX) on tiny random-weight pipelines: the same loading code a real
 model id goes through (from_pretrained + load_ip_adapter on the hub layout), the protocol's guarantees, and the
 whole smoke pipeline with it. Random weights: plumbing, determinism and conditioning, never quality."""
 
@@ -7,14 +7,18 @@ import pytest
 import yaml
 from PIL import Image
 
-from realrag_core.config import DiffusersGeneratorConfig, load_config
+from realrag_core.config import ConfigError, DiffusersGeneratorConfig, load_config, parse_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
 from realrag_core.generators.registry import diffusers_generator_id
-from realrag_core.generators.tiny import write_tiny_sd_ip_adapter, write_tiny_sdxl_ip_adapter
+from realrag_core.generators.tiny import (write_tiny_flux_ip_adapter, write_tiny_sd3_ip_adapter, write_tiny_sd_ip_adapter,
+                                          write_tiny_sdxl_ip_adapter)
 
-FAMILIES = {"sd": (write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors"),
-            "sdxl": (write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors")}  # fmt: skip
+# family: (writer, subfolder, weight file, image encoder: relative to subfolder, or None = the folder the writer made)
+FAMILIES = {"sd": (write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors", "image_encoder"),
+            "sdxl": (write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors", "image_encoder"),
+            "sd3": (write_tiny_sd3_ip_adapter, "", "ip-adapter.safetensors", None),
+            "flux": (write_tiny_flux_ip_adapter, "", "ip_adapter.safetensors", None)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +28,22 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def family_models(request, tmp_path_factory):
-    write, subfolder, weight = FAMILIES[request.param]
+    write, subfolder, weight, encoder = FAMILIES[request.param]
     pipeline_dir, ip_repo = write(tmp_path_factory.mktemp(f"tiny-{request.param}"))
-    return request.param, pipeline_dir, ip_repo, subfolder, weight
+    return request.param, pipeline_dir, ip_repo, subfolder, weight, encoder or str(ip_repo / "image_encoder")
 
 
-def _spec(tiny_models, family="sd", subfolder="models", weight="ip-adapter_sd15.safetensors", **sampling):
+def _spec(tiny_models, family="sd", subfolder="models", weight="ip-adapter_sd15.safetensors", encoder="image_encoder",
+          **sampling):  # fmt: skip
     pipeline_dir, ip_repo = tiny_models
     return DiffusersGeneratorConfig(kind="diffusers_ip_adapter", family=family, model=str(pipeline_dir),
                                     ip_adapter={"repo": str(ip_repo), "scale": 1.0, "subfolder": subfolder,
-                                                "weight_name": weight},
+                                                "weight_name": weight, "image_encoder_folder": encoder},
                                     sampling={"steps": 3, "image_size": 32, "batch_size": 2, **sampling})  # fmt: skip
 
 
-PIPELINE_CLASS = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+PIPELINE_CLASS = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline",
+                  "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}  # fmt: skip
 
 
 def _px(im):
@@ -48,8 +54,8 @@ RED, BLUE = Image.new("RGB", (48, 48), (230, 20, 20)), Image.new("RGB", (48, 48)
 
 
 def test_ip_adapter_generator_is_deterministic_and_the_reference_conditions_it(family_models):
-    family, pipeline_dir, ip_repo, subfolder, weight = family_models
-    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight)
+    family, pipeline_dir, ip_repo, subfolder, weight, encoder = family_models
+    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight, encoder)
     pipe = load_pipeline(spec)
     assert type(pipe).__name__ == PIPELINE_CLASS[family] and pipe.image_encoder is not None
     gen = DiffusersIPAdapterGenerator(pipe, spec, diffusers_generator_id(spec))
@@ -72,8 +78,8 @@ def test_prompts_without_a_reference_get_the_base_model(family_models):
     """IP-Adapter scale 0 adds nothing: the `none` arm equals the pipeline without any adapter."""
     import diffusers
 
-    family, pipeline_dir, ip_repo, subfolder, weight = family_models
-    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight)
+    family, pipeline_dir, ip_repo, subfolder, weight, encoder = family_models
+    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight, encoder)
     gen = DiffusersIPAdapterGenerator(load_pipeline(spec), spec, "x")
     base = getattr(diffusers, PIPELINE_CLASS[family]).from_pretrained(spec.model)
     base.set_progress_bar_config(disable=True)
@@ -91,6 +97,35 @@ def test_generator_id_names_model_revision_and_adapter_and_tracks_settings(tiny_
     assert spec.model in gid and "ip-adapter_sd15.safetensors" in gid and "unpinned" in gid
     assert diffusers_generator_id(spec.model_copy(update={"revision": "abc123"})) != gid
     assert diffusers_generator_id(spec.model_copy(update={"compile": True})) == gid  # speed switches only
+    sampling = spec.sampling.model_copy(update={"batch_size": 1})
+    moved = spec.model_copy(update={"cache_dir": "/elsewhere", "token_env": "OTHER", "sampling": sampling})
+    assert diffusers_generator_id(moved) == gid  # where weights are cached and the batch size never change images
+    steps = spec.sampling.model_copy(update={"steps": spec.sampling.steps + 1})
+    assert diffusers_generator_id(spec.model_copy(update={"sampling": steps})) != gid
+
+
+def test_generator_ids_name_the_family_and_its_adapter(family_models):
+    family, pipeline_dir, ip_repo, subfolder, weight, encoder = family_models
+    spec = _spec((pipeline_dir, ip_repo), family, subfolder, weight, encoder)
+    gid = diffusers_generator_id(spec)
+    assert gid.startswith(f"diffusers:{family}:{pipeline_dir}@unpinned+{weight}:")
+    other = spec.ip_adapter.model_copy(update={"scale": 0.5})
+    assert diffusers_generator_id(spec.model_copy(update={"ip_adapter": other})) != gid
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_sd3_and_flux_refuse_an_adapter_that_cannot_be_theirs(family, smoke_data, tmp_path):
+    smoke_data["generator"] = {"kind": "diffusers_ip_adapter", "family": family, "model": "some/model"}
+    with pytest.raises(ConfigError, match=f"family {family}: h94/IP-Adapter has no adapter for it"):
+        parse_config(smoke_data, tmp_path)  # the SD 1.5 defaults of ip_adapter
+    smoke_data["generator"]["ip_adapter"] = {"repo": "some/adapter", "weight_name": "ip.safetensors"}
+    with pytest.raises(ConfigError, match="image_encoder_folder must name the image encoder's own hub id"):
+        parse_config(smoke_data, tmp_path)  # 'image_encoder' would be read relative to the working directory
+    smoke_data["generator"]["ip_adapter"]["image_encoder_folder"] = "google/siglip-so400m-patch14-384"
+    assert parse_config(smoke_data, tmp_path).generator.family == family
+    smoke_data["generator"]["family"] = "sd4"
+    with pytest.raises(ConfigError, match="generator.family"):
+        parse_config(smoke_data, tmp_path)
 
 
 @pytest.mark.slow

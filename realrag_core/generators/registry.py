@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..clip_backbone import ClipBundle, load_clip
 from ..clip_pretrain import training_key_of
-from ..config import DemoGeneratorConfig, DiffusersGeneratorConfig, ExternalGeneratorConfig, RealRagConfig
+from ..config import (DemoGeneratorConfig, DiffusersGeneratorConfig, ExternalGeneratorConfig, OmniGenGeneratorConfig,
+                      RealRagConfig)
 from ..sources import ImageRecord
 from ..store import ArtifactStore
 from ..world import World, load_world
@@ -18,23 +19,34 @@ from .base import Generator
 INFO_FILE = "generator.json"
 
 
-def diffusers_generator_id(spec: DiffusersGeneratorConfig) -> str:
-    """Names the model, its revision and the adapter; the hash covers every setting that changes images."""
-    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json", exclude={"cpu_offload", "compile"}),
+def diffusers_generator_id(spec: DiffusersGeneratorConfig | OmniGenGeneratorConfig) -> str:
+    """Names the model, its revision and the adapter (IP-Adapter weights, or OmniGen's own image input); the hash
+    covers every setting that changes images."""
+    speed_only = {"cpu_offload": True, "compile": True, "cache_dir": True, "token_env": True,
+                  "sampling": {"batch_size"}}  # where and how fast, never which images (batch neighbours are tested)
+    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json", exclude=speed_only),
                                        sort_keys=True).encode()).hexdigest()[:12]  # fmt: skip
+    if isinstance(spec, OmniGenGeneratorConfig):
+        return f"diffusers:omnigen:{spec.model}@{spec.revision or 'unpinned'}+input_images:{digest}"
     return f"diffusers:{spec.family}:{spec.model}@{spec.revision or 'unpinned'}+{spec.ip_adapter.weight_name}:{digest}"
 
 
 def _open_diffusers(cfg: RealRagConfig) -> tuple[Generator, dict]:
-    from .diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
+    from .diffusers_ip import DiffusersIPAdapterGenerator, denoiser, load_pipeline
+    from .diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
 
     spec = cfg.generator
-    pipe = load_pipeline(spec, cfg.device)
     gid = diffusers_generator_id(spec)
-    info = {"kind": spec.kind, "generator_id": gid, "model": spec.model, "revision": spec.revision,
-            "family": spec.family, "dtype": spec.dtype, "ip_adapter": spec.ip_adapter.model_dump(mode="json"),
-            "params": sum(p.numel() for p in pipe.unet.parameters())}  # fmt: skip
-    return DiffusersIPAdapterGenerator(pipe, spec, gid), info
+    info = {"kind": spec.kind, "generator_id": gid, "model": spec.model, "revision": spec.revision, "dtype": spec.dtype}
+    if isinstance(spec, OmniGenGeneratorConfig):
+        pipe = load_omnigen_pipeline(spec, cfg.device)
+        gen = OmniGenGenerator(pipe, spec, gid)
+        info.update(family="omnigen", reference_prompt=spec.reference_prompt)
+    else:
+        pipe = load_pipeline(spec, cfg.device)
+        gen = DiffusersIPAdapterGenerator(pipe, spec, gid)
+        info.update(family=spec.family, ip_adapter=spec.ip_adapter.model_dump(mode="json"))
+    return gen, {**info, "params": sum(p.numel() for p in denoiser(pipe).parameters())}
 
 
 def _open_external(cfg: RealRagConfig) -> tuple[Generator, dict]:
@@ -61,7 +73,8 @@ def _open_pretrained(cfg: RealRagConfig) -> tuple[Generator, dict]:
 
 
 def _expected_id(cfg: RealRagConfig) -> str | None:
-    return diffusers_generator_id(cfg.generator) if isinstance(cfg.generator, DiffusersGeneratorConfig) else None
+    diffusers = isinstance(cfg.generator, (DiffusersGeneratorConfig, OmniGenGeneratorConfig))
+    return diffusers_generator_id(cfg.generator) if diffusers else None
 
 
 def build_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
