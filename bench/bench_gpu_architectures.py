@@ -97,7 +97,7 @@ def main() -> None:
     rows.append({"model": f"open_clip {clip_name} image tower", "batch": batch, "mode": "eager",
                  "per_s": batch / sec, "unit": "images/s"})  # fmt: skip
     print(rows[-1], flush=True)
-    del clip
+    clip = None  # free its memory before the UNets
 
     for name, cfg in (("SD1.5-size UNet", SD15), ("SDXL-size UNet", SDXL)):
         if args.tiny:
@@ -132,7 +132,7 @@ def main() -> None:
                          "speedup": round(eager["per_s"] and (1 / sec) / eager["per_s"], 2)})  # fmt: skip
             print(rows[-1], flush=True)
             torch._dynamo.reset()
-        del unet
+        unet = None
         if device == "cuda":
             torch.cuda.empty_cache()
 

@@ -10,6 +10,7 @@ message names the field and the reason.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -392,6 +393,11 @@ class GeneratorTrainConfig(_Strict):
     paired_augment: PairedAugment | None = Field(
         None, description="augment examples that have a reference, target and reference alike; null: off"
     )
+    unfamiliar_text: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of text+reference examples whose caption is swapped for the caption "
+        "of a concept outside the world (text only: its images are never used), so the model learns to follow the "
+        "reference when the text names something it does not know, as a RAG prompt of a novel concept does; null: off"
+    )
     reference_pool: Literal["other_style", "other_artist", "same_artist"] = Field(
         "other_artist", description="where a training example's reference comes from: any other style of its "
         "concept, only styles of another artist, or only the same artist's other styles (examples of an "
@@ -435,7 +441,9 @@ class IPAdapterConfig(_Strict):
     subfolder: str = "models"
     weight_name: str = "ip-adapter_sd15.safetensors"
     image_encoder_folder: str | None = Field(
-        "image_encoder", description="relative to subfolder, or 'models/image_encoder' for the ViT-H SDXL adapters"
+        "image_encoder", description="sd/sdxl: relative to subfolder, or 'models/image_encoder' for the ViT-H SDXL "
+        "adapters; sd3/flux: the encoder's own hub id or absolute folder (google/siglip-so400m-patch14-384 for "
+        "InstantX's SD3.5 adapter, openai/clip-vit-large-patch14 for XLabs' FLUX adapter)"
     )
     revision: str | None = Field(None, description="pin a commit of the adapter repository")
     scale: float = Field(0.6, ge=0.0, description="IP-Adapter scale for prompts with a reference")
@@ -448,20 +456,68 @@ class DiffusersSamplingConfig(_Strict):
     batch_size: int = Field(4, ge=1)
 
 
-class DiffusersGeneratorConfig(_GeneratorChecks):
-    """A pretrained diffusers text-to-image pipeline with the reference injected by IP-Adapter."""
+class _DiffusersPipelineConfig(_GeneratorChecks):
+    """What every pretrained diffusers pipeline shares: where its weights are, their dtype, how to sample."""
 
-    kind: Literal["diffusers_ip_adapter"]
-    family: Literal["sd", "sdxl"] = Field("sd", description="sd: SD 1.x/2.x-class UNets; sdxl: SDXL")
     model: str = Field(description="diffusers model id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) or a folder")
     revision: str | None = Field(None, description="pin a commit of the model repository")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="bfloat16/float16 on GPUs")
     cache_dir: Path | None = Field(None, description="one shared Hugging Face cache folder (null: HF_HOME's)")
     token_env: str | None = Field("HF_TOKEN", description="environment variable holding a token for gated models")
-    ip_adapter: IPAdapterConfig = IPAdapterConfig()
     sampling: DiffusersSamplingConfig = DiffusersSamplingConfig()
     cpu_offload: bool = Field(False, description="diffusers enable_model_cpu_offload (saves GPU memory)")
-    compile: bool = Field(False, description="torch.compile the UNet")
+    compile: bool = Field(False, description="torch.compile the UNet / diffusion transformer")
+
+
+_IP_ADAPTER_EXAMPLES = {
+    "sd3": "repo InstantX/SD3.5-Large-IP-Adapter, subfolder '', weight_name ip-adapter.bin, image_encoder_folder "
+    "google/siglip-so400m-patch14-384",
+    "flux": "repo XLabs-AI/flux-ip-adapter, subfolder '', weight_name ip_adapter.safetensors, image_encoder_folder "
+    "openai/clip-vit-large-patch14",
+}
+
+
+class DiffusersGeneratorConfig(_DiffusersPipelineConfig):
+    """A pretrained diffusers text-to-image pipeline with the reference injected by IP-Adapter."""
+
+    kind: Literal["diffusers_ip_adapter"]
+    family: Literal["sd", "sdxl", "sd3", "flux"] = Field(
+        "sd", description="sd: SD 1.x/2.x-class UNets; sdxl: SDXL; sd3: SD3/3.5 (InstantX adapter); flux: FLUX.1 "
+        "(XLabs adapter)"
+    )
+    ip_adapter: IPAdapterConfig = IPAdapterConfig()
+
+    @model_validator(mode="after")
+    def _adapter_fits_family(self):
+        if self.family in _IP_ADAPTER_EXAMPLES:
+            ip, example = self.ip_adapter, _IP_ADAPTER_EXAMPLES[self.family]
+            if ip.repo == "h94/IP-Adapter":
+                raise ValueError(f"family {self.family}: h94/IP-Adapter has no adapter for it; set ip_adapter "
+                                 f"(e.g. {example})")  # fmt: skip
+            if not ip.image_encoder_folder or "/" not in ip.image_encoder_folder:
+                raise ValueError(f"family {self.family}: ip_adapter.image_encoder_folder must name the image encoder's "
+                                 f"own hub id or absolute folder, got {ip.image_encoder_folder!r} (e.g. {example})")  # fmt: skip
+        return self
+
+
+class OmniGenGeneratorConfig(_DiffusersPipelineConfig):
+    """OmniGen (diffusers ``OmniGenPipeline``): the reference is an image inside the multimodal prompt."""
+
+    kind: Literal["diffusers_omnigen"]
+    model: str = Field(description="diffusers OmniGen model id (e.g. Shitao/OmniGen-v1-diffusers) or a folder")
+    reference_prompt: str = Field(
+        "{prompt}, like <img><|image_1|></img>", description="the prompt for prompts with a reference: must hold "
+        "{prompt} and OmniGen's image placeholder <img><|image_1|></img>"
+    )
+    image_guidance: float = Field(1.6, ge=1.0, description="OmniGen's img_guidance_scale for prompts with a reference")
+    sampling: DiffusersSamplingConfig = DiffusersSamplingConfig(steps=50, guidance=2.5, image_size=1024)
+
+    @field_validator("reference_prompt")
+    @classmethod
+    def _has_placeholders(cls, v: str) -> str:
+        if v.count("{prompt}") != 1 or v.count("<img><|image_1|></img>") != 1:
+            raise ValueError("must hold {prompt} and <img><|image_1|></img> once each")
+        return v
 
 
 class ExternalGeneratorConfig(_GeneratorChecks):
@@ -477,6 +533,7 @@ class ExternalGeneratorConfig(_GeneratorChecks):
 GeneratorConfig = Annotated[
     Union[Annotated[DemoGeneratorConfig, Tag("demo_diffusion")],
           Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")],
+          Annotated[OmniGenGeneratorConfig, Tag("diffusers_omnigen")],
           Annotated[ExternalGeneratorConfig, Tag("external")]],
     Discriminator(_kind_or("demo_diffusion")),
 ]  # fmt: skip
@@ -598,6 +655,7 @@ class InceptionConfig(_Strict):
     )
     feature: Literal[64, 192, 768, 2048] = Field(2048, description="Inception layer; 2048 is the published protocol")
     batch_size: int = Field(32, ge=1)
+    cache_dir: Path | None = Field(None, description="torch hub folder the weights are downloaded into (null: TORCH_HOME's)")
 
 
 class MetricsConfig(_Strict):
@@ -658,6 +716,10 @@ class RealRagConfig(_Strict):
     name: str
     artifacts_root: Path = Field(description="tables, Parquet, images, checkpoints and reports live here")
     device: Literal["cpu", "cuda", "mps"] = "cpu"
+    model_cache: Path | None = Field(
+        None, description="one folder for every downloaded weight and dataset (open_clip/, huggingface/, torch/ "
+        "inside); a section's own cache_dir wins; null: each library's default cache"
+    )
     torch_threads: int | None = Field(None, ge=1, description="null: torch's default")
     source: SourceConfig
     world: WorldConfig
@@ -703,8 +765,8 @@ class RealRagConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir", "weights"}
-_MODEL_KEYS = {"model", "repo", "pretrained"}  # a hub id, or a folder when written as ./ or ../
+_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir", "weights", "model_cache"}
+_MODEL_KEYS = {"model", "repo", "pretrained", "image_encoder_folder"}  # a hub id, or a folder when written as ./ or ../
 
 
 def _resolve_paths(node, base: Path):
@@ -738,18 +800,40 @@ def _format_error(path: Path, err: ValidationError) -> str:
 
 # union tags pydantic puts into error locations; left out of the field path in messages
 _UNION_TAGS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "train_demo", "open_clip_pretrained",
-               "demo_diffusion", "diffusers_ip_adapter", "external"}
+               "demo_diffusion", "diffusers_ip_adapter", "diffusers_omnigen", "external"}
 
 
 def config_path_from_env() -> Path:
     return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG).expanduser().resolve()
 
 
+# where ``model_cache`` puts each library's downloads, by the kind of section that downloads
+_CACHE_FOLDERS = {"open_clip_pretrained": "open_clip", "diffusers_ip_adapter": "huggingface/hub",
+                  "diffusers_omnigen": "huggingface/hub", "hf_dataset": "huggingface/datasets", "inception": "torch/hub"}  # fmt: skip
+
+
+def _fill_model_cache(data: dict) -> dict:
+    """``model_cache: <folder>``: one folder for every download (open_clip/, huggingface/, torch/ inside); a
+    section's own ``cache_dir`` wins. Cache folders never enter a model's id."""
+    root = data.get("model_cache")
+    if not root:
+        return data
+    data = copy.deepcopy(data)
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    sections = [data.get(k) for k in ("source", "clip", "judge", "generator")] + [metrics.get("clip_score")]
+    for section in sections:
+        if isinstance(section, dict) and section.get("kind") in _CACHE_FOLDERS:
+            section.setdefault("cache_dir", str(Path(root) / _CACHE_FOLDERS[section["kind"]]))
+    if isinstance(metrics.get("inception"), dict):
+        metrics["inception"].setdefault("cache_dir", str(Path(root) / _CACHE_FOLDERS["inception"]))
+    return data
+
+
 def parse_config(data: dict, base_dir: Path, origin: str = "<dict>") -> RealRagConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {origin}: the top level must be a mapping")
     try:
-        return RealRagConfig.model_validate(_resolve_paths(data, base_dir))
+        return RealRagConfig.model_validate(_fill_model_cache(_resolve_paths(data, base_dir)))
     except ValidationError as err:
         raise ConfigError(_format_error(Path(origin), err)) from None
 

@@ -70,7 +70,13 @@ def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Im
     weights = str(spec.weights) if spec.weights else None
     if weights and not Path(weights).is_file():
         raise FileNotFoundError(f"metrics.inception.weights: no file at {weights}")
-    fid = FrechetInceptionDistance(feature=spec.feature, feature_extractor_weights_path=weights)
+    hub_dir = torch.hub.get_dir()
+    if spec.cache_dir and not weights:
+        torch.hub.set_dir(str(spec.cache_dir))  # torch-fidelity downloads through torch hub
+    try:
+        fid = FrechetInceptionDistance(feature=spec.feature, feature_extractor_weights_path=weights)
+    finally:
+        torch.hub.set_dir(hub_dir)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
         kid = KernelInceptionDistance(feature=fid.inception, subsets=50,

@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -133,3 +134,22 @@ def test_every_example_profile_validates(tmp_path):
     for path in profiles:
         cfg = load_config(path)
         assert cfg.artifacts_root.is_relative_to(tmp_path / "artifacts"), path.name  # paths resolve beside the file
+
+
+def test_model_cache_gives_every_download_one_folder(smoke_data, tmp_path):
+    from realrag_core.config import parse_config
+
+    smoke_data["model_cache"] = "models"
+    smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": "ViT-B-32", "pretrained": "openai"}
+    smoke_data["judge"] = {"kind": "open_clip_pretrained", "model": "ViT-B-16", "pretrained": "openai",
+                           "cache_dir": "/elsewhere"}  # fmt: skip
+    smoke_data["generator"] = {"kind": "diffusers_ip_adapter", "family": "sd", "model": "some/model"}
+    smoke_data["metrics"] = {"inception": {}}
+    cfg = parse_config(smoke_data, tmp_path)
+    assert cfg.model_cache == tmp_path / "models"
+    assert cfg.clip.cache_dir == tmp_path / "models" / "open_clip"
+    assert cfg.judge.cache_dir == Path("/elsewhere")  # a section's own folder wins
+    assert cfg.generator.cache_dir == tmp_path / "models" / "huggingface" / "hub"
+    assert cfg.metrics.inception.cache_dir == tmp_path / "models" / "torch" / "hub"
+    del smoke_data["model_cache"]
+    assert parse_config(smoke_data, tmp_path).clip.cache_dir is None

@@ -188,5 +188,34 @@ def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(sm
 
     blob = json.dumps([world.hash, "t", smoke_cfg.generator.unet.model_dump(mode="json"),
                        {k: v for k, v in smoke_cfg.generator.train.model_dump(mode="json").items()
-                        if k != "paired_augment"}], sort_keys=True)  # fmt: skip
+                        if k not in ("paired_augment", "unfamiliar_text")}], sort_keys=True)  # fmt: skip
     assert generator_key(smoke_cfg, world, "t") == hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(smoke_cfg, training_data):
+    """With the option on, text+reference examples carry a caption of a concept outside the world; off, the
+    UNet never sees one (and the example draw is the same as before the option existed)."""
+    import torch
+
+    from realrag_core.config import GeneratorMix
+
+    world, images, captions, pools, tokens = training_data
+    outside = ["a lighthouse", "a accordion"]
+    assert not set(outside) & set(captions)
+    outside_rows = tokens(outside)
+    mix = GeneratorMix(text_and_reference=1.0, reference_only=0.0, text_only=0.0)
+    counts = []
+    for share in (None, 1.0):
+        unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
+        seen = []
+        forward = unet.forward
+        unet.forward = lambda *a, **k: seen.append(k["encoder_hidden_states"].detach()) or forward(*a, **k)
+        train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 3, 8, 1e-3, mix, 0,
+                        unfamiliar_text=share, unfamiliar_captions=outside)  # fmt: skip
+        rows = torch.cat(seen)
+        counts.append(sum(bool(torch.allclose(r, o, atol=1e-6)) for r in rows for o in outside_rows))
+    with_pool = sum(bool(p) for p in pools)
+    assert with_pool > 0 and counts[0] == 0 and counts[1] > 0
+    with pytest.raises(ValueError, match="outside the world"):
+        train_generator(build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim), tokens, smoke_cfg.generator.unet,
+                        images, captions, pools, 1, 8, 1e-3, mix, 0, unfamiliar_text=0.5)  # fmt: skip

@@ -161,3 +161,25 @@ def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path)
     assert {c for c, _ in ref["novel"]} == {"blue star", "green square"}
     kept_all, report_all = fid_reference_set(records, "dotted", by_split)  # no check: everything stays
     assert report_all["kept"] == {"known": 2, "novel": 2}
+
+
+def test_inception_weights_download_into_the_configured_cache(inception_weights, tmp_path, monkeypatch):
+    """With no weights file, torch-fidelity fetches through torch hub: into metrics.inception.cache_dir."""
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as tf
+
+    from realrag_core.config import InceptionConfig
+    from realrag_core.metrics import inception_metrics
+
+    seen = []
+
+    def fake_download(url, *args, **kwargs):  # stands in for the network, nothing else
+        seen.append((url, torch.hub.get_dir()))
+        return torch.load(inception_weights)
+
+    monkeypatch.setattr(tf, "load_state_dict_from_url", fake_download)
+    before = torch.hub.get_dir()
+    images = [draw_concept(c, "circle", "filled", 32) for c in ("red", "blue", "green", "orange")]
+    out = inception_metrics(InceptionConfig(cache_dir=tmp_path / "hub"), images, images[::-1])
+    assert seen and seen[0][0].startswith("https://") and seen[0][1] == str(tmp_path / "hub")
+    assert torch.hub.get_dir() == before and out["n_fake"] == 4

@@ -236,6 +236,8 @@ def train_generator(
     on_step: Callable[[int, float], None] | None = None,
     ema_decay: float | None = None,
     paired: PairedAugment | None = None,
+    unfamiliar_text: float | None = None,
+    unfamiliar_captions: Sequence[str] = (),
 ) -> list[float]:
     """v-prediction denoising loss on (image, caption, reference: another image of the same concept).
 
@@ -245,7 +247,9 @@ def train_generator(
     torch.manual_seed(seed)
     scheduler = training_scheduler()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
-    names = sorted(set(captions) | {""})
+    if unfamiliar_text and not unfamiliar_captions:
+        raise ValueError("unfamiliar_text needs captions of concepts outside the world, and there are none")
+    names = sorted(set(captions) | set(unfamiliar_captions if unfamiliar_text else ()) | {""})
     text_cache = dict(zip(names, text(names)))
     pooled_cache = dict(zip(names, text.pooled(names))) if spec.global_text else None
     ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True) if ema_decay else None
@@ -259,9 +263,12 @@ def train_generator(
             use_text, use_ref = draw_condition(mix, rng)
             if use_ref and not reference_pool[i]:
                 use_ref = False
-            hidden.append(text_cache[captions[i] if use_text else ""])
+            caption = captions[i] if use_text else ""
+            if unfamiliar_text and use_text and use_ref and rng.random() < unfamiliar_text:
+                caption = rng.choice(unfamiliar_captions)
+            hidden.append(text_cache[caption])
             if pooled_cache is not None:
-                pooled.append(pooled_cache[captions[i] if use_text else ""])
+                pooled.append(pooled_cache[caption])
             ref = images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0])
             if use_ref and paired is not None:
                 flip = paired.flip and rng.random() < 0.5

@@ -62,6 +62,12 @@ def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     return tensors, captions, pools, kept
 
 
+def unfamiliar_captions(cfg: RealRagConfig, world: World, records: list[ImageRecord]) -> list[str]:
+    """Captions of the source's concepts outside the world (never a known or novel concept of it)."""
+    inside = set(world.concepts)
+    return [cfg.clip.eval_caption.format(concept=c) for c in sorted({r.concept for r in records} - inside)]
+
+
 def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
                          records: list[ImageRecord], folder: Path, reports: Path,
                          force: bool = False) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
@@ -96,7 +102,8 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
 
         start = time.perf_counter()
         losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
-                                 t.lr, t.mix, t.seed, on_step, t.ema_decay, t.paired_augment)  # fmt: skip
+                                 t.lr, t.mix, t.seed, on_step, t.ema_decay, t.paired_augment, t.unfamiliar_text,
+                                 unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else ())  # fmt: skip
         bar.close()
         info = {"key": key, "world_hash": world.hash, "text_key": text_key, "text_model_id": text_clip.model_id,
                 "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
