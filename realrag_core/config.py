@@ -777,6 +777,9 @@ def _resolve_paths(node, base: Path):
             if key in _PATH_KEYS and isinstance(value, str):
                 p = Path(os.path.expanduser(value))
                 out[key] = str(p if p.is_absolute() else (base / p).resolve())
+            elif key == "table_uri" and isinstance(value, str) and "://" not in value:  # a local LanceDB folder
+                p = Path(os.path.expanduser(value))
+                out[key] = str(p if p.is_absolute() else (base / p).resolve())
             elif key in _MODEL_KEYS and isinstance(value, str) and value.startswith(("./", "../")):
                 out[key] = str((base / value).resolve())
             else:

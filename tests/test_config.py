@@ -130,10 +130,14 @@ def test_every_example_profile_validates(tmp_path):
     shutil.copytree(PROJECT_ROOT / "configs", tmp_path / "configs")
     (tmp_path / "data" / "stanford_cars" / "train").mkdir(parents=True)
     profiles = sorted((tmp_path / "configs").glob("*.yaml"))
-    assert {"demo.yaml", "smoke.yaml", "cars_sdxl.yaml"} <= {p.name for p in profiles}
+    assert {"demo.yaml", "smoke.yaml", "cars_sdxl.yaml", "cars_flux.yaml", "cars_omnigen.yaml"} <= {p.name for p in profiles}
     for path in profiles:
         cfg = load_config(path)
         assert cfg.artifacts_root.is_relative_to(tmp_path / "artifacts"), path.name  # paths resolve beside the file
+        if path.name.startswith("cars_"):  # one database for every generator: the table is keyed by the encoder
+            assert cfg.embeddings.table_uri == str(tmp_path / "artifacts" / "cars" / "lancedb")
+    kinds = {p.name: load_config(p).generator for p in profiles}
+    assert (kinds["cars_flux.yaml"].family, kinds["cars_omnigen.yaml"].kind) == ("flux", "diffusers_omnigen")
 
 
 def test_model_cache_gives_every_download_one_folder(smoke_data, tmp_path):
