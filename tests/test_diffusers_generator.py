@@ -2,6 +2,8 @@
 model id goes through (from_pretrained + load_ip_adapter on the hub layout), the protocol's guarantees, and the
 whole smoke pipeline with it. Random weights: plumbing, determinism and conditioning, never quality."""
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -230,3 +232,47 @@ def test_external_generators_plug_in_by_factory_and_missing_ones_say_so(smoke_da
     smoke_data["generator"]["factory"] = "not a factory"
     with pytest.raises(ValueError, match="generator.factory"):
         parse_config(smoke_data, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sd3", "flux", "omnigen"])
+def test_the_generator_stages_run_through_the_assets_with_every_route(family, smoke_data, tmp_path):
+    """The assets that call the generator (its checks, G(T) for mining, the negatives mined from it) with the tiny
+    SD3, FLUX and OmniGen models; the SD route runs every asset in the test above."""
+    import dagster as dg
+
+    from pipelines.definitions import ALL_ASSETS
+    from pipelines.resources import RealRagConfigResource
+    from realrag_core.generators.tiny import write_tiny_omnigen
+    from realrag_core.manifest import read_manifest
+
+    sampling = {"steps": 3, "image_size": 32, "batch_size": 8}
+    if family == "omnigen":
+        smoke_data["generator"] = {"kind": "diffusers_omnigen", "model": str(write_tiny_omnigen(tmp_path / "m")),
+                                   "sampling": {**sampling, "guidance": 2.5}, "check_samples_per_concept": 1}  # fmt: skip
+    else:
+        write, subfolder, weight, encoder = FAMILIES[family]
+        pipeline_dir, ip_repo = write(tmp_path / "m")
+        smoke_data["generator"] = {
+            "kind": "diffusers_ip_adapter", "family": family, "model": str(pipeline_dir),
+            "ip_adapter": {"repo": str(ip_repo), "subfolder": subfolder, "weight_name": weight, "scale": 1.0,
+                           "image_encoder_folder": str(ip_repo / "image_encoder")},
+            "sampling": {**sampling, "guidance": 2.0}, "check_samples_per_concept": 1}  # fmt: skip
+    path = tmp_path / f"smoke_{family}.yaml"
+    path.write_text(yaml.safe_dump(smoke_data))
+    cfg = load_config(path)
+    result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts", "clip_backbone", "judge",
+                                                   "generator", "image_embeddings", "generated_images",
+                                                   "reflective_negatives"],
+                            resources={"realrag": RealRagConfigResource(config_path=str(path))})  # fmt: skip
+    assert result.success
+    gid = diffusers_generator_id(cfg.generator)
+    assert gid.startswith("diffusers:" + ("omnigen" if family == "omnigen" else family) + ":")
+    generated = read_manifest(cfg.artifacts_root / "generated")
+    assert set(generated["generator_id"].to_pylist()) == {gid} and generated.num_rows > 0
+    checks = json.loads((cfg.artifacts_root / "reports" / "generator.json").read_text())
+    assert checks["generator_id"] == gid and "novel/text_and_reference" in checks["checks"]
+    import pyarrow.parquet as pq
+
+    negatives = pq.read_table(cfg.artifacts_root / "negatives" / "reflective_negatives.parquet").to_pylist()
+    assert negatives and {n["generator_id"] for n in negatives} == {gid}  # mined from this generator's G(T)
