@@ -51,7 +51,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         threshold = cfg.metrics.near_duplicate_threshold
         reference, ref_report = fid_reference_set(
             iter_records(cfg.source), cfg.world.styles.reference, by_split,
-            load_clip(store.clip_dir, cfg.device) if threshold is not None else None,
+            load_clip(store.clip_dir, cfg.device, cfg.precision) if threshold is not None else None,
             open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name) if threshold is not None else None,
             cfg.embeddings.index, threshold)  # fmt: skip
         for d in ref_report["near_duplicates"]:
@@ -63,8 +63,8 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     if cfg.metrics.clip_score is not None:
         folder = store.checkpoint_dir("clip_score")
         scorer_name = materialize_pretrained(cfg.metrics.clip_score, folder)["model_name"]
-        scorer = load_clip(folder, cfg.device)
-    results, paired = evaluate(rows, store.rag_dir, load_clip(store.judge_dir, cfg.device), world.concepts,
+        scorer = load_clip(folder, cfg.device, cfg.precision)
+    results, paired = evaluate(rows, store.rag_dir, load_clip(store.judge_dir, cfg.device, cfg.precision), world.concepts,
                                reference, cfg.clip.eval_caption, scorer, cfg.metrics.inception)  # fmt: skip
     paths = write_results(results, paired, store.reports_dir, cfg.metrics.min_fid_samples)
     grid = results_grid(rows, store.rag_dir)

@@ -35,9 +35,9 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
     world = load_world(store.world_dir)
     records = list(iter_records(cfg.source))
     text_key = training_key_of(store.clip_dir)
-    gen, info = build_generator(cfg, world, load_clip(store.clip_dir, cfg.device), text_key, records,
+    gen, info = build_generator(cfg, world, load_clip(store.clip_dir, cfg.device, cfg.precision), text_key, records,
                                      store.generator_dir, store.reports_dir, config.force_retrain)  # fmt: skip
-    judge = load_clip(store.judge_dir, cfg.device)
+    judge = load_clip(store.judge_dir, cfg.device, cfg.precision)
     checks, grid = check_generator(gen, judge, world, records, cfg)
     effect = reference_effect(gen, judge, world, records, cfg)
     ceiling = (store.read_report("judge") or {}).get("ceiling", {})

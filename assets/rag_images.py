@@ -34,7 +34,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
     arms, tables = {"none": [(None, None)], "clip": [(None, base)]}, {}
     for arm, name in (("contrastive", "contrastive_retriever"), ("reflective", "retriever")):
         arms[arm] = []
-        for rseed, model, table_name in load_retrievers(store.checkpoint_dir(name), cfg.device):
+        for rseed, model, table_name in load_retrievers(store.checkpoint_dir(name), cfg.device, cfg.precision):
             arms[arm].append((rseed, model))
             if table_name:  # its image tower was trained: it searches the table that tower embedded
                 tables[(arm, rseed)] = open_table_readonly(cfg.lancedb_uri, table_name)

@@ -40,7 +40,7 @@ def generate(args: argparse.Namespace) -> int:
         if asset is None:
             retriever, table_name = base, None
         else:
-            _, retriever, table_name = load_retrievers(store.checkpoint_dir(asset), cfg.device)[0]
+            _, retriever, table_name = load_retrievers(store.checkpoint_dir(asset), cfg.device, cfg.precision)[0]
         table = open_table_readonly(cfg.lancedb_uri, table_name or cfg.embeddings.table_name)
         prompt = Prompt("cli", args.prompt, "", "", "", "")
         [hit] = retrieve_top1(retriever, [prompt], table, cfg.embeddings.index)

@@ -43,22 +43,29 @@ class ClipBundle:
     tokenizer: Callable
     model_id: str
     device: str = "cpu"
+    precision: str = "float32"  # embeddings under torch.autocast in this dtype (bfloat16/float16 on GPUs)
 
     @property
     def dim(self) -> int:
         return int(self.model.text_projection.shape[1])
+
+    def _autocast(self):
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=getattr(torch, self.precision),
+                              enabled=self.precision != "float32")  # fmt: skip
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
-            out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+            with self._autocast():
+                out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim)
 
     @torch.no_grad()
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
+        with self._autocast():
+            return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 256) -> torch.Tensor:
         out = [
@@ -174,7 +181,7 @@ def save_clip(model: open_clip.CLIP, folder: Path, name: str | None = None) -> s
     return model_id_of(folder / WEIGHTS_NAME)
 
 
-def load_clip(folder: Path, device: str = "cpu") -> ClipBundle:
+def load_clip(folder: Path, device: str = "cpu", precision: str = "float32") -> ClipBundle:
     """Open a saved CLIP (demo, pretrained or fine-tuned) through open_clip's ``local-dir:`` loader."""
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file():
@@ -182,7 +189,7 @@ def load_clip(folder: Path, device: str = "cpu") -> ClipBundle:
     model, _, eval_tf = open_clip.create_model_and_transforms(f"local-dir:{folder}", device=device)
     model.eval()
     tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-    return ClipBundle(model, eval_tf, tokenizer, model_id_of(folder / WEIGHTS_NAME), device)
+    return ClipBundle(model, eval_tf, tokenizer, model_id_of(folder / WEIGHTS_NAME), device, precision)
 
 
 def retrieval_accuracy(

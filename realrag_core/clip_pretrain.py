@@ -134,7 +134,7 @@ def build_demo_clip(cfg: RealRagConfig, world: World, folder: Path, reports: Pat
             raise ValueError(f"no images in the clip_pretrain styles {sorted(styles)}")
         info = train_or_reuse(cfg.clip.architecture, cfg.clip.train, cfg.world.seed, pretrain, folder,
                               reports / "clip_backbone_loss.png", "clip_backbone", force)  # fmt: skip
-    bundle = load_clip(folder, cfg.device)
+    bundle = load_clip(folder, cfg.device, cfg.precision)
     database = [r for r in records if r.style in set(cfg.world.styles.database) and r.concept in world.concept_split]
     images, kept = load_images(database)
     zero_shot = zero_shot_report(bundle, images, [r.concept for r in kept], world.concept_split, cfg.clip.eval_caption)
@@ -151,7 +151,7 @@ def build_judge(cfg: RealRagConfig, world: World, folder: Path, reports: Path, f
     else:
         info = train_or_reuse(cfg.judge.architecture, cfg.judge.train, cfg.judge.seed, records, folder,
                               reports / "judge_loss.png", "judge", force)  # fmt: skip
-    bundle = load_clip(folder, cfg.device)
+    bundle = load_clip(folder, cfg.device, cfg.precision)
     in_world = [r for r in records if r.concept in world.concept_split]
     images, kept = load_images(in_world)
     predicted = classify(bundle, images, world.concepts, cfg.clip.eval_caption)

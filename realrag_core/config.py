@@ -716,6 +716,10 @@ class RealRagConfig(_Strict):
     name: str
     artifacts_root: Path = Field(description="tables, Parquet, images, checkpoints and reports live here")
     device: Literal["cpu", "cuda", "mps"] = "cpu"
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="CLIP embedding (database, queries, judge, scorer) under torch.autocast in this dtype; "
+        "bfloat16 on GPUs. Fine-tuning keeps float32 weights and optimiser"
+    )
     model_cache: Path | None = Field(
         None, description="one folder for every downloaded weight and dataset (open_clip/, huggingface/, torch/ "
         "inside); a section's own cache_dir wins; null: each library's default cache"

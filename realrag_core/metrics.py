@@ -51,7 +51,7 @@ class JudgeFeatures(torch.nn.Module):
         x = images.float() / 255.0
         x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", antialias=True, align_corners=False)
         x = (x.clamp(0, 1) - self.mean.to(x.device)) / self.std.to(x.device)  # the judge's own normalisation
-        return F.normalize(self.judge.model.encode_image(x.to(self.judge.device)).float(), dim=-1).cpu()
+        return self.judge.embed_pixels(x)  # the judge's model, device and precision
 
 
 def to_uint8(images: Sequence[Image.Image], size: int = 64) -> torch.Tensor:

@@ -178,11 +178,11 @@ def save_retriever(clip: ClipBundle, base_folder: Path, folder: Path, info: dict
     return model_id
 
 
-def load_retriever(folder: Path, device: str = "cpu") -> tuple[ClipBundle, dict]:
+def load_retriever(folder: Path, device: str = "cpu", precision: str = "float32") -> tuple[ClipBundle, dict]:
     info_path = folder / RETRIEVER_FILE
     if not info_path.is_file():
         raise FileNotFoundError(f"no {RETRIEVER_FILE} in {folder}: materialize the retriever first")
-    bundle = load_clip(folder, device)
+    bundle = load_clip(folder, device, precision)
     info = json.loads(info_path.read_text())
     bundle.model_id = info["model_id"]
     return bundle, info
@@ -224,7 +224,7 @@ def fit_one(cfg, base_folder: Path, train: Sequence[Prompt], val: Sequence[Promp
     as its own image tower embeds it)."""
     r = cfg.retriever
     trainable = trainable or r.trainable
-    model = load_clip(base_folder, cfg.device)
+    model = load_clip(base_folder, cfg.device, cfg.precision)
     losses, seconds = timed(train_retriever, model, train, table, negatives_of, r.steps, r.batch_size, lr, seed,
                             r.mask_same_concept, r.image_to_text, drop_positive, None, trainable)  # fmt: skip
     validation = validate(model, val, table.reembedded(model) if trainable == "both" else table)
@@ -257,7 +257,7 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
 
     r = cfg.retriever
     table = table_view(rows)
-    base = load_clip(base_folder, cfg.device)  # read-only here: every fit loads its own fresh copy
+    base = load_clip(base_folder, cfg.device, cfg.precision)  # read-only here: every fit loads its own fresh copy
     if r.trainable == "both":
         if reembed is None:
             raise ValueError("retriever.trainable 'both' needs a way to re-embed the table (reembed=...)")
@@ -307,11 +307,13 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     return report
 
 
-def load_retrievers(folder: Path, device: str = "cpu") -> list[tuple[int, ClipBundle, str | None]]:
+def load_retrievers(folder: Path, device: str = "cpu",
+                    precision: str = "float32") -> list[tuple[int, ClipBundle, str | None]]:  # fmt: skip
     """Every training seed's model a retriever asset saved, in seed order, with the name of the table its
     own image tower embedded (None: the shared table, the image tower was frozen)."""
     info_path = folder / RETRIEVER_FILE
     if not info_path.is_file():
         raise FileNotFoundError(f"no {RETRIEVER_FILE} in {folder}: materialize the retriever first")
     seeds = json.loads(info_path.read_text())["seeds"]
-    return [(s["seed"], load_retriever(folder / f"seed_{s['seed']}", device)[0], s.get("table_name")) for s in seeds]
+    return [(s["seed"], load_retriever(folder / f"seed_{s['seed']}", device, precision)[0], s.get("table_name"))
+            for s in seeds]  # fmt: skip

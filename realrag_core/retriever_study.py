@@ -76,7 +76,7 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
     reflective_of = negatives_by_prompt(negatives_rows)
     counts = {pid: len(ids) for pid, ids in reflective_of.items()}
     variants: list[tuple[str, str, dict, bool, str | None]] = []  # name, what changed, negatives, drop positive, trainable
-    base = load_clip(base_folder, cfg.device)
+    base = load_clip(base_folder, cfg.device, cfg.precision)
     text_emb = base.embed_texts([p.prompt for p in train])
     for kind in a.controls:
         variants.append((f"control_{kind}", f"{kind} negatives, same count as reflective",

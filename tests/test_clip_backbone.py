@@ -80,3 +80,21 @@ def test_untrained_model_ignores_weights_left_in_the_folder(smoke_cfg, tmp_path)
     for a, b in zip(fresh.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
     assert not torch.equal(fresh.state_dict()["positional_embedding"], first.state_dict()["positional_embedding"])
+
+
+def test_precision_embeds_under_autocast_and_stays_close_to_float32(smoke_cfg, tmp_path):
+    from realrag_core.synthetic_world import draw_concept
+
+    model, *_ = create_untrained(tmp_path / "c", smoke_cfg.clip.architecture, seed=0)
+    save_clip(model, tmp_path / "c")
+    full, half = load_clip(tmp_path / "c"), load_clip(tmp_path / "c", precision="bfloat16")
+    images = [draw_concept(c, s, "filled", 32) for c in ("red", "blue") for s in ("circle", "star")]
+    texts = ["a red circle", "a blue star"]
+    seen = []
+    encode = half.model.encode_image
+    half.model.encode_image = lambda x: seen.append(torch.is_autocast_cpu_enabled()) or encode(x)
+    a, b = full.embed_images(images), half.embed_images(images)
+    assert seen == [True] and not torch.is_autocast_cpu_enabled()
+    assert a.dtype == b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 arithmetic, float32 out
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.98
+    assert torch.nn.functional.cosine_similarity(full.embed_texts(texts), half.embed_texts(texts)).min() > 0.98

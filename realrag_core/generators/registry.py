@@ -98,7 +98,7 @@ def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Gen
     if isinstance(cfg.generator, DemoGeneratorConfig):
         from .demo_training import open_demo_generator
 
-        encoder = load_clip(store.clip_dir, cfg.device)
+        encoder = load_clip(store.clip_dir, cfg.device, cfg.precision)
         gen, info = open_demo_generator(cfg, load_world(store.world_dir), encoder, training_key_of(store.clip_dir),
                                         store.generator_dir)  # fmt: skip
         return gen, info, encoder
@@ -112,4 +112,4 @@ def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Gen
     if gen.generator_id != recorded:
         raise ValueError(f"the generator asset recorded {recorded!r}, the configured one is {gen.generator_id!r}: "
                          "materialize the generator asset again")  # fmt: skip
-    return gen, info, load_clip(store.clip_dir, cfg.device)
+    return gen, info, load_clip(store.clip_dir, cfg.device, cfg.precision)
