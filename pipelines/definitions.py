@@ -1,9 +1,10 @@
-"""The code location: every asset, the resource, and the main job."""
+"""The code location: every asset, its checks, the resource, and the main job."""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from assets.checks import ALL_CHECKS
 from assets.clip_backbone import clip_backbone
 from assets.fid import fid
 from assets.generated_images import generated_images
@@ -32,6 +33,7 @@ realrag_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=[realrag_job],
     resources={"realrag": RealRagConfigResource()},
     executor=dg.in_process_executor,

@@ -8,6 +8,7 @@ import lancedb
 import pytest
 
 from assets.world_splits import world_splits
+from assets.checks import ALL_CHECKS
 from pipelines.definitions import ALL_ASSETS, defs
 from pipelines.resources import RealRagConfigResource
 from realrag_core.config import PROJECT_ROOT
@@ -15,7 +16,8 @@ from realrag_core.config import PROJECT_ROOT
 
 def _materialize(config_file: Path, selection=None):
     return dg.materialize(
-        ALL_ASSETS, selection=selection, resources={"realrag": RealRagConfigResource(config_path=str(config_file))}
+        [*ALL_ASSETS, *ALL_CHECKS], selection=selection,
+        resources={"realrag": RealRagConfigResource(config_path=str(config_file))},
     )
 
 
@@ -72,6 +74,10 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     for variant in ("zero_shot", "contrastive", "reflective", "control_random", "control_text_nearest",
                     "policy_exclude_positive", "k_2", "trainable_both", "generator_untrained"):  # fmt: skip
         assert 0 <= ablations[f"{variant}/val_top1"] <= 1
+    checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
+    assert len(checks) == len(ALL_CHECKS)
+    for name, e in checks.items():  # every check ran; only the zero-shot comparison may warn on a 12-concept world
+        assert e.passed or (e.severity == dg.AssetCheckSeverity.WARN and "zero_shot" in name), (name, e.description)
     results = _metadata(first, "fid")
     assert 0 <= results["novel/reflective/concept_acc"] <= 1
     ref = results["reference_set"]  # every listed reference image is kept, undecodable or a reported near-duplicate

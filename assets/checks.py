@@ -1,0 +1,96 @@
+"""Asset checks: each calls a pure check in ``realrag_core.checks`` on what the stage stored. Blocking checks stop
+the stages below when a bad result would poison them (non-finite or duplicate embeddings, incomplete or stale
+negatives, non-finite retriever weights); the rest warn."""
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from pipelines.resources import RealRagConfigResource
+from realrag_core.checks import (Outcome, beats_zero_shot_outcome, coverage_outcome, embeddings_outcome,
+                                 finite_weights_outcome, negatives_outcome, results_outcome)
+from realrag_core.manifest import read_manifest
+from realrag_core.rag import ARMS
+from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, table_model
+
+from .fid import fid
+from .image_embeddings import image_embeddings
+from .reflective_negatives import reflective_negatives
+from .retriever import contrastive_retriever, retriever
+
+
+def _result(outcome: Outcome) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.WARN if outcome.warning_only else dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckResult(passed=outcome.passed, severity=severity, description=outcome.summary,
+                               metadata=outcome.numbers)  # fmt: skip
+
+
+def _table(realrag: RealRagConfigResource):
+    cfg = realrag.load()
+    return open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+
+
+@dg.asset_check(asset=image_embeddings, blocking=True,
+                description="Every vector finite and unit-norm, every id once, every row written by the table's model.")
+def embeddings_are_finite_unit_norm_unique(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+    table = _table(realrag)
+    model_id, _ = table_model(table)
+
+    def batches():  # streamed record batches: bounded memory on large tables
+        query = table.search().select(["id", VECTOR_COLUMN, "model_id"]).limit(None)
+        for batch in query.to_batches(65536):
+            yield (batch.column("id").to_pylist(), batch.column(VECTOR_COLUMN).to_numpy(zero_copy_only=False).tolist(),
+                   batch.column("model_id").to_pylist())  # fmt: skip
+
+    return _result(embeddings_outcome(batches(), model_id))
+
+
+@dg.asset_check(asset=image_embeddings,
+                description="A row for every valid image the last run saw; extra rows (images since removed) warn.")
+def embeddings_cover_every_valid_image(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+    return _result(coverage_outcome(_table(realrag).count_rows(), realrag.store().read_report("image_embeddings")))
+
+
+@dg.asset_check(asset=reflective_negatives, blocking=True,
+                description="k negatives per current generated image, ranked by finite similarity, none of the "
+                "prompt's concept (default policy), all from the current table version.")  # fmt: skip
+def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+    cfg, store = realrag.load(), realrag.store()
+    generator_id = (store.read_report("generated_images") or {}).get("generator_id")
+    manifest = read_manifest(store.generated_dir)
+    generated = [r for r in (manifest.to_pylist() if manifest is not None else []) if r["generator_id"] == generator_id]
+    negatives = pq.read_table(store.negatives_path).to_pylist() if store.negatives_path.is_file() else []
+    return _result(negatives_outcome(negatives, generated, cfg.mining.k, cfg.mining.policy, _table(realrag).version))
+
+
+def _weights_check(name: str, asset):
+    @dg.asset_check(asset=asset, name=f"{name}_weights_are_finite", blocking=True,
+                    description="Every tensor of every training seed's checkpoint finite.")  # fmt: skip
+    def check(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+        folder = realrag.store().checkpoint_dir(name)
+        return _result(finite_weights_outcome(sorted(folder.glob("seed_*/open_clip_model.safetensors"))))
+
+    return check
+
+
+def _zero_shot_check(name: str, asset):
+    @dg.asset_check(asset=asset, name=f"{name}_validation_not_below_zero_shot",
+                    description="Validation top-1 (mean over seeds) at least the zero-shot model's; warns otherwise.")
+    def check(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+        return _result(beats_zero_shot_outcome(realrag.store().read_report(name)))
+
+    return check
+
+
+@dg.asset_check(asset=fid, description="Every arm and split has concept accuracy and CLIP-T; every value finite.")
+def results_are_complete_and_finite(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+    report = realrag.store().read_report("fid") or {"results": []}
+    splits = sorted({r["split"] for r in report["results"]}) or ["known", "novel"]
+    return _result(results_outcome(report["results"], ARMS, splits))
+
+
+ALL_CHECKS = [
+    embeddings_are_finite_unit_norm_unique, embeddings_cover_every_valid_image, negatives_are_complete_and_current,
+    _weights_check("retriever", retriever), _weights_check("contrastive_retriever", contrastive_retriever),
+    _zero_shot_check("retriever", retriever), _zero_shot_check("contrastive_retriever", contrastive_retriever),
+    results_are_complete_and_finite,
+]
