@@ -46,3 +46,7 @@ class RetrainConfig(dg.Config):
     """Launchpad switch of the training assets."""
 
     force_retrain: bool = False  # train even when weights for this exact config and data exist
+
+
+# I/O that can fail transiently (a registry fetch, an object store): retried with backoff before the step fails
+IO_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

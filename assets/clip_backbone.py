@@ -13,6 +13,7 @@ from ._metadata import RetrainConfig, flat, trained_model_metadata
     group_name="foundation",
     deps=["world_splits"],
     kinds={"pytorch", "safetensors"},
+    pool="gpu",
     code_version="1",
     description=(
         "The base CLIP the retriever starts from. Demo: an open_clip model built by open_clip's factory from a "

@@ -21,6 +21,7 @@ from ._metadata import inline_image
     group_name="realrag",
     deps=["rag_images", "judge"],
     kinds={"pytorch", "parquet"},
+    pool="gpu",
     code_version="3",
     description=(
         "Stage 6. Scores every arm on the evaluation prompts, separately for generator-known and -novel concepts: "

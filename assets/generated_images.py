@@ -16,6 +16,7 @@ from ._metadata import inline_image
     group_name="realrag",
     deps=["generator", "prompts", "clip_backbone"],
     kinds={"pytorch", "parquet"},
+    pool="gpu",
     code_version="1",
     description=(
         "Stage 2. G(T) without retrieval for every prompt of the retriever's train (and validation) concepts, "

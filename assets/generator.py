@@ -17,6 +17,7 @@ from ._metadata import RetrainConfig, inline_image
     group_name="foundation",
     deps=["clip_backbone", "world_splits", "judge"],
     kinds={"pytorch", "diffusers"},
+    pool="gpu",
     code_version="2",
     description=(
         "The demo generator: a diffusers UNet2DConditionModel in pixel space with a v-prediction cosine "

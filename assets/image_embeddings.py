@@ -8,11 +8,15 @@ from realrag_core.embed_images import embed_source
 from realrag_core.embed_reader import Scope
 from realrag_core.world import load_world
 
+from ._metadata import IO_RETRY
+
 
 @dg.asset(
     group_name="realrag",
     deps=["clip_backbone", "world_splits"],
     kinds={"lancedb", "pytorch"},
+    pool="gpu",
+    retry_policy=IO_RETRY,
     code_version="1",
     description=(
         "Stage 1. Streams the database-style images of the world's concepts from the image source, decodes "

@@ -8,12 +8,13 @@ from pipelines.resources import RealRagConfigResource
 from realrag_core.plots import image_grid
 from realrag_core.sources import prepare_source, sample_for_preview
 
-from ._metadata import inline_image
+from ._metadata import IO_RETRY, inline_image
 
 
 @dg.asset(
     group_name="foundation",
     kinds={"python"},
+    retry_policy=IO_RETRY,
     code_version="1",
     description=(
         "The real-object image database's source. Demo profile: object emoji by independent artists "

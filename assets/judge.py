@@ -13,6 +13,7 @@ from ._metadata import RetrainConfig, flat, trained_model_metadata
     group_name="foundation",
     deps=["world_splits"],
     kinds={"pytorch", "safetensors"},
+    pool="gpu",
     code_version="1",
     description=(
         "The evaluation judge: a separate open_clip model (its own seed) trained with ClipLoss on every real "

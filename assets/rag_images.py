@@ -17,6 +17,7 @@ from realrag_core.vector_table import open_table_readonly
     group_name="realrag",
     deps=["generator", "retriever", "contrastive_retriever", "image_embeddings", "prompts"],
     kinds={"pytorch", "parquet"},
+    pool="gpu",
     code_version="2",
     description=(
         "Stage 5. For every evaluation prompt and seed, four arms with identical seeds: `none` (no retrieval), "

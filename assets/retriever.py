@@ -63,6 +63,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     group_name="realrag",
     deps=["reflective_negatives", "image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
+    pool="gpu",
     code_version="2",
     description=(
         "Stage 4. Self-reflective contrastive learning: fine-tunes the base CLIP's text tower on prompts of "
@@ -83,6 +84,7 @@ def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource)
     group_name="realrag",
     deps=["image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
+    pool="gpu",
     code_version="2",
     description=(
         "The paper's 'normal RAG' baseline: the same fine-tuning code, data, steps, learning-rate grid and seeds as "
@@ -98,6 +100,7 @@ def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagCon
     group_name="realrag",
     deps=["retriever", "contrastive_retriever", "generated_images", "reflective_negatives", "generator"],
     kinds={"pytorch", "parquet"},
+    pool="gpu",
     code_version="1",
     description=(
         "Validation-only controls and ablations of the reflective retriever, at its chosen learning rate: the "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lancedb
 import pytest
+import yaml
 
 from realrag_core.config import PROJECT_ROOT
 
@@ -81,6 +82,8 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     new process, then the per-asset time table read back from the instance."""
     home = tmp_path / "dagster_home"
     home.mkdir()
+    instance = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())  # the project's pool limit and retries
+    (home / "dagster.yaml").write_text(yaml.safe_dump({k: instance[k] for k in ("concurrency", "run_retries")}))
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
            "TQDM_DISABLE": "1", "DAGSTER_HOME": str(home)}  # fmt: skip
 
@@ -94,6 +97,11 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     import json
 
     steps = {r["asset"]: r for r in json.loads((tmp_path / "t.json").read_text())["steps"]}
+    from pipelines.definitions import defs
+
+    pools = {k.to_user_string(): defs.resolve_assets_def(k).node_def.pool
+             for k in defs.resolve_asset_graph().get_all_asset_keys()}  # fmt: skip
+    assert pools["rag_images"] == pools["retriever"] == pools["image_embeddings"] == "gpu" and pools["prompts"] is None
     assert {"image_embeddings", "retriever", "retriever_ablations", "rag_images", "fid"} <= set(steps)
     assert all(r["status"] == "SUCCESS" and r["seconds"] >= 0 for r in steps.values()) and "rag_images" in out
     run([str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "retriever", "-m", "pipelines.definitions"])
