@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 import torch
 from pydantic import Field
@@ -17,6 +19,10 @@ class RealRagConfigResource(dg.ConfigurableResource):
     """
 
     config_path: str = Field(default="", description="YAML profile; empty: $REALRAG_CONFIG, then configs/demo.yaml")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="dotted keys set on top of the profile for this run, e.g. "
+        "{'mining.k': 3, 'retriever.lr_grid': [0.0001], 'rag.seeds': [0]} (validated like the YAML)"
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         cfg = self.load()
@@ -24,7 +30,7 @@ class RealRagConfigResource(dg.ConfigurableResource):
             torch.set_num_threads(cfg.torch_threads)
 
     def load(self) -> RealRagConfig:
-        return load_config(self.config_path or None)
+        return load_config(self.config_path or None, self.overrides or None)
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.load().artifacts_root)

@@ -845,12 +845,33 @@ def parse_config(data: dict, base_dir: Path, origin: str = "<dict>") -> RealRagC
         raise ConfigError(_format_error(Path(origin), err)) from None
 
 
-def load_config(path: str | Path | None = None) -> RealRagConfig:
-    """Load and validate a profile. ``path`` defaults to $REALRAG_CONFIG, then configs/demo.yaml."""
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RealRagConfig:
+    """Load and validate a profile. ``path`` defaults to $REALRAG_CONFIG, then configs/demo.yaml.
+
+    ``overrides``: dotted keys set on top of the profile before validation, e.g. ``{"mining.k": 3,
+    "retriever.lr_grid": [1e-4]}`` (the Dagster launchpad passes them through the resource)."""
     path = Path(path).expanduser().resolve() if path else config_path_from_env()
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV_VAR} or pass a path)")
-    return parse_config(_read_profile(path, ()), path.parent, str(path))
+    data = _read_profile(path, ())
+    if overrides:
+        data = apply_overrides(data, overrides, str(path))
+    return parse_config(data, path.parent, str(path))
+
+
+def apply_overrides(data: dict, overrides: dict, origin: str = "<dict>") -> dict:
+    """A copy of ``data`` with each dotted key set (mappings on the way are created when missing)."""
+    data = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"invalid override {dotted!r} for {origin}: {'.'.join(parts[: i + 1])} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return data
 
 
 def _read_profile(path: Path, seen: tuple[Path, ...]) -> dict:

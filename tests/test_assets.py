@@ -159,3 +159,21 @@ def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, 
         ids = sorted(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
         assert ids == sorted(main.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
     assert {r["table_name"] for r in rows if r["arm"] == "clip"} == {"image_embeddings"}
+
+
+def test_launchpad_overrides_apply_on_top_of_the_profile(smoke_config_file, smoke_cfg):
+    """What a user types into the launchpad's resource config reaches the stage, validated like the YAML."""
+    from realrag_core.prompts import load_prompts
+
+    run_config = {"resources": {"realrag": {"config": {"config_path": str(smoke_config_file),
+                                                       "overrides": {"prompts.templates": ["a photo of a {concept}"]}}}}}  # fmt: skip
+    result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts"],
+                            resources={"realrag": RealRagConfigResource()}, run_config=run_config)  # fmt: skip
+    assert result.success
+    texts = [p.prompt for p in load_prompts(smoke_cfg.artifacts_root / "world")]
+    assert texts and all(t.startswith("a photo of a ") for t in texts)
+    run_config["resources"]["realrag"]["config"]["overrides"] = {"mining.kk": 3}
+    with pytest.raises(dg.DagsterResourceFunctionError) as err:
+        dg.materialize(ALL_ASSETS, selection=["world_splits"], resources={"realrag": RealRagConfigResource()},
+                       run_config=run_config)  # fmt: skip
+    assert "mining.kk: unknown key" in str(err.value.__cause__)

@@ -157,3 +157,15 @@ def test_model_cache_gives_every_download_one_folder(smoke_data, tmp_path):
     assert cfg.metrics.inception.cache_dir == tmp_path / "models" / "torch" / "hub"
     del smoke_data["model_cache"]
     assert parse_config(smoke_data, tmp_path).clip.cache_dir is None
+
+
+def test_overrides_set_dotted_keys_and_refuse_to_walk_through_values(smoke_config_file):
+    from realrag_core.config import ConfigError, load_config
+
+    cfg = load_config(smoke_config_file, {"mining.k": 3, "retriever.lr_grid": [0.002], "rag.seeds": [5]})
+    assert (cfg.mining.k, cfg.retriever.lr_grid, cfg.rag.seeds) == (3, (0.002,), (5,))
+    assert load_config(smoke_config_file).mining.k == 1  # the file itself is untouched
+    with pytest.raises(ConfigError, match="clip.train.steps is not a mapping"):
+        load_config(smoke_config_file, {"clip.train.steps.deeper": 1})
+    with pytest.raises(ConfigError, match="mining.k: Input should be greater than or equal to 1"):
+        load_config(smoke_config_file, {"mining.k": 0})
