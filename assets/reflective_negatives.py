@@ -1,6 +1,7 @@
 """Stage 3: the reflective negatives, the real images nearest to what the generator already makes."""
 
 import collections
+import time
 
 import dagster as dg
 import numpy as np
@@ -8,15 +9,15 @@ import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
 from realrag_core.manifest import read_manifest
-from realrag_core.mining import mine_negatives, negatives_table
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows, table_model
+from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, previous_negatives
+from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_table_readonly, read_rows, table_model
 
 
 @dg.asset(
     group_name="realrag",
     deps=["generated_images", "image_embeddings"],
     kinds={"parquet"},
-    code_version="1",
+    code_version="2",
     description=(
         "Stage 3. For each generated image G(T), the k real database images nearest to it by cosine "
         "similarity in the LanceDB table (what the generator already knows). Default policy: every image of "
@@ -38,18 +39,34 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
         raise ValueError(f"generated images were embedded by {sorted(encoders)}, the table by {model_id!r}: "
                          "rematerialize generated_images")  # fmt: skip
     rows = read_rows(table)
-    negatives = mine_negatives(
-        np.stack(manifest["embedding"].to_numpy(zero_copy_only=False)), manifest["concept"].to_pylist(),
-        np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False)), rows["concept"].to_pylist(),
-        cfg.mining.k, cfg.mining.policy,
-    )  # fmt: skip
+    generated = np.stack(manifest["embedding"].to_numpy(zero_copy_only=False))
+    vectors = np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False))
+    previous = pq.read_table(store.negatives_path).to_pylist() if store.negatives_path.is_file() else []
+    old_ids = (ids_at_version(cfg.lancedb_uri, cfg.embeddings.table_name, previous[0]["table_version"])
+               if previous and cfg.mining.incremental else None)  # fmt: skip
+    start = time.perf_counter()
+    if old_ids is not None:
+        negatives, stats = mine_incremental(
+            generated, manifest["image_id"].to_pylist(), manifest["concept"].to_pylist(), vectors,
+            rows["id"].to_pylist(), rows["concept"].to_pylist(),
+            previous_negatives(previous, cfg.mining.k, cfg.mining.policy, model_id), old_ids, cfg.mining.k,
+            cfg.mining.policy,
+        )  # fmt: skip
+        stats["mode"] = "incremental"
+    else:
+        negatives = mine_negatives(generated, manifest["concept"].to_pylist(), vectors, rows["concept"].to_pylist(),
+                                   cfg.mining.k, cfg.mining.policy)  # fmt: skip
+        stats = {"mode": "full", "compared_pairs": len(generated) * len(vectors)}
+    stats["mine_seconds"] = round(time.perf_counter() - start, 3)
+    context.log.info(f"re-mined {stats['mode']}: {stats}")
     out = negatives_table(manifest, rows, negatives, table.version, cfg.mining.policy)
     pq.write_table(out, store.negatives_path)
     same = sum(a == b for a, b in zip(out["concept"].to_pylist(), out["negative_concept"].to_pylist()))
     styles = collections.Counter(out["negative_style"].to_pylist())
     report = {"rows": out.num_rows, "generated_images": manifest.num_rows, "k": cfg.mining.k,
               "policy": cfg.mining.policy, "table_version": table.version, "same_concept_negatives": same,
-              "mean_similarity": float(np.mean(out["similarity"].to_numpy())), "negative_styles": dict(styles)}  # fmt: skip
+              "mean_similarity": float(np.mean(out["similarity"].to_numpy())), "negative_styles": dict(styles),
+              **{f"mining/{k}": v for k, v in stats.items()}}  # fmt: skip
     store.write_report("reflective_negatives", report)
     return dg.MaterializeResult(metadata={**{k: v for k, v in report.items() if k != "negative_styles"},
                                           **{f"negative_styles/{k}": v for k, v in styles.items()},

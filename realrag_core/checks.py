@@ -44,11 +44,11 @@ def embeddings_outcome(batches: Iterable[tuple[list[str], np.ndarray, list[str]]
 
 
 def coverage_outcome(rows: int, report: dict | None) -> Outcome:
-    """The table holds a row for every valid image the last embedding run saw (``inserted`` + ``skipped``);
+    """The table holds a row for every valid image the last embedding run saw (``valid_images``);
     more rows are images since removed from the source (a warning), fewer are lost rows (a failure)."""
     if not report:
         return Outcome(False, "no image_embeddings report: materialize image_embeddings", {"rows": rows})
-    expected = int(report["inserted"]) + int(report["skipped_unchanged"])
+    expected = int(report.get("valid_images", int(report["inserted"]) + int(report["skipped_unchanged"])))
     numbers = {"rows": rows, "valid_images_seen": expected, "rejected": int(report.get("rejected", 0))}
     if rows < expected:
         return Outcome(False, f"{expected - rows} valid image(s) have no row", numbers)

@@ -584,6 +584,10 @@ class MiningConfig(_Strict):
 
     k: int = Field(1, ge=1, description="negatives per generated image (the paper uses 1)")
     policy: Literal["exclude_concept", "exclude_positive"] = "exclude_concept"
+    incremental: bool = Field(
+        True, description="re-mine from the previous negatives and the rows added since (identical result, cost "
+        "grows with the added rows); images that lost a negative are searched in full"
+    )
 
 
 class AblationConfig(_Strict):
@@ -703,6 +707,10 @@ class EmbeddingsConfig(_Strict):
     num_workers: int = Field(2, ge=0)
     max_image_pixels: int = Field(50_000_000, ge=1, description="larger images are rejected as absurd")
     min_image_side: int = Field(8, ge=1, description="smaller images are rejected")
+    remove_missing: bool = Field(
+        True, description="delete rows of images no longer in the source (or changed); refused when more than "
+        "half the table would go (a missing mount must not empty the database)"
+    )
     on_model_mismatch: Literal["error", "recreate"] = Field(
         "error", description="a table written by another model: refuse (error) or drop and rebuild it"
     )

@@ -34,6 +34,9 @@ REJECT_SCHEMA = pa.schema(
 class EmbedReport:
     inserted: int
     skipped_unchanged: int
+    valid_images: int  # distinct ids of listed, readable images in scope: the rows the table should hold
+    removed: int  # rows of images no longer listed (or whose content changed: a new id replaced them)
+    stale_kept: int  # such rows left in place because the source looked unavailable
     duplicates_in_source: int
     rejected: int
     rows: int
@@ -51,6 +54,19 @@ class EmbedReport:
         out["unindexed_rows"] = self.index.unindexed_rows
         out["images_per_second"] = round(self.inserted / self.seconds, 1) if self.seconds else 0.0
         return out
+
+
+def remove_missing(table, stale: set[str], enabled: bool) -> tuple[int, int]:
+    """Delete rows whose image is no longer listed or readable (or changed: its content hash is a new id).
+    Refused, and counted as kept, when more than half the table would go: a missing mount must not empty the
+    database."""
+    if not stale or not enabled or len(stale) > table.count_rows() / 2:
+        return 0, len(stale)
+    ids = sorted(stale)
+    for start in range(0, len(ids), 1000):
+        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 1000])
+        table.delete(f"id IN ({quoted})")
+    return len(ids), 0
 
 
 class _Writer:
@@ -114,12 +130,15 @@ def embed_source(
     )
     writer = _Writer(table, table_schema(clip.dim, clip.model_id), clip.model_id, flush_rows)
     seen: set[str] = set()
+    present: set[str] = set()  # ids of every listed, readable image in scope (embedded now or before)
     skipped = duplicates = 0
     rejects: list[dict] = []
     bar = tqdm(desc="image_embeddings", unit="img", disable=not progress)
     try:
         for batch in loader:
             skipped += len(batch["skipped"])
+            present.update(i["id"] for i in batch["skipped"])
+            present.update(i["id"] for i in batch["ok"])
             rejects.extend(batch["rejects"])
             keep = []
             for i, meta in enumerate(batch["ok"]):
@@ -137,10 +156,14 @@ def embed_source(
         writer.flush()  # whatever was embedded before a failure is kept
         bar.close()
         write_rejects(rejects, rejects_path, run_at)
+    removed, kept_stale = remove_missing(table, known - present, cfg.remove_missing)
     index = ensure_index(table, cfg.index)
     return EmbedReport(
         inserted=writer.written,
         skipped_unchanged=skipped,
+        valid_images=len(present),
+        removed=removed,
+        stale_kept=kept_stale,
         duplicates_in_source=duplicates,
         rejected=len(rejects),
         rows=table.count_rows(),

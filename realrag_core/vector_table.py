@@ -150,3 +150,14 @@ def search(table, query: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "c
     if _vector_index(table) is not None:
         q = q.nprobes(cfg.nprobes).refine_factor(cfg.refine_factor)
     return q.to_arrow()
+
+
+def ids_at_version(uri: str, name: str, version: int) -> set[str] | None:
+    """The row ids the table held at ``version`` (Lance keeps old versions until they are cleaned up); None when
+    that version is gone."""
+    table = lancedb.connect(uri).open_table(name)
+    try:
+        table.checkout(version)
+    except Exception:  # noqa: BLE001 - cleaned-up or unknown version: the caller mines in full
+        return None
+    return set(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())

@@ -177,3 +177,30 @@ def test_launchpad_overrides_apply_on_top_of_the_profile(smoke_config_file, smok
         dg.materialize(ALL_ASSETS, selection=["world_splits"], resources={"realrag": RealRagConfigResource()},
                        run_config=run_config)  # fmt: skip
     assert "mining.kk: unknown key" in str(err.value.__cause__)
+
+
+def test_negatives_re_mine_incrementally_after_the_database_grows(smoke_config_file, smoke_cfg):
+    """Negatives mined while 5 images were missing from the table; the images come back (the database grew by
+    5): the incremental re-mine compares only them and gives exactly what a full re-mine gives."""
+    import pyarrow.parquet as pq
+
+    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
+                "generated_images", "reflective_negatives"]  # fmt: skip
+    assert _materialize(smoke_config_file, upstream).success
+    table = lancedb.connect(str(smoke_cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
+    ids = sorted(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
+    table.delete("id IN (" + ", ".join(f"'{i}'" for i in ids[:5]) + ")")
+    assert _materialize(smoke_config_file, ["reflective_negatives"]).success  # mined without those 5
+    assert _metadata(_materialize(smoke_config_file, ["image_embeddings"]), "image_embeddings")["inserted"] == 5
+    grown = _materialize(smoke_config_file, ["reflective_negatives"])
+    meta = _metadata(grown, "reflective_negatives")
+    assert meta["mining/mode"] == "incremental" and meta["mining/added_rows"] == 5
+    assert meta["mining/compared_pairs"] < meta["generated_images"] * len(ids)
+    incremental = pq.read_table(smoke_cfg.artifacts_root / "negatives" / "reflective_negatives.parquet")
+    full_cfg = smoke_config_file.parent / "full.yaml"
+    full_cfg.write_text(smoke_config_file.read_text() + "\nmining:\n  incremental: false\n")
+    full = _materialize(full_cfg, ["reflective_negatives"])
+    assert _metadata(full, "reflective_negatives")["mining/mode"] == "full"
+    again = pq.read_table(smoke_cfg.artifacts_root / "negatives" / "reflective_negatives.parquet")
+    cols = ["generated_image_id", "rank", "negative_id", "table_version"]
+    assert incremental.select(cols).to_pylist() == again.select(cols).to_pylist()

@@ -28,7 +28,7 @@ def test_embeddings_check_names_each_kind_of_bad_row():
 
 
 def test_coverage_warns_on_extra_rows_and_fails_on_lost_ones():
-    report = {"inserted": 3, "skipped_unchanged": 5, "rejected": 2}
+    report = {"inserted": 3, "skipped_unchanged": 6, "valid_images": 8, "rejected": 2}  # one image listed twice
     assert coverage_outcome(8, report).passed
     extra = coverage_outcome(9, report)
     assert not extra.passed and extra.warning_only

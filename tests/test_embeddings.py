@@ -71,8 +71,25 @@ def test_rerun_is_idempotent_and_incremental(source, clip, tmp_path, user_folder
         fh.write("extra.png,blue square,blue square,shadow\n")
     draw_concept("blue", "square", "striped", 32).save(user_folder / "extra.png")
     third = _run(source, clip, tmp_path)
-    assert third.inserted == 2 and third.rows == first.rows + 2
+    # the changed image's old row goes (its content hash is no longer listed): one more row in all
+    assert third.inserted == 2 and third.removed == 1 and third.rows == first.rows + 1 == third.valid_images
     assert third.table_version > first.table_version
+    ids = {r["id"] for r in _table(tmp_path, clip).to_arrow().to_pylist()}
+    assert content_id((user_folder / "shadow-orange-star.png").read_bytes(), "orange star") in ids
+
+
+def test_removed_images_leave_the_table_unless_the_source_looks_gone(source, clip, tmp_path, user_folder):
+    first = _run(source, clip, tmp_path)
+    lines = (user_folder / "captions.csv").read_text().splitlines()
+    kept = [line for line in lines if not line.startswith("shadow-blue-square.png")]
+    (user_folder / "captions.csv").write_text("\n".join(kept) + "\n")
+    second = _run(source, clip, tmp_path)
+    assert second.removed == 1 and second.rows == first.rows - 1 and second.stale_kept == 0
+    (user_folder / "captions.csv").write_text(lines[0] + "\n")  # the listing is suddenly empty
+    third = _run(source, clip, tmp_path)
+    assert third.removed == 0 and third.stale_kept == second.rows and third.rows == second.rows  # refused: kept
+    kept_all = _run(source, clip, tmp_path, remove_missing=False)
+    assert kept_all.removed == 0 and kept_all.rows == second.rows
 
 
 def test_crash_mid_run_keeps_flushed_rows_and_resume_completes(source, clip, tmp_path, monkeypatch):

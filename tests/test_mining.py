@@ -51,3 +51,31 @@ def test_errors_are_clear():
         mine_negatives(_unit(rng, 2), ["a", "b"], _unit(rng, 4), ["a", "b", "a", "b"], 1, policy="nearest")
     with pytest.raises(ValueError, match="fewer than k"):
         mine_negatives(_unit(rng, 1), ["a"], _unit(rng, 3), ["a", "a", "b"], k=2)
+
+
+@pytest.mark.parametrize("policy", ["exclude_concept", "exclude_positive"])
+def test_incremental_re_mine_equals_a_full_one_after_growth_and_removal(policy):
+    from realrag_core.mining import mine_incremental
+
+    rng = np.random.default_rng(3)
+    table, gen = _unit(rng, 400), _unit(rng, 30)
+    ids = [f"r{i}" for i in range(400)]
+    concepts = [f"c{i % 20}" for i in range(400)]
+    gen_ids, gen_c = [f"g{i}" for i in range(30)], [f"c{i % 20}" for i in range(30)]
+    old = list(range(300))  # the table at the previous mining
+    first = mine_negatives(gen, gen_c, table[old], [concepts[j] for j in old], 3, policy)
+    previous = {g: [(ids[old[j]], float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
+                for i, g in enumerate(gen_ids)}  # fmt: skip
+    # the database grows by 100 rows and loses 40 old ones (some of them were negatives of some images)
+    removed = set(old[::7][:40]) | {old[first.indices[0, 0]]}
+    now = [j for j in range(400) if j not in removed]
+    got, stats = mine_incremental(gen, gen_ids, gen_c, table[now], [ids[j] for j in now], [concepts[j] for j in now],
+                                  previous, {ids[j] for j in old}, 3, policy)  # fmt: skip
+    want = mine_negatives(gen, gen_c, table[now], [concepts[j] for j in now], 3, policy)
+    assert np.array_equal(got.indices, want.indices) and np.allclose(got.similarities, want.similarities, atol=1e-6)
+    assert stats["added_rows"] == 100 and stats["full_search_images"] >= 1 and stats["reused_images"] >= 1
+    assert stats["reused_images"] + stats["full_search_images"] == 30
+    assert stats["compared_pairs"] < 30 * len(now)  # cheaper than a full re-mine
+    unchanged, none_added = mine_incremental(gen, gen_ids, gen_c, table[old], [ids[j] for j in old],
+                                             [concepts[j] for j in old], previous, {ids[j] for j in old}, 3, policy)  # fmt: skip
+    assert np.array_equal(unchanged.indices, first.indices) and none_added["compared_pairs"] == 0
