@@ -18,6 +18,7 @@ from assets.reflective_negatives import reflective_negatives
 from assets.retriever import contrastive_retriever, retriever, retriever_ablations
 from assets.world_splits import world_splits
 from pipelines.resources import RealRagConfigResource
+from pipelines.sensors import retrain_job, retrain_schedule, source_growth
 
 ALL_ASSETS = [
     image_source, world_splits, prompts, clip_backbone, judge, generator,
@@ -34,7 +35,9 @@ realrag_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[realrag_job],
+    jobs=[realrag_job, retrain_job],
+    sensors=[source_growth],
+    schedules=[retrain_schedule],
     resources={"realrag": RealRagConfigResource()},
     executor=dg.in_process_executor,
 )

@@ -717,6 +717,19 @@ class EmbeddingsConfig(_Strict):
     index: IndexConfig = IndexConfig()
 
 
+class OperationsConfig(_Strict):
+    """Scheduling in Dagster (the sensor and schedule are off until turned on in the UI)."""
+
+    retrain_cron: str = Field("0 3 * * 0", description="cron of the retrain_retrievers schedule (default Sunday 03:00)")
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _five_fields(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("a cron expression has five fields, e.g. '0 3 * * 0'")
+        return v
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -745,6 +758,7 @@ class RealRagConfig(_Strict):
     rag: RagConfig = RagConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    operations: OperationsConfig = OperationsConfig()
 
     @model_validator(mode="after")
     def _synthetic_styles_cover_roles(self):

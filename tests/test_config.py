@@ -169,3 +169,13 @@ def test_overrides_set_dotted_keys_and_refuse_to_walk_through_values(smoke_confi
         load_config(smoke_config_file, {"clip.train.steps.deeper": 1})
     with pytest.raises(ConfigError, match="mining.k: Input should be greater than or equal to 1"):
         load_config(smoke_config_file, {"mining.k": 0})
+
+
+def test_retrain_cron_is_checked(smoke_data, tmp_path):
+    from realrag_core.config import ConfigError, parse_config
+
+    smoke_data["operations"] = {"retrain_cron": "0 3 * *"}
+    with pytest.raises(ConfigError, match="operations.retrain_cron: Value error, a cron expression has five fields"):
+        parse_config(smoke_data, tmp_path)
+    smoke_data["operations"] = {"retrain_cron": "30 2 * * 1"}
+    assert parse_config(smoke_data, tmp_path).operations.retrain_cron == "30 2 * * 1"
