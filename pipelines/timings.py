@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.errors import DagsterHomeNotSetError  # not exported at the top level
 
 
 def latest_step_times(instance: dg.DagsterInstance, job_name: str = "realrag") -> tuple[str | None, list[dict]]:
@@ -27,7 +28,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args()
-    instance = dg.DagsterInstance.get()
+    try:
+        instance = dg.DagsterInstance.get()
+    except DagsterHomeNotSetError:
+        print("DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD (the repository root) before the run and this command")
+        raise SystemExit(2)
     run_id, rows = latest_step_times(instance)
     if run_id is None:
         print("no run of the realrag job in this Dagster instance (is DAGSTER_HOME set?)")
