@@ -5,6 +5,7 @@ import time
 
 import dagster as dg
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
@@ -17,7 +18,7 @@ from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_table_
     group_name="realrag",
     deps=["generated_images", "image_embeddings"],
     kinds={"parquet"},
-    code_version="2",
+    code_version="3",
     description=(
         "Stage 3. For each generated image G(T), the k real database images nearest to it by cosine "
         "similarity in the LanceDB table (what the generator already knows). Default policy: every image of "
@@ -30,8 +31,14 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     cfg = realrag.load()
     store = realrag.store()
     manifest = read_manifest(store.generated_dir)
-    if manifest is None:
+    made = store.read_report("generated_images")
+    if manifest is None or not made:
         raise FileNotFoundError("no generated images: materialize generated_images first")
+    # the manifest keeps other generators' images for reuse; only the current generator's G(T) are mined
+    manifest = manifest.filter(pc.equal(manifest["generator_id"], made["generator_id"]))
+    if manifest.num_rows == 0:
+        raise ValueError(f"no generated images of the current generator {made['generator_id']!r}: "
+                         "rematerialize generated_images")  # fmt: skip
     table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
     model_id, _ = table_model(table)
     encoders = set(manifest["encoder_id"].to_pylist())

@@ -204,3 +204,30 @@ def test_negatives_re_mine_incrementally_after_the_database_grows(smoke_config_f
     again = pq.read_table(smoke_cfg.artifacts_root / "negatives" / "reflective_negatives.parquet")
     cols = ["generated_image_id", "rank", "negative_id", "table_version"]
     assert incremental.select(cols).to_pylist() == again.select(cols).to_pylist()
+
+
+def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, smoke_cfg):
+    """The generated manifest keeps an earlier generator's images for reuse; mining them too would hand the
+    retriever negatives of a generator it is not trained for (the blocking check caught exactly that)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from realrag_core.manifest import read_manifest
+
+    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
+                "generated_images"]  # fmt: skip
+    assert _materialize(smoke_config_file, upstream).success
+    folder = smoke_cfg.artifacts_root / "generated"
+    current = read_manifest(folder)
+    old = current.set_column(current.schema.get_field_index("generator_id"), "generator_id",
+                             pa.array(["an-earlier-generator"] * current.num_rows))  # fmt: skip
+    old = old.set_column(old.schema.get_field_index("image_id"), "image_id",
+                         pc.binary_join_element_wise(pa.array(["old-"] * old.num_rows), old["image_id"], ""))  # fmt: skip
+    pq.write_table(old, folder / "manifest" / "part-earlier-generator.parquet")
+    result = _materialize(smoke_config_file, ["reflective_negatives"])
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"negatives_are_complete_and_current": True}
+    negatives = pq.read_table(smoke_cfg.artifacts_root / "negatives" / "reflective_negatives.parquet")
+    assert set(negatives["generator_id"].to_pylist()) == set(current["generator_id"].to_pylist())
+    assert negatives.num_rows == current.num_rows * smoke_cfg.mining.k
