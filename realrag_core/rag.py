@@ -80,6 +80,10 @@ def generate_arms(
     existing = read_manifest(folder)
     done = set()
     if existing is not None:
+        missing = {"arm", "retriever_seed", "retriever_id", "prompt_id", "seed", "generator_id"} - set(existing.column_names)
+        if missing:
+            raise ValueError(f"the RAG manifest in {folder} was written by an older version of realrag (no column(s) "
+                             f"{sorted(missing)}): move that folder away and materialize rag_images again")  # fmt: skip
         for r in existing.to_pylist():
             done.add((r["arm"], r["retriever_seed"], r["retriever_id"], r["prompt_id"], r["seed"], r["generator_id"]))
     rows_todo = []

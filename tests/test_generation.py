@@ -64,3 +64,20 @@ def test_a_crash_keeps_finished_batches_and_a_rerun_completes(encoder, tmp_path)
     assert m.num_rows == 10 and len({(r["prompt_id"], r["seed"]) for r in m.to_pylist()}) == 10
     again = generate_for_prompts(CountingGenerator(), encoder, PROMPTS, (0, 1), tmp_path, progress=False)
     assert again.generated == 0
+
+
+def test_a_rag_manifest_of_an_older_version_is_a_clear_error(tmp_path):
+    import pyarrow as pa
+    import pytest
+
+    from realrag_core.config import IndexConfig
+    from realrag_core.manifest import append_part
+    from realrag_core.rag import generate_arms
+
+    append_part(tmp_path, {"arm": ["none"], "prompt_id": ["p0"]}, pa.schema([("arm", pa.string()), ("prompt_id", pa.string())]))
+
+    class Gen:
+        generator_id = "g"
+
+    with pytest.raises(ValueError, match=r"older version of realrag .*'retriever_seed'.*move that folder away"):
+        generate_arms(Gen(), {}, [], [0], None, IndexConfig(), tmp_path, progress=False)
