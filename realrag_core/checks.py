@@ -57,6 +57,12 @@ def coverage_outcome(rows: int, report: dict | None) -> Outcome:
     return Outcome(True, "one row per valid image", numbers)
 
 
+def _ranked_by_similarity(rows: list[dict]) -> bool:
+    """Similarities finite and non-increasing by rank."""
+    sims = [r["similarity"] for r in sorted(rows, key=lambda r: r["rank"])]
+    return all(math.isfinite(x) for x in sims) and all(a >= b - 1e-6 for a, b in zip(sims, sims[1:]))
+
+
 def negatives_outcome(negatives: list[dict], generated: list[dict], k: int, policy: str,
                       table_version: int) -> Outcome:  # fmt: skip
     """Every generated image of the current generator has exactly k negatives ranked 1..k with finite,
@@ -68,12 +74,7 @@ def negatives_outcome(negatives: list[dict], generated: list[dict], k: int, poli
     wanted = {g["image_id"] for g in generated}
     missing = len(wanted - set(by_image))
     wrong_k = sum(sorted(r["rank"] for r in rows) != list(range(1, k + 1)) for rows in by_image.values())
-    unordered = sum(
-        any(not math.isfinite(a["similarity"]) or a["similarity"] < b["similarity"] - 1e-6
-            for a, b in zip(sorted(rows, key=lambda r: r["rank"]), sorted(rows, key=lambda r: r["rank"])[1:]))
-        or not all(math.isfinite(r["similarity"]) for r in rows)
-        for rows in by_image.values()
-    )  # fmt: skip
+    unordered = sum(not _ranked_by_similarity(rows) for rows in by_image.values())
     same_concept = sum(n["concept"] == n["negative_concept"] for n in negatives) if policy == "exclude_concept" else 0
     stale = sum(n["table_version"] != table_version for n in negatives)
     foreign = len(set(by_image) - wanted)
