@@ -117,17 +117,11 @@ def check_retriever_steps(device: str) -> dict:
 
 
 def check_fid(device: str, root: Path) -> dict:
-    from unittest import mock
-
-    import torch_fidelity.feature_extractor_inceptionv3 as tf
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from realrag_core.metrics import INCEPTION_SIZE, to_uint8
+    from realrag_core.metrics import INCEPTION_SIZE, to_uint8, write_random_inception
 
-    with mock.patch.object(tf, "load_state_dict_from_url", lambda *a, **k: None), \
-         mock.patch.object(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None):  # fmt: skip
-        net = tf.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])  # random weights (nothing to download)
-    torch.save(net.state_dict(), root / "inception.pth")
+    write_random_inception(root / "inception.pth")  # random weights: nothing to download there
     fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(root / "inception.pth")).to(device)
     reds = [Image.new("RGB", (64, 64), (200 + i, 20, 20)) for i in range(8)]
     blues = [Image.new("RGB", (64, 64), (20, 20, 200 + i)) for i in range(8)]

@@ -79,20 +79,7 @@ def user_folder(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory):
-    """A random-weight state dict of torch-fidelity's FeatureExtractorInceptionV3, the network torchmetrics' FID
-    uses (the real weights cannot be downloaded here): same class, same keys, same loading path."""
-    from unittest import mock
+    """Random weights for torchmetrics' Inception (the real ones cannot be downloaded here)."""
+    from realrag_core.metrics import write_random_inception
 
-    import torch
-    import torch_fidelity.feature_extractor_inceptionv3 as tf
-
-    with mock.patch.object(tf, "load_state_dict_from_url", lambda *a, **k: None), \
-         mock.patch.object(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None):  # fmt: skip
-        net = tf.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    torch.manual_seed(0)
-    for module in net.modules():  # variance-preserving random weights, so features differ between images
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    path = tmp_path_factory.mktemp("inception") / "pt_inception-random.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return write_random_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
