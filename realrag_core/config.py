@@ -398,6 +398,12 @@ class GeneratorTrainConfig(_Strict):
         "of a concept outside the world (text only: its images are never used), so the model learns to follow the "
         "reference when the text names something it does not know, as a RAG prompt of a novel concept does; null: off"
     )
+    outside_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of the reference-conditioned examples (text + reference and reference "
+        "only) taken from the source's concepts outside the world, with their own captions and references, so the "
+        "reference pathway learns to carry many concepts while the text pathway learns only the known ones; no world "
+        "concept is added (known still means exactly the world concepts trained on); null: off"
+    )
     reference_pool: Literal["other_style", "other_artist", "same_artist"] = Field(
         "other_artist", description="where a training example's reference comes from: any other style of its "
         "concept, only styles of another artist, or only the same artist's other styles (examples of an "

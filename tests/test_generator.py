@@ -188,8 +188,50 @@ def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(sm
 
     blob = json.dumps([world.hash, "t", smoke_cfg.generator.unet.model_dump(mode="json"),
                        {k: v for k, v in smoke_cfg.generator.train.model_dump(mode="json").items()
-                        if k not in ("paired_augment", "unfamiliar_text")}], sort_keys=True)  # fmt: skip
+                        if k not in ("paired_augment", "unfamiliar_text", "outside_share")}], sort_keys=True)  # fmt: skip
     assert generator_key(smoke_cfg, world, "t") == hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def test_outside_share_trains_only_the_reference_pathway_on_concepts_outside_the_world(smoke_cfg, text):
+    """Reference-conditioned examples come from concepts outside the world (their image, caption and reference),
+    text-only examples stay known ones, and off means the UNet never sees an outside image or caption."""
+    import torch
+
+    from realrag_core.config import GeneratorMix
+    from realrag_core.generators.demo_training import outside_set
+
+    prepare_source(smoke_cfg.source)
+    records = list(iter_records(smoke_cfg.source))
+    world = compute_world(records, smoke_cfg.world.model_copy(update={"num_concepts": 8}))
+    images, captions, pools, kept = training_set(smoke_cfg, world, records)
+    o_images, o_captions, o_pools, o_kept = outside_set(smoke_cfg, world, records)
+    assert o_kept and not {r.concept for r in o_kept} & set(world.concepts)
+    assert {r.concept for r in kept} == set(world.concepts_in("known"))
+    assert all(o_kept[j].concept == r.concept and j != i for i, r in enumerate(o_kept) for j in o_pools[i])
+    tokens = TextTokens(text)
+    outside_rows = tokens(sorted(set(o_captions)))
+
+    def seen_by_unet(share, mix):
+        unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
+        seen = []
+        forward = unet.forward
+        unet.forward = lambda x, *a, **k: seen.append((x.detach(), k["encoder_hidden_states"].detach())) or forward(x, *a, **k)
+        train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 3, 8, 1e-3, mix, 0,
+                        outside_share=share, outside=(o_images, o_captions, o_pools))  # fmt: skip
+        inputs, hidden = torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
+        n_text = sum(any(torch.allclose(h, o, atol=1e-6) for o in outside_rows) for h in hidden)
+        refs = inputs[:, 3:]  # the spatial reference channels
+        n_refs = sum(any(torch.equal(r, o) for o in o_images) for r in refs)
+        return n_text, n_refs, len(hidden)
+
+    both = GeneratorMix(text_and_reference=1.0, reference_only=0.0, text_only=0.0)
+    text_only = GeneratorMix(text_and_reference=0.0, reference_only=0.0, text_only=1.0)
+    assert seen_by_unet(1.0, both) == (24, 24, 24)  # every example is an outside one, caption and reference
+    assert seen_by_unet(None, both)[:2] == (0, 0)
+    assert seen_by_unet(1.0, text_only)[:2] == (0, 0)  # text-only examples never come from outside
+    with pytest.raises(ValueError, match="outside the world"):
+        train_generator(build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim), tokens, smoke_cfg.generator.unet,
+                        images, captions, pools, 1, 8, 1e-3, both, 0, outside_share=0.5)  # fmt: skip
 
 
 def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(smoke_cfg, training_data):

@@ -238,18 +238,30 @@ def train_generator(
     paired: PairedAugment | None = None,
     unfamiliar_text: float | None = None,
     unfamiliar_captions: Sequence[str] = (),
+    outside_share: float | None = None,
+    outside: tuple[torch.Tensor, Sequence[str], Sequence[Sequence[int]]] | None = None,
 ) -> list[float]:
     """v-prediction denoising loss on (image, caption, reference: another image of the same concept).
 
     With ``ema_decay`` the UNet ends holding the exponential moving average of its weights (diffusers'
-    ``EMAModel`` with warm-up), which samples far cleaner than the last step's weights after short training."""
+    ``EMAModel`` with warm-up), which samples far cleaner than the last step's weights after short training.
+
+    With ``outside_share`` that share of the reference-conditioned examples is replaced by an example of
+    ``outside`` (images, captions, reference pools of concepts outside the world), so the reference pathway
+    learns from many more concepts than the text pathway; text-only and unconditioned examples stay known ones."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     scheduler = training_scheduler()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
     if unfamiliar_text and not unfamiliar_captions:
         raise ValueError("unfamiliar_text needs captions of concepts outside the world, and there are none")
-    names = sorted(set(captions) | set(unfamiliar_captions if unfamiliar_text else ()) | {""})
+    if outside_share:
+        if outside is None or not any(outside[2]):
+            raise ValueError("outside_share needs images of concepts outside the world with a reference, and there are none")
+        outside_images, outside_captions, outside_pools = outside
+        outside_rows = [j for j, p in enumerate(outside_pools) if p]
+    names = sorted(set(captions) | set(unfamiliar_captions if unfamiliar_text else ())
+                   | set(outside_captions if outside_share else ()) | {""})  # fmt: skip
     text_cache = dict(zip(names, text(names)))
     pooled_cache = dict(zip(names, text.pooled(names))) if spec.global_text else None
     ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True) if ema_decay else None
@@ -261,19 +273,26 @@ def train_generator(
         hidden, refs, pooled = [], [], []
         for i in idx:
             use_text, use_ref = draw_condition(mix, rng)
-            if use_ref and not reference_pool[i]:
-                use_ref = False
-            caption = captions[i] if use_text else ""
-            if unfamiliar_text and use_text and use_ref and rng.random() < unfamiliar_text:
-                caption = rng.choice(unfamiliar_captions)
+            slot = len(refs)
+            if use_ref and outside_share and rng.random() < outside_share:
+                j = rng.choice(outside_rows)
+                x0[slot] = outside_images[j]
+                caption = outside_captions[j] if use_text else ""
+                ref = outside_images[rng.choice(outside_pools[j])]
+            else:
+                if use_ref and not reference_pool[i]:
+                    use_ref = False
+                caption = captions[i] if use_text else ""
+                if unfamiliar_text and use_text and use_ref and rng.random() < unfamiliar_text:
+                    caption = rng.choice(unfamiliar_captions)
+                ref = images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0])
             hidden.append(text_cache[caption])
             if pooled_cache is not None:
                 pooled.append(pooled_cache[caption])
-            ref = images[rng.choice(reference_pool[i])] if use_ref else torch.zeros_like(images[0])
             if use_ref and paired is not None:
                 flip = paired.flip and rng.random() < 0.5
                 dx, dy = (rng.randint(-paired.max_shift, paired.max_shift) for _ in range(2))
-                x0[len(refs)] = paired_transform(x0[len(refs)], flip, dx, dy)
+                x0[slot] = paired_transform(x0[slot], flip, dx, dy)
                 ref = paired_transform(ref, flip, dx, dy)
             refs.append(ref)
         hidden, refs = torch.stack(hidden), torch.stack(refs)

@@ -40,9 +40,20 @@ def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     """Known concepts in the database and pre-training styles (never the reference style). Each example's
     reference pool holds the other images of its concept: drawn in another style, by another artist
     (``reference_pool: other_artist``) or in another style of the same artist (``same_artist``)."""
+    return _examples(cfg, records, lambda concept: world.concept_split.get(concept) == "known")
+
+
+def outside_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
+    """The same kind of examples for the source's concepts outside the world (never a known or novel concept
+    of it, never the reference style): what ``generator.train.outside_share`` trains the reference pathway on."""
+    inside = set(world.concepts)
+    return _examples(cfg, records, lambda concept: concept not in inside)
+
+
+def _examples(cfg: RealRagConfig, records: list[ImageRecord], wanted):
     roles = cfg.world.styles
     styles = set(roles.database) | set(roles.clip_pretrain)
-    chosen = [r for r in records if r.style in styles and world.concept_split.get(r.concept) == "known"]
+    chosen = [r for r in records if r.style in styles and wanted(r.concept)]
     images, kept = load_images(chosen)
     size = cfg.generator.unet.image_size
     tensors = torch.stack([to_tensor(im, size) for im in images]) if images else torch.empty(0, 3, size, size)
@@ -56,8 +67,10 @@ def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     else:
         def differs(a: str, b: str) -> bool:
             return a != b
-    pools = [[j for j, other in enumerate(kept) if other.concept == r.concept and differs(other.style, r.style)]
-             for r in kept]  # fmt: skip
+    by_concept: dict[str, list[int]] = {}
+    for j, r in enumerate(kept):
+        by_concept.setdefault(r.concept, []).append(j)
+    pools = [[j for j in by_concept[r.concept] if differs(kept[j].style, r.style)] for r in kept]
     captions = [cfg.clip.eval_caption.format(concept=r.concept) for r in kept]
     return tensors, captions, pools, kept
 
@@ -103,7 +116,8 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
         start = time.perf_counter()
         losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
                                  t.lr, t.mix, t.seed, on_step, t.ema_decay, t.paired_augment, t.unfamiliar_text,
-                                 unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else ())  # fmt: skip
+                                 unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else (),
+                                 t.outside_share, outside_set(cfg, world, records)[:3] if t.outside_share else None)  # fmt: skip
         bar.close()
         info = {"key": key, "world_hash": world.hash, "text_key": text_key, "text_model_id": text_clip.model_id,
                 "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
