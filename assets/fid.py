@@ -1,7 +1,10 @@
 """Stage 6: the results table (judge-based FID/KID, concept accuracy, CLIP-T, retrieval accuracy)."""
 
+import collections
+
 import dagster as dg
 
+from pipelines.partitions import SHARD_NAMES
 from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrained import materialize_pretrained
@@ -10,6 +13,7 @@ from realrag_core.manifest import read_manifest
 from realrag_core.rag import current_rows
 from realrag_core.results import evaluate, results_grid, write_results
 from realrag_core.reference_set import fid_reference_set
+from realrag_core.shards import require_complete
 from realrag_core.sources import iter_records
 from realrag_core.vector_table import open_table_readonly
 from realrag_core.world import load_world
@@ -45,7 +49,16 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     if not made or "retrievers" not in made:
         raise FileNotFoundError("rag_images has no report of its generator and retrievers: materialize rag_images")
     rows = current_rows(manifest.to_pylist(), made["generator_id"], {(a, s): i for a, s, i in made["retrievers"]})
-    eval_concepts = {p.concept for p in load_prompts(store.world_dir) if p.retriever_split in cfg.rag.retriever_splits}
+    # one order whatever runs wrote the manifest's parts: the bootstrap draws the same samples
+    rows.sort(key=lambda r: (r["arm"], -1 if r["retriever_seed"] is None else r["retriever_seed"], r["prompt_id"], r["seed"]))
+    eval_prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.rag.retriever_splits]
+    # rag_images is partitioned by prompt shard: score only when every (prompt, seed) has every arm
+    arms_of = collections.defaultdict(set)
+    for r in rows:
+        arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
+    require_complete("rag_images", [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds],
+                     [k for k, v in arms_of.items() if len(v) == len(made["retrievers"])], len(SHARD_NAMES))  # fmt: skip
+    eval_concepts = {p.concept for p in eval_prompts}
     by_split = {s: {c for c in eval_concepts if world.concept_split[c] == s} for s in ("known", "novel")}
     reference, ref_report = {}, {"style": None}
     if cfg.world.styles.reference:

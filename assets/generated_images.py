@@ -2,12 +2,14 @@
 
 import dagster as dg
 
+from pipelines.partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
 from pipelines.resources import RealRagConfigResource
 from realrag_core.generation import generate_for_prompts
 from realrag_core.manifest import read_manifest
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.plots import image_grid
 from realrag_core.prompts import load_prompts
+from realrag_core.shards import in_shards
 
 from ._metadata import inline_image
 
@@ -17,30 +19,39 @@ from ._metadata import inline_image
     deps=["generator", "prompts", "clip_backbone"],
     kinds={"pytorch", "parquet"},
     pool="gpu",
+    partitions_def=PROMPT_SHARDS,
+    backfill_policy=SHARD_BACKFILL,
     code_version="1",
     description=(
         "Stage 2. G(T) without retrieval for every prompt of the retriever's train (and validation) concepts, "
         "one image per configured seed: PNG files plus a Parquet manifest (prompt id, seed, path, generator id, "
         "and the image's embedding from the same image tower that built the LanceDB table). Batched and "
-        "resumable: a rerun skips finished (prompt, seed, generator) triples."
+        "resumable: a rerun skips finished (prompt, seed, generator) triples. Partitioned by prompt shard (a prompt's "
+        "shard is a hash of its id): a backfill of any shards, in any number of runs, adds up to the unpartitioned run; "
+        "the main job runs every shard in one run."
     ),
 )
 def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     gen, info, encoder = open_stored_generator(cfg, store)
+    shards = selected_shards(context)
     prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.generation.retriever_splits]
+    prompts = in_shards(prompts, shards, len(SHARD_NAMES))
     report = generate_for_prompts(gen, encoder, prompts, cfg.generation.seeds, store.generated_dir,
                                   cfg.generator.sampling.batch_size)  # fmt: skip
     manifest = read_manifest(store.generated_dir)
     store.write_report("generated_images", {**report.__dict__, "generator_id": info["generator_id"]})
     from PIL import Image
 
-    sample = manifest.slice(0, 16).to_pylist() if manifest is not None else []
+    ids = {p.prompt_id for p in prompts}
+    columns = manifest.select(["prompt_id", "generator_id", "path", "concept"]).to_pylist() if manifest else []
+    rows = [r for r in columns if r["prompt_id"] in ids and r["generator_id"] == info["generator_id"]]
+    sample = rows[:16]
     grid = image_grid([Image.open(store.generated_dir / r["path"]) for r in sample], [r["concept"] for r in sample], 8)
     return dg.MaterializeResult(metadata={
         "generated": report.generated, "skipped_done": report.skipped_done, "total": report.total,
         "seconds": report.seconds, "generator_id": info["generator_id"], "encoder_id": encoder.model_id,
-        "dagster/row_count": manifest.num_rows if manifest is not None else 0,
+        "dagster/row_count": len(rows), "shards": ", ".join(shards), "prompts": len(prompts),
         "sample": inline_image(grid, "G(T) samples"),
     })  # fmt: skip

@@ -8,9 +8,12 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.partitions import SHARD_NAMES
 from pipelines.resources import RealRagConfigResource
 from realrag_core.manifest import read_manifest
 from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, previous_negatives
+from realrag_core.prompts import load_prompts
+from realrag_core.shards import require_complete
 from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_table_readonly, read_rows, table_model
 
 
@@ -39,6 +42,13 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     if manifest.num_rows == 0:
         raise ValueError(f"no generated images of the current generator {made['generator_id']!r}: "
                          "rematerialize generated_images")  # fmt: skip
+    # one order whatever runs wrote the manifest's parts (shard by shard or all at once): same negatives, same file
+    manifest = manifest.sort_by([("prompt_id", "ascending"), ("seed", "ascending"), ("image_id", "ascending")])
+    # generated_images is partitioned by prompt shard: mine only when every shard is there
+    expected = [(p.prompt_id, seed) for p in load_prompts(store.world_dir)
+                if p.retriever_split in cfg.generation.retriever_splits for seed in cfg.generation.seeds]  # fmt: skip
+    done = zip(manifest["prompt_id"].to_pylist(), manifest["seed"].to_pylist())
+    require_complete("generated_images", expected, done, len(SHARD_NAMES))
     table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
     model_id, _ = table_model(table)
     encoders = set(manifest["encoder_id"].to_pylist())

@@ -727,6 +727,15 @@ class OperationsConfig(_Strict):
     """Scheduling in Dagster (the sensor and schedule are off until turned on in the UI)."""
 
     retrain_cron: str = Field("0 3 * * 0", description="cron of the retrain_retrievers schedule (default Sunday 03:00)")
+    prompt_shards: int = Field(
+        8, ge=1, le=10000, description="partitions of generated_images and rag_images (prompt shards). Read from the "
+        "profile in $REALRAG_CONFIG when the code location loads (reload it after a change); it changes how the work "
+        "is split, never the result"
+    )
+    shards_per_run: int | None = Field(
+        None, ge=1, description="a backfill of many shards runs this many per run (the model loads once per run); "
+        "null: all selected shards in one run (needed for dagster asset materialize --partition-range)"
+    )
 
     @field_validator("retrain_cron")
     @classmethod

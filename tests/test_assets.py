@@ -10,13 +10,16 @@ import pytest
 from assets.world_splits import world_splits
 from assets.checks import ALL_CHECKS
 from pipelines.definitions import ALL_ASSETS, defs
+from pipelines.partitions import ALL_SHARDS
 from pipelines.resources import RealRagConfigResource
 from realrag_core.config import PROJECT_ROOT
 
 
-def _materialize(config_file: Path, selection=None):
+def _materialize(config_file: Path, selection=None, partition_key=None):
+    """One run, of every prompt shard of the partitioned stages unless ``partition_key`` names one."""
     return dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS], selection=selection,
+        [*ALL_ASSETS, *ALL_CHECKS], selection=selection, partition_key=partition_key,
+        tags=None if partition_key else ALL_SHARDS,
         resources={"realrag": RealRagConfigResource(config_path=str(config_file))},
     )
 
@@ -231,3 +234,82 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
     negatives = pq.read_table(smoke_cfg.artifacts_root / "negatives" / "reflective_negatives.parquet")
     assert set(negatives["generator_id"].to_pylist()) == set(current["generator_id"].to_pylist())
     assert negatives.num_rows == current.num_rows * smoke_cfg.mining.k
+
+
+def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(smoke_config_file, smoke_cfg, smoke_data,
+                                                                        tmp_path):  # fmt: skip
+    """generated_images and rag_images run shard by shard (as a multi-run backfill launches them) and a few
+    shards per run (a single-run backfill's range) in one copy, and as one run of every shard in another: same
+    manifests, same PNG bytes, same negatives and results. A stage downstream of missing shards names them."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from pipelines.partitions import SHARD_NAMES
+    from realrag_core.manifest import read_manifest
+
+    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings"]
+    assert _materialize(smoke_config_file, upstream).success
+    one_root = tmp_path / "one_run"
+    shutil.copytree(smoke_cfg.artifacts_root, one_root / "artifacts")
+    one_file = tmp_path / "one_run.yaml"
+    one_file.write_text(yaml.safe_dump({**smoke_data, "artifacts_root": str(one_root / "artifacts"),
+                                        "source": {**smoke_data["source"], "image_dir": str(one_root / "artifacts" / "source")}}))  # fmt: skip
+
+    def shard_runs(stage, single, ranged):
+        for name in single:
+            assert _materialize(smoke_config_file, [stage], partition_key=name).success
+        run = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[stage],
+                             tags={"dagster/asset_partition_range_start": ranged[0],
+                                   "dagster/asset_partition_range_end": ranged[-1]},
+                             resources={"realrag": RealRagConfigResource(config_path=str(smoke_config_file))})  # fmt: skip
+        assert run.success
+        assert {e.partition for e in run.get_asset_materialization_events()} == set(ranged)
+
+    def ranged_run(stage, names, config_file=smoke_config_file):
+        run = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[stage],
+                             tags={"dagster/asset_partition_range_start": names[0],
+                                   "dagster/asset_partition_range_end": names[-1]},
+                             resources={"realrag": RealRagConfigResource(config_path=str(config_file))})  # fmt: skip
+        assert run.success and {e.partition for e in run.get_asset_materialization_events()} == set(names)
+
+    half = len(SHARD_NAMES) // 2
+    for name in SHARD_NAMES[:half]:  # one run per shard
+        assert _materialize(smoke_config_file, ["generated_images"], partition_key=name).success
+    with pytest.raises(Exception, match=r"generated_images is incomplete: \d+ \(prompt, seed\) pairs .* shards shard-0"):
+        _materialize(smoke_config_file, ["reflective_negatives"])
+    ranged_run("generated_images", SHARD_NAMES[half:])  # the rest in one run
+    downstream = ["reflective_negatives", "retriever", "contrastive_retriever"]
+    assert _materialize(smoke_config_file, downstream).success
+    ranged_run("rag_images", SHARD_NAMES[:half])
+    with pytest.raises(Exception, match="rag_images is incomplete"):
+        _materialize(smoke_config_file, ["fid"])
+    ranged_run("rag_images", SHARD_NAMES[half:])
+    assert _materialize(smoke_config_file, ["fid"]).success
+    # the other copy: every shard in one run, as the main job does
+    assert _materialize(one_file, ["generated_images", *downstream, "rag_images", "fid"]).success
+
+    roots = (smoke_cfg.artifacts_root, one_root / "artifacts")
+    for stage, order in (("generated", ["prompt_id", "seed"]), ("rag", ["arm", "retriever_seed", "prompt_id", "seed"])):
+        a, b = (read_manifest(r / stage).sort_by([(c, "ascending") for c in order]).to_pylist() for r in roots)
+        _assert_same_rows(a, b)
+        assert all((roots[0] / stage / r["path"]).read_bytes() == (roots[1] / stage / r["path"]).read_bytes() for r in a)
+    for part in ("negatives/reflective_negatives.parquet", "reports/results.parquet"):
+        _assert_same_rows(*(pq.read_table(r / part).to_pylist() for r in roots))
+
+
+def _assert_same_rows(a: list[dict], b: list[dict]) -> None:
+    """Equal row by row; floats (embeddings, similarities) up to rounding: shards run apart embed G(T) and search
+    prompts in batches of other sizes, which moves the last bits of a float32."""
+    import numpy as np
+
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            u, v = x[k], y[k]
+            if isinstance(u, float) or (isinstance(u, list) and u and isinstance(u[0], float)):
+                assert np.allclose(u, v, rtol=0, atol=1e-6), (k, u, v)
+            else:
+                assert u == v, (k, u, v)

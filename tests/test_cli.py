@@ -146,3 +146,55 @@ def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke
     unfinished = tmp_path / "empty.yaml"
     unfinished.write_text(yaml.safe_dump({**smoke_data, "name": "empty", "artifacts_root": str(tmp_path / "empty")}))
     assert main(["compare", str(unfinished), "--out", str(out)]) == 2  # a run without results: a clear message
+
+
+@pytest.mark.slow
+def test_multiprocess_job_gives_the_in_process_result(smoke_data, tmp_path):
+    """The main job with Dagster's multiprocess executor (each step its own process, from the CLI with a
+    persistent instance) against one in-process run on a copy of the profile: same table rows, images,
+    negatives and results."""
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from assets.checks import ALL_CHECKS
+    from pipelines.definitions import ALL_ASSETS
+    from pipelines.partitions import ALL_SHARDS
+    from pipelines.resources import RealRagConfigResource
+    from realrag_core.manifest import read_manifest
+
+    roots, files = [], []
+    for name in ("in_process", "multiprocess"):
+        data = {**smoke_data, "artifacts_root": str(tmp_path / name),
+                "source": {**smoke_data["source"], "image_dir": str(tmp_path / name / "source")}}  # fmt: skip
+        roots.append(tmp_path / name)
+        files.append(tmp_path / f"{name}.yaml")
+        files[-1].write_text(yaml.safe_dump(data))
+    assert dg.materialize([*ALL_ASSETS, *ALL_CHECKS], tags=ALL_SHARDS,
+                          resources={"realrag": RealRagConfigResource(config_path=str(files[0]))}).success  # fmt: skip
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    instance = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(yaml.safe_dump({k: instance[k] for k in ("concurrency", "run_retries")}))
+    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(files[1]), "HOME": str(tmp_path), "TQDM_DISABLE": "1",
+           "DAGSTER_HOME": str(home)}  # fmt: skip
+    proc = subprocess.run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j",
+                           "realrag_multiprocess"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "multiprocess" in log.lower() and "RUN_SUCCESS" in log
+
+    def rooted(rows, root):  # source paths differ only by the artifacts root
+        return [{k: v.replace(str(root), "<root>") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+
+    def table_rows(root):
+        rows = lancedb.connect(str(root / "lancedb")).open_table("image_embeddings").to_arrow().drop(["added_at"])
+        return rooted(rows.sort_by("id").to_pylist(), root)
+
+    assert table_rows(roots[0]) == table_rows(roots[1]) != []
+    for stage, order in (("generated", ["prompt_id", "seed"]), ("rag", ["arm", "retriever_seed", "prompt_id", "seed"])):
+        a, b = (rooted(read_manifest(r / stage).sort_by([(c, "ascending") for c in order]).to_pylist(), r) for r in roots)
+        assert a == b != []
+        assert all((roots[0] / stage / r["path"]).read_bytes() == (roots[1] / stage / r["path"]).read_bytes() for r in a)
+    for part in ("negatives/reflective_negatives.parquet", "reports/results.parquet"):
+        assert pq.read_table(roots[0] / part).to_pylist() == pq.read_table(roots[1] / part).to_pylist()

@@ -60,6 +60,7 @@ def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(tiny_chec
     import lancedb
 
     from pipelines.definitions import ALL_ASSETS
+    from pipelines.partitions import ALL_SHARDS
     from pipelines.resources import RealRagConfigResource
 
     name, (base, judge) = tiny_checkpoints
@@ -77,7 +78,7 @@ def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(tiny_chec
                                                    "generator", "image_embeddings", "generated_images",
                                                    "reflective_negatives", "retriever", "contrastive_retriever",
                                                    "rag_images", "fid"],
-                            resources={"realrag": RealRagConfigResource(config_path=str(path))})  # fmt: skip
+                            resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS)  # fmt: skip
     assert result.success
     table = lancedb.connect(str(cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
     model_ids = set(table.search().select(["model_id"]).limit(None).to_arrow()["model_id"].to_pylist())

@@ -136,6 +136,7 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
     import dagster as dg
 
     from pipelines.definitions import ALL_ASSETS
+    from pipelines.partitions import ALL_SHARDS
     from pipelines.resources import RealRagConfigResource
     from realrag_core.config import PROJECT_ROOT
     from realrag_core.manifest import read_manifest
@@ -150,7 +151,7 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
     path.write_text(yaml.safe_dump(profile))
     cfg = load_config(path)
     assert isinstance(cfg.generator, DiffusersGeneratorConfig) and cfg.clip == load_config(PROJECT_ROOT / "configs" / "smoke.yaml").clip
-    result = dg.materialize(ALL_ASSETS, resources={"realrag": RealRagConfigResource(config_path=str(path))})
+    result = dg.materialize(ALL_ASSETS, resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS)
     assert result.success
     gid = diffusers_generator_id(cfg.generator)
     generated = read_manifest(cfg.artifacts_root / "generated")
@@ -242,6 +243,7 @@ def test_the_generator_stages_run_through_the_assets_with_every_route(family, sm
     import dagster as dg
 
     from pipelines.definitions import ALL_ASSETS
+    from pipelines.partitions import ALL_SHARDS
     from pipelines.resources import RealRagConfigResource
     from realrag_core.generators.tiny import write_tiny_omnigen
     from realrag_core.manifest import read_manifest
@@ -264,7 +266,7 @@ def test_the_generator_stages_run_through_the_assets_with_every_route(family, sm
     result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts", "clip_backbone", "judge",
                                                    "generator", "image_embeddings", "generated_images",
                                                    "reflective_negatives"],
-                            resources={"realrag": RealRagConfigResource(config_path=str(path))})  # fmt: skip
+                            resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS)  # fmt: skip
     assert result.success
     gid = diffusers_generator_id(cfg.generator)
     assert gid.startswith("diffusers:" + ("omnigen" if family == "omnigen" else family) + ":")

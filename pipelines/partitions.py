@@ -1,0 +1,39 @@
+"""Prompt-shard partitions of generated_images and rag_images, and their backfill policy.
+
+The shard count comes from the profile in $REALRAG_CONFIG when the code location loads (a partitions
+definition is part of the code, not of a run). Which prompt falls in which shard is realrag_core.shards."""
+
+import dagster as dg
+
+from realrag_core.config import OperationsConfig, load_config
+from realrag_core.shards import shard_names
+
+
+def _operations() -> OperationsConfig:
+    try:
+        return load_config().operations
+    except Exception:  # noqa: BLE001 - an invalid profile fails in the resource, with its message, not here
+        return OperationsConfig()
+
+
+_OPS = _operations()
+SHARD_NAMES = shard_names(_OPS.prompt_shards)
+PROMPT_SHARDS = dg.StaticPartitionsDefinition(SHARD_NAMES)
+SHARD_BACKFILL = (dg.BackfillPolicy.single_run() if _OPS.shards_per_run is None
+                  else dg.BackfillPolicy.multi_run(max_partitions_per_run=_OPS.shards_per_run))  # fmt: skip
+# run tags that make a run cover every shard (the main job carries them: one run, every prompt)
+ALL_SHARDS = {"dagster/asset_partition_range_start": SHARD_NAMES[0],
+              "dagster/asset_partition_range_end": SHARD_NAMES[-1]}  # fmt: skip
+
+
+def selected_shards(context: dg.AssetExecutionContext) -> list[str]:
+    """The shards this run materializes: one partition key, a range (single-run backfill), or an error that says
+    how to run a partitioned stage."""
+    if context.has_partition_key_range or context.has_partition_key:
+        return list(context.partition_keys)
+    name = context.assets_def.key.to_user_string()
+    raise dg.Failure(
+        f"{name} is partitioned by prompt shard ({SHARD_NAMES[0]} .. {SHARD_NAMES[-1]}): run it with a partition "
+        f"(--partition {SHARD_NAMES[0]}), a range (--partition-range {SHARD_NAMES[0]}...{SHARD_NAMES[-1]}), a UI "
+        "backfill, or the realrag job, which covers every shard"
+    )
