@@ -25,8 +25,12 @@ def _materialize(config_file: Path, selection=None, partition_key=None):
 
 
 def _metadata(result, key):
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    """The materialization metadata of one asset in a run (a run of many prompt shards records one event per
+    shard, all with the run's metadata)."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    metas = [{k: v.value for k, v in e.materialization.metadata.items()} for e in events]
+    assert metas and all(m == metas[0] for m in metas), key
+    return metas[0]
 
 
 def test_definitions_load_with_the_main_job():
