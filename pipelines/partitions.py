@@ -5,18 +5,10 @@ definition is part of the code, not of a run). Which prompt falls in which shard
 
 import dagster as dg
 
-from realrag_core.config import OperationsConfig, load_config
+from pipelines.resources import location_operations
 from realrag_core.shards import shard_names
 
-
-def _operations() -> OperationsConfig:
-    try:
-        return load_config().operations
-    except Exception:  # noqa: BLE001 - an invalid profile fails in the resource, with its message, not here
-        return OperationsConfig()
-
-
-_OPS = _operations()
+_OPS = location_operations()
 SHARD_NAMES = shard_names(_OPS.prompt_shards)
 PROMPT_SHARDS = dg.StaticPartitionsDefinition(SHARD_NAMES)
 SHARD_BACKFILL = (dg.BackfillPolicy.single_run() if _OPS.shards_per_run is None

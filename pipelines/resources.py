@@ -8,7 +8,7 @@ import dagster as dg
 import torch
 from pydantic import Field
 
-from realrag_core.config import RealRagConfig, load_config
+from realrag_core.config import OperationsConfig, RealRagConfig, load_config
 from realrag_core.store import ArtifactStore
 
 
@@ -34,3 +34,13 @@ class RealRagConfigResource(dg.ConfigurableResource):
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.load().artifacts_root)
+
+
+def location_operations() -> OperationsConfig:
+    """The ``operations`` section of the profile in $REALRAG_CONFIG, read when the code location loads (shard
+    count, cron): what definitions need before any run. An invalid profile falls back to the defaults here and
+    fails in the resource, with its message, when a run starts."""
+    try:
+        return load_config().operations
+    except Exception:  # noqa: BLE001
+        return OperationsConfig()

@@ -3,8 +3,7 @@ re-mined negatives); a schedule retrains the retrievers on the cron in the profi
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
-from realrag_core.config import load_config
+from pipelines.resources import RealRagConfigResource, location_operations
 from realrag_core.growth import source_fingerprint
 
 GROWTH_CHAIN = [dg.AssetKey("image_embeddings"), dg.AssetKey("reflective_negatives")]
@@ -25,20 +24,13 @@ def source_growth(context: dg.SensorEvaluationContext, realrag: RealRagConfigRes
                          tags={"realrag/trigger": "source_growth"})  # fmt: skip
 
 
-def _retrain_cron() -> str:
-    try:
-        return load_config().operations.retrain_cron
-    except Exception:  # noqa: BLE001 - an invalid profile fails in the resource, with its message, not here
-        return "0 3 * * 0"
-
-
 retrain_job = dg.define_asset_job(
     "retrain_retrievers", selection=dg.AssetSelection.assets("retriever", "contrastive_retriever"),
     executor_def=dg.in_process_executor, description="Both retrievers on the current negatives and table.",
 )  # fmt: skip
 
 retrain_schedule = dg.ScheduleDefinition(
-    name="retrain_retrievers_schedule", job=retrain_job, cron_schedule=_retrain_cron(),
+    name="retrain_retrievers_schedule", job=retrain_job, cron_schedule=location_operations().retrain_cron,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Retrains the retrievers on operations.retrain_cron (turn on in the UI's Automation page).",
 )  # fmt: skip

@@ -734,7 +734,7 @@ class OperationsConfig(_Strict):
     )
     shards_per_run: int | None = Field(
         None, ge=1, description="a backfill of many shards runs this many per run (the model loads once per run); "
-        "null: all selected shards in one run (needed for dagster asset materialize --partition-range)"
+        "null: all selected shards in one run (which the command line's asset materialize --partition-range needs)"
     )
 
     @field_validator("retrain_cron")

@@ -58,5 +58,5 @@ def require_complete(stage: str, expected: Iterable[tuple[str, int]], done: Iter
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
         raise ValueError(f"{stage} is incomplete: {sum(missing.values())} (prompt, seed) pairs have no image, in "
                          f"shards {listed}{more}. Materialize those partitions of {stage} first (a backfill of the "
-                         f"missing shards in the UI, or dagster asset materialize --select {stage} --partition-range "
+                         f"missing shards in the UI, or on the command line: asset materialize --select {stage} --partition-range "
                          f"{shard_names(count)[0]}...{shard_names(count)[-1]}).")  # fmt: skip
