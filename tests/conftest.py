@@ -83,3 +83,24 @@ def inception_weights(tmp_path_factory):
     from realrag_core.metrics import write_random_inception
 
     return write_random_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
+
+
+@pytest.fixture
+def run_outputs():
+    """A function: what the stages wrote under an artifacts root, in a fixed order (manifests of generated_images
+    and rag_images, negatives, results) plus the bytes of every image the manifests name, for comparing two runs."""
+    import pyarrow.parquet as pq
+
+    from realrag_core.manifest import read_manifest
+
+    def read(root: Path) -> dict:
+        out, images = {}, {}
+        for stage, order in (("generated", ["prompt_id", "seed"]), ("rag", ["arm", "retriever_seed", "prompt_id", "seed"])):
+            out[stage] = read_manifest(root / stage).sort_by([(c, "ascending") for c in order]).to_pylist()
+            images.update({f"{stage}/{r['path']}": (root / stage / r["path"]).read_bytes() for r in out[stage]})
+        out["negatives"] = pq.read_table(root / "negatives" / "reflective_negatives.parquet").to_pylist()
+        out["results"] = pq.read_table(root / "reports" / "results.parquet").to_pylist()
+        out["images"] = images
+        return out
+
+    return read
