@@ -17,6 +17,7 @@ from assets.rag_images import rag_images
 from assets.reflective_negatives import reflective_negatives
 from assets.retriever import contrastive_retriever, retriever, retriever_ablations
 from assets.world_splits import world_splits
+from pipelines.celery_engine import celery_job
 from pipelines.k8s import k8s_job
 from pipelines.partitions import ALL_SHARDS
 from pipelines.resources import RealRagConfigResource
@@ -45,11 +46,13 @@ realrag_multiprocess_job = dg.define_asset_job(
 
 # The same stages as Kubernetes Jobs (dagster-k8s), when it is installed: README "Scaling out"
 realrag_k8s_job = k8s_job(ALL_ASSETS)
+# ... and as Celery tasks on workers behind a broker (dagster-celery, Redis), when it is installed
+realrag_celery_job = celery_job()
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[realrag_job, realrag_multiprocess_job, retrain_job, *([realrag_k8s_job] if realrag_k8s_job else [])],
+    jobs=[realrag_job, realrag_multiprocess_job, retrain_job, *(j for j in (realrag_k8s_job, realrag_celery_job) if j)],
     sensors=[source_growth],
     schedules=[retrain_schedule],
     resources={"realrag": RealRagConfigResource()},

@@ -8,6 +8,7 @@ import dagster as dg
 import torch
 from pydantic import Field
 
+from realrag_core.artifact_sync import artifact_sync
 from realrag_core.config import OperationsConfig, RealRagConfig, load_config
 from realrag_core.store import ArtifactStore
 
@@ -15,7 +16,10 @@ from realrag_core.store import ArtifactStore
 class RealRagConfigResource(dg.ConfigurableResource):
     """The validated pydantic config tree (``$REALRAG_CONFIG``, default ``configs/demo.yaml``).
 
-    An invalid profile fails here, before any asset does work, with a message naming the field.
+    An invalid profile fails here, before any asset does work, with a message naming the field. With the
+    profile's artifacts on object storage (``artifacts_uri``), the working copy is brought up to date when the
+    resource starts (once per run in process, once per step on the multiprocess, Celery and Kubernetes
+    executors) and what the step changed is sent back when it ends, failed or not.
     """
 
     config_path: str = Field(default="", description="YAML profile; empty: $REALRAG_CONFIG, then configs/demo.yaml")
@@ -28,6 +32,14 @@ class RealRagConfigResource(dg.ConfigurableResource):
         cfg = self.load()
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
+        sync = artifact_sync(cfg)
+        if sync is not None:
+            context.log.info(f"artifacts {sync.uri} -> {cfg.artifacts_root}: {sync.pull().summary()}")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        sync = artifact_sync(self.load())
+        if sync is not None:
+            context.log.info(f"artifacts {sync.local} -> {sync.uri}: {sync.push().summary()}")
 
     def load(self) -> RealRagConfig:
         return load_config(self.config_path or None, self.overrides or None)

@@ -23,6 +23,7 @@ RETRIEVERS = {"reflective": "retriever", "contrastive": "contrastive_retriever",
 def generate(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from .artifact_sync import artifact_sync
     from .config import load_config
     from .generators.registry import open_stored_generator
     from .prompts import Prompt
@@ -32,6 +33,9 @@ def generate(args: argparse.Namespace) -> int:
     from .vector_table import open_table_readonly
 
     cfg = load_config(args.config)
+    sync = artifact_sync(cfg)
+    if sync is not None:  # artifacts on object storage: this machine's copy first
+        print(f"artifacts {sync.uri}: {sync.pull().summary()}")
     store = ArtifactStore(cfg.artifacts_root)
     gen, info, base = open_stored_generator(cfg, store)
     reference = None

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import RealRagConfig, load_config
+from .artifact_sync import artifact_sync
 from .store import ArtifactStore
 
 METRICS = ("concept_acc", "retrieval_acc", "clip_t", "clip_i", "fid", "kid", "fid_judge", "kid_judge")
@@ -34,6 +35,9 @@ def dataset_name(cfg: RealRagConfig) -> str:
 
 def run_rows(cfg: RealRagConfig) -> list[dict]:
     """The run's result rows with its (dataset, generator, encoder) key; FileNotFoundError when it has none."""
+    sync = artifact_sync(cfg)
+    if sync is not None:  # artifacts on object storage: their reports first
+        sync.pull(("reports/",))
     store = ArtifactStore(cfg.artifacts_root)
     fid = store.read_report("fid")
     if not fid:

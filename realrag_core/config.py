@@ -751,6 +751,12 @@ class OperationsConfig(_Strict):
 class RealRagConfig(_Strict):
     name: str
     artifacts_root: Path = Field(description="tables, Parquet, images, checkpoints and reports live here")
+    artifacts_uri: str | None = Field(
+        None, description="object storage holding the artifacts (s3://bucket/prefix): artifacts_root becomes this "
+        "machine's working copy, brought up to date before each step and sent back after it, and the LanceDB table "
+        "lives at <artifacts_uri>/lancedb. Endpoint and credentials from AWS_ENDPOINT_URL, AWS_REGION, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for http://). null: local files only"
+    )
     device: Literal["cpu", "cuda", "mps"] = "cpu"
     precision: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="CLIP embedding (database, queries, judge, scorer) under torch.autocast in this dtype; "
@@ -790,9 +796,18 @@ class RealRagConfig(_Strict):
                 )
         return self
 
+    @field_validator("artifacts_uri")
+    @classmethod
+    def _a_uri(cls, v: str | None) -> str | None:
+        if v is not None and "://" not in v:
+            raise ValueError("artifacts_uri is a URI with a scheme (s3://bucket/prefix); a local folder is artifacts_root")
+        return v.rstrip("/") if v else v
+
     @property
     def lancedb_uri(self) -> str:
-        return self.embeddings.table_uri or str(self.artifacts_root / "lancedb")
+        if self.embeddings.table_uri:
+            return self.embeddings.table_uri
+        return f"{self.artifacts_uri}/lancedb" if self.artifacts_uri else str(self.artifacts_root / "lancedb")
 
     def digest(self, *sections: str) -> str:
         """A short stable hash of the named top-level sections (all when none are named)."""

@@ -2,16 +2,20 @@
 # README command 2: the same set-up, then the test suite (extra arguments go to pytest).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-# The browser test of the UI drives Debian's chromium through chromedriver; install them where apt-get may
-# (root, no sudo prompt). Elsewhere that test is skipped with its reason.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# Debian packages some tests start: chromium + chromium-driver (the browser test of the UI) and redis-server (the
+# broker of the Celery test). Installed where apt-get may (root, no sudo prompt); elsewhere those tests are skipped
+# with their reason.
+need=()
+command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[test] installing chromium and chromium-driver for the UI test"
-    (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }) \
-      || echo "[test] warning: could not install chromium: the UI test will be skipped"
+    echo "[test] installing ${need[*]} (Debian packages the UI and Celery tests start)"
+    (apt-get install -y -q "${need[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${need[@]}" >/dev/null 2>&1; }) \
+      || echo "[test] warning: could not install ${need[*]}: the tests that need them will be skipped"
   else
-    echo "[test] chromium/chromedriver not found: the UI test will be skipped (apt-get install chromium chromium-driver)"
+    echo "[test] ${need[*]} not found: the tests that need them will be skipped (apt-get install ${need[*]})"
   fi
 fi
 .venv/bin/python -m pytest "$@"
