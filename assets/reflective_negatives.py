@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from pipelines.partitions import SHARD_NAMES
 from pipelines.resources import RealRagConfigResource
 from realrag_core.manifest import read_manifest
-from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, previous_negatives
+from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, negatives_version, previous_negatives
 from realrag_core.prompts import load_prompts
 from realrag_core.shards import require_complete
 from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_table_readonly, read_rows, table_model
@@ -81,7 +81,8 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     same = sum(a == b for a, b in zip(out["concept"].to_pylist(), out["negative_concept"].to_pylist()))
     styles = collections.Counter(out["negative_style"].to_pylist())
     report = {"rows": out.num_rows, "generated_images": manifest.num_rows, "k": cfg.mining.k,
-              "policy": cfg.mining.policy, "table_version": table.version, "same_concept_negatives": same,
+              "policy": cfg.mining.policy, "table_version": table.version, "negatives_version": negatives_version(out.to_pylist()),
+              "same_concept_negatives": same,
               "mean_similarity": float(np.mean(out["similarity"].to_numpy())), "negative_styles": dict(styles),
               **{f"mining/{k}": v for k, v in stats.items()}}  # fmt: skip
     store.write_report("reflective_negatives", report)

@@ -14,6 +14,7 @@ from realrag_core.generation import generate_for_prompts
 from realrag_core.generators.demo_diffusion import untrained_like
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.manifest import read_manifest
+from realrag_core.mining import negatives_version
 from realrag_core.retriever import RETRIEVER_FILE, build_retriever
 from realrag_core.retriever_study import run_ablations, write_ablations
 from realrag_core.embed_images import embed_source
@@ -45,11 +46,13 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
         return table_name, report.table_version
 
     info = build_retriever(cfg, store.clip_dir, load_prompts(store.world_dir), read_rows(table, ROW_COLUMNS),
-                           table.version, negatives, store.checkpoint_dir(name), plot, name, reembed)  # fmt: skip
+                           table.version, negatives, store.checkpoint_dir(name), plot, name, reembed,
+                           negatives_version(negatives) if negatives else None)  # fmt: skip
     store.write_report(name, info)
     return dg.MaterializeResult(metadata={
         "model_ids": ", ".join(s["model_id"] for s in info["seeds"]), "seeds": len(info["seeds"]),
-        "chosen_lr": info["chosen_lr"], "table_version": info["table_version"], "train_seconds": info["train_seconds"],
+        "chosen_lr": info["chosen_lr"], "table_version": info["table_version"],
+        "negatives_version": info["negatives_version"] or "none (contrastive baseline)", "train_seconds": info["train_seconds"],
         "negatives_per_prompt": info["negatives_per_prompt"],
         **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
         **flat("validation_mean_over_seeds", {s: {k: m[k] for k in ("top1", "top5", "top1_min", "top1_max", "queries")}
@@ -64,7 +67,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     deps=["reflective_negatives", "image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
     pool="gpu",
-    code_version="2",
+    code_version="3",
     description=(
         "Stage 4. Self-reflective contrastive learning: fine-tunes the base CLIP's text tower on prompts of "
         "retriever-train concepts paired with their concept's database images, with the loss "
@@ -85,7 +88,7 @@ def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource)
     deps=["image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
     pool="gpu",
-    code_version="2",
+    code_version="3",
     description=(
         "The paper's 'normal RAG' baseline: the same fine-tuning code, data, steps, learning-rate grid and seeds as "
         "`retriever` with the reflective term off (plain contrastive loss), so the comparison isolates what "

@@ -32,12 +32,12 @@ class RealRagConfigResource(dg.ConfigurableResource):
         cfg = self.load()
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        sync = artifact_sync(cfg)
+        sync = artifact_sync(cfg) if context.dagster_run is not None else None  # runs only, not sensor ticks
         if sync is not None:
             context.log.info(f"artifacts {sync.uri} -> {cfg.artifacts_root}: {sync.pull().summary()}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        sync = artifact_sync(self.load())
+        sync = artifact_sync(self.load()) if context.dagster_run is not None else None
         if sync is not None:
             context.log.info(f"artifacts {sync.local} -> {sync.uri}: {sync.push().summary()}")
 

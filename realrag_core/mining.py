@@ -9,6 +9,8 @@ over chunks of the table, never a per-query loop.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -54,6 +56,13 @@ def mine_negatives(
     if torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
         raise ValueError(f"fewer than k={k} candidate negatives outside the prompt's concept")
     return Negatives(best_i.numpy(), best_s.numpy())
+
+
+def negatives_version(rows: Sequence[dict]) -> str:
+    """A short digest of mined negatives' content (per generated image: each rank's negative and the table version
+    it was mined on), so a retriever can record which negatives it trained on and a UI can tell them apart."""
+    key = sorted((r["generated_image_id"], r["rank"], r["negative_id"], r["table_version"]) for r in rows)
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
 def negatives_table(manifest, table_rows, negatives: Negatives, table_version: int, policy: str):

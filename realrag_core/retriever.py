@@ -246,7 +246,8 @@ def mean_validation(runs: Sequence[dict]) -> dict:
 
 def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, table_version: int,
                     negatives_rows: list[dict] | None, out_folder: Path, plot: Path, title: str,
-                    reembed: Callable[[ClipBundle], tuple[str, int]] | None = None) -> dict:  # fmt: skip
+                    reembed: Callable[[ClipBundle], tuple[str, int]] | None = None,
+                    negatives_version: str | None = None) -> dict:  # fmt: skip
     """Train one retriever per seed (reflective when ``negatives_rows`` is given, the contrastive baseline when
     None). The learning rate is chosen on validation prompts from ``retriever.lr_grid`` with the first seed;
     the same code and grid serve both retrievers, so they get the same tuning budget. Each seed's model is
@@ -287,7 +288,7 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
         shutil.rmtree(out_folder)
     common = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),
               "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
-              "table_version": table_version, "base_model_id": base.model_id, "settings": r.model_dump(mode="json"),
+              "table_version": table_version, "negatives_version": negatives_version, "base_model_id": base.model_id, "settings": r.model_dump(mode="json"),
               "negative_policy": cfg.mining.policy, "chosen_lr": chosen_lr, "validation_zero_shot": zero_shot}  # fmt: skip
     seeds = []
     for model, run in runs:
