@@ -713,6 +713,7 @@ class EmbeddingsConfig(_Strict):
     num_workers: int = Field(2, ge=0)
     max_image_pixels: int = Field(50_000_000, ge=1, description="larger images are rejected as absurd")
     min_image_side: int = Field(8, ge=1, description="smaller images are rejected")
+    max_caption_chars: int = Field(2_000, ge=1, description="longer captions are rejected (CLIP reads 77 tokens)")
     remove_missing: bool = Field(
         True, description="delete rows of images no longer in the source (or changed); refused when more than "
         "half the table would go (a missing mount must not empty the database)"

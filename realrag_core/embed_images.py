@@ -95,7 +95,10 @@ class _Writer:
 
 def write_rejects(rejects: list[dict], path: Path, run_at: datetime) -> None:
     """The current rejects, replacing the previous run's list (files still bad are rejected again)."""
-    rows = {f.name: [r.get(f.name) for r in rejects] for f in REJECT_SCHEMA if f.name != "run_at"}
+    def text(value):  # names that are not UTF-8 (surrogate-escaped by the OS layer) are kept, marked with U+FFFD
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(value, str) else value
+
+    rows = {f.name: [text(r.get(f.name)) for r in rejects] for f in REJECT_SCHEMA if f.name != "run_at"}
     rows["run_at"] = [run_at] * len(rejects)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -118,7 +121,7 @@ def embed_source(
     table, recreated = open_embedding_table(uri, cfg.table_name, clip.dim, clip.model_id, cfg.on_model_mismatch)
     known = existing_ids(table)
     dataset = ImageReadDataset(
-        source_cfg, scope, clip.preprocess, DecodeLimits(cfg.max_image_pixels, cfg.min_image_side), known
+        source_cfg, scope, clip.preprocess, DecodeLimits(cfg.max_image_pixels, cfg.min_image_side, cfg.max_caption_chars), known
     )
     loader = DataLoader(
         dataset,

@@ -49,8 +49,12 @@ class ImageReadDataset(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for position, record in enumerate(iter_records(self.source_cfg)):
+        for position, record in enumerate(iter_records(self.source_cfg, with_errors=True)):
             if position % workers != worker:
+                continue
+            if record.error:  # a listing that cannot become a row, whatever its style: recorded, never dropped
+                yield {"status": "reject", "path": str(record.path), "caption": record.caption,
+                       "concept": record.concept, "style": record.style, "split": "", "reason": record.error}
                 continue
             split = self.scope.split_of(record.concept, record.style)
             if split is None:
@@ -62,6 +66,9 @@ class ImageReadDataset(IterableDataset):
                 "style": record.style, "split": split}  # fmt: skip
         if not record.caption:
             return {"status": "reject", **meta, "reason": "empty caption"}
+        if len(record.caption) > self.limits.max_caption_chars:
+            return {"status": "reject", **meta, "reason": f"caption of {len(record.caption)} characters "
+                    f"(> {self.limits.max_caption_chars})"}  # fmt: skip
         try:
             data = record.path.read_bytes()
         except OSError as err:

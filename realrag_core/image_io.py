@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Modes that convert to RGB without guessing a scale. 16-bit and float modes ("I;16", "I", "F") have
 # no agreed mapping to 8-bit colour, so they are rejected rather than silently clipped.
@@ -17,6 +17,7 @@ SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "
 class DecodeLimits:
     max_pixels: int = 50_000_000
     min_side: int = 8
+    max_caption_chars: int = 2_000
 
 
 def flatten_on_white(img: Image.Image) -> Image.Image:
@@ -53,7 +54,11 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Im
         img = Image.open(io.BytesIO(data))
         img.load()  # truncated or corrupt pixel data fails here, not later in a worker
         if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+            img.seek(0)  # an animation: its first frame
+        try:
+            img = ImageOps.exif_transpose(img)  # a photo tagged as rotated is embedded upright
+        except Exception:  # noqa: BLE001 - a broken EXIF block leaves the pixels as stored
+            pass
         return flatten_on_white(img), None
     except Exception as err:  # noqa: BLE001
         return None, f"corrupt or truncated pixel data: {type(err).__name__}: {err}"

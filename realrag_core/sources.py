@@ -33,6 +33,7 @@ class ImageRecord:
     caption: str
     concept: str
     style: str
+    error: str | None = None  # a listing that cannot become a row (the embedding stage records it as a reject)
 
 
 class ManifestError(ValueError):
@@ -41,7 +42,7 @@ class ManifestError(ValueError):
 
 def _caption_rows(captions: Path) -> Iterator[dict]:
     if captions.suffix.lower() == ".jsonl":
-        with captions.open(encoding="utf-8") as fh:
+        with captions.open(encoding="utf-8", errors="surrogateescape") as fh:
             for lineno, line in enumerate(fh, 1):
                 line = line.strip()
                 if not line:
@@ -53,7 +54,8 @@ def _caption_rows(captions: Path) -> Iterator[dict]:
                     continue
                 yield row if isinstance(row, dict) else {"path": f"<line {lineno}>", "_error": "not an object"}
     else:
-        with captions.open(encoding="utf-8", newline="") as fh:
+        # invalid UTF-8 in one row must not end the listing: its bytes survive as surrogates, and that row is refused
+        with captions.open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
             reader = csv.DictReader(fh)
             missing = {"path", "caption"} - set(reader.fieldnames or ())
             if missing:
@@ -61,14 +63,58 @@ def _caption_rows(captions: Path) -> Iterator[dict]:
             yield from reader
 
 
-def iter_caption_file(image_dir: Path, captions: Path) -> Iterator[ImageRecord]:
-    """Records of a captions file; paths are relative to ``image_dir``. Concept defaults to the caption."""
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def confined(path: Path, root: Path) -> bool:
+    """Whether ``path`` (symlinks followed) stays inside ``root``: a listing must not read files elsewhere."""
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):  # outside, or a symlink loop
+        return False
+
+
+def iter_caption_file(image_dir: Path, captions: Path, with_errors: bool = False) -> Iterator[ImageRecord]:
+    """Records of a captions file; paths are relative to ``image_dir``. Concept defaults to the caption.
+
+    With ``with_errors`` the listing also yields what cannot become a row, each with its ``error``: unreadable
+    lines, text that is not UTF-8, paths leading outside ``image_dir`` (``..``, absolute, symlinks), and image
+    files in the folder that the captions file does not list."""
+    listed: set[str] = set()
+    root = image_dir.resolve()
     for row in _caption_rows(captions):
         rel = str(row.get("path") or "").strip()
         caption = str(row.get("caption") or "").strip()
         concept = str(row.get("concept") or "").strip() or caption
         style = str(row.get("style") or "").strip() or "default"
-        yield ImageRecord(image_dir / rel, caption, concept, style)
+        error = row.get("_error")
+        path = image_dir / rel
+        if error is None and any(_not_utf8(v) for v in (rel, caption, concept, style)):
+            error = "the captions file's row is not valid UTF-8"
+            rel, caption, concept, style = (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                            for v in (rel, caption, concept, style))  # fmt: skip
+            path = image_dir / rel
+        elif error is None and not confined(path, root):
+            error = "path leads outside the source folder"
+        if with_errors:  # listed, good or not: no second reject as an unlisted file
+            listed.add(os.path.normpath(path.absolute()))
+        if error is None:
+            yield ImageRecord(path, caption, concept, style)
+        elif with_errors:
+            yield ImageRecord(path, caption, concept, style, error)
+    if with_errors:
+        for dirpath, dirnames, filenames in os.walk(image_dir):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.normpath(os.path.join(os.path.abspath(dirpath), name))
+                if Path(name).suffix.lower() in IMAGE_SUFFIXES and full not in listed:
+                    yield ImageRecord(Path(full), "", "", "", "image file not listed in the captions file")
 
 
 def held_out(name: str, fraction: float) -> bool:
@@ -77,7 +123,8 @@ def held_out(name: str, fraction: float) -> bool:
 
 
 def iter_class_folders(root: Path, template: str, style: str, held_out_fraction: float = 0.0,
-                       held_out_style: str = "held_out") -> Iterator[ImageRecord]:  # fmt: skip
+                       held_out_style: str = "held_out", with_errors: bool = False) -> Iterator[ImageRecord]:  # fmt: skip
+    resolved = root.resolve()
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         concept = class_dir.name.replace("_", " ")
         caption = template.format(concept=concept)
@@ -85,21 +132,29 @@ def iter_class_folders(root: Path, template: str, style: str, held_out_fraction:
             for entry in sorted(entries, key=lambda e: e.name):
                 if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
                     chosen = held_out_style if held_out(f"{class_dir.name}/{entry.name}", held_out_fraction) else style
+                    error = ("file name is not valid UTF-8" if _not_utf8(entry.name) else
+                             "path leads outside the source folder"
+                             if entry.is_symlink() and not confined(Path(entry.path), resolved) else None)  # fmt: skip
+                    if error:
+                        if with_errors:
+                            yield ImageRecord(Path(entry.path), caption, concept, chosen, error)
+                        continue
                     yield ImageRecord(Path(entry.path), caption, concept, chosen)
 
 
-def iter_records(source) -> Iterator[ImageRecord]:
-    """Every record a configured source lists, in a stable order."""
+def iter_records(source, with_errors: bool = False) -> Iterator[ImageRecord]:
+    """Every record a configured source lists, in a stable order. With ``with_errors`` also the listings that
+    cannot become rows, each with its ``error`` (the embedding stage records them as rejects)."""
     if isinstance(source, (EmojiDemoSourceConfig, SyntheticSourceConfig, HFDatasetSourceConfig)):
         manifest = source.image_dir / MANIFEST_NAME
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest} is missing: materialize the image_source asset first")
-        return iter_caption_file(source.image_dir, manifest)
+        return iter_caption_file(source.image_dir, manifest, with_errors)
     if isinstance(source, CaptionFileSourceConfig):
-        return iter_caption_file(source.image_dir, source.captions)
+        return iter_caption_file(source.image_dir, source.captions, with_errors)
     if isinstance(source, ClassFolderSourceConfig):
         return iter_class_folders(source.root, source.caption_template, source.style, source.held_out_fraction,
-                                  source.held_out_style)  # fmt: skip
+                                  source.held_out_style, with_errors)  # fmt: skip
     raise TypeError(f"unknown source config {type(source).__name__}")
 
 

@@ -19,8 +19,10 @@ def test_caption_jsonl_with_defaults_and_bad_lines(tmp_path):
     lines = [json.dumps({"path": "a.png", "caption": "a tesla cybertruck"}), "{broken", ""]
     (tmp_path / "c.jsonl").write_text("\n".join(lines))
     records = list(iter_caption_file(tmp_path, tmp_path / "c.jsonl"))
-    assert records[0].concept == "a tesla cybertruck" and records[0].style == "default"
-    assert records[1].caption == ""  # the broken line becomes a record with no caption: a reject, not a crash
+    assert len(records) == 1 and records[0].concept == "a tesla cybertruck" and records[0].style == "default"
+    # the embedding stage's listing keeps the broken line, with its reason: a reject, not a crash
+    listed = list(iter_caption_file(tmp_path, tmp_path / "c.jsonl", with_errors=True))
+    assert [r.error for r in listed] == [None, "invalid JSON line"]
 
 
 def test_csv_without_required_columns_is_a_clear_error(tmp_path):
