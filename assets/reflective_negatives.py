@@ -64,8 +64,7 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     start = time.perf_counter()
     if old_ids is not None:
         negatives, stats = mine_incremental(
-            generated, manifest["image_id"].to_pylist(), manifest["concept"].to_pylist(), vectors,
-            rows["id"].to_pylist(), rows["concept"].to_pylist(),
+            generated, manifest["image_id"].to_pylist(), manifest["concept"], vectors, rows["id"], rows["concept"],
             previous_negatives(previous, cfg.mining.k, cfg.mining.policy, model_id), old_ids, cfg.mining.k,
             cfg.mining.policy,
         )  # fmt: skip

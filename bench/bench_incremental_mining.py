@@ -1,11 +1,11 @@
-"""Benchmark: reflective_negatives re-mined in full vs incrementally after the database grew, side by side.
+"""Benchmark: reflective_negatives re-mined incrementally vs in full after the database grew, side by side.
 
-Uses the profile's generated-image embeddings and embedding table (after README command 1). The table is split
-into an "old" part (the previous mining) and an "added" part of the given share; both ways mine the same
-negatives (checked), and the script prints seconds, compared pairs and the ratio. A synthetic table of
-``--rows`` random unit vectors can stand in for a large database.
+A table of ``--rows`` unit vectors (dim ``--dim``, ``--concepts`` concepts) is mined once without its last
+``--added`` share (the previous mining), then the whole table is mined both ways for ``--queries`` generated
+images; the negatives must be identical. Prints seconds, compared pairs and the ratio (target <= 0.02 at +1% of
+1M rows) and writes bench/results/incremental_mining.json.
 
-    .venv/bin/python bench/bench_incremental_mining.py [--config configs/demo.yaml] [--added 0.05] [--rows 0]
+    .venv/bin/python bench/bench_incremental_mining.py [--rows 1000000] [--added 0.01] [--queries 10000]
 """
 
 from __future__ import annotations
@@ -14,57 +14,66 @@ import argparse
 import time
 
 import numpy as np
+import pyarrow as pa
 
-from realrag_core.config import load_config
-from realrag_core.manifest import read_manifest
+from _results import peak_rss_mb, write
 from realrag_core.mining import mine_incremental, mine_negatives
-from realrag_core.store import ArtifactStore
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
+
+
+def unit(rng, n, dim):
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--added", type=float, default=0.05, help="share of the table added since the last mining")
-    parser.add_argument("--rows", type=int, default=0, help="pad the table with this many random rows (a large database)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--added", type=float, default=0.01, help="share of the table added since the last mining")
+    parser.add_argument("--queries", type=int, default=10_000, help="generated images")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--concepts", type=int, default=1_000)
+    parser.add_argument("--k", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="incremental runs (the best counts); the full one runs once")
     args = parser.parse_args()
-    cfg = load_config(args.config)
-    store = ArtifactStore(cfg.artifacts_root)
-    manifest = read_manifest(store.generated_dir)
-    generated = np.stack(manifest["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
-    gen_ids, gen_c = manifest["image_id"].to_pylist(), manifest["concept"].to_pylist()
-    rows = read_rows(open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name))
-    table = np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False)).astype(np.float32)
-    ids, concepts = rows["id"].to_pylist(), rows["concept"].to_pylist()
-    if args.rows:
-        rng = np.random.default_rng(0)
-        extra = rng.standard_normal((args.rows, table.shape[1])).astype(np.float32)
-        table = np.concatenate([table, extra / np.linalg.norm(extra, axis=1, keepdims=True)])
-        ids += [f"pad{i}" for i in range(args.rows)]
-        concepts += [f"pad-concept-{i % 1000}" for i in range(args.rows)]
-    order = np.random.default_rng(1).permutation(len(ids))
-    old = np.sort(order[: int(len(ids) * (1 - args.added))])
-    k, policy = cfg.mining.k, cfg.mining.policy
-    first = mine_negatives(generated, gen_c, table[old], [concepts[j] for j in old], k, policy)
-    previous = {g: [(ids[old[j]], float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
+    rng = np.random.default_rng(0)
+    table = unit(rng, args.rows, args.dim)
+    generated = unit(rng, args.queries, args.dim)
+    ids = pa.array([f"row{i:08d}" for i in range(args.rows)])
+    concepts = pa.array([f"concept{i % args.concepts}" for i in range(args.rows)])
+    gen_ids = [f"gen{i:06d}" for i in range(args.queries)]
+    gen_c = pa.array([f"concept{c}" for c in rng.integers(0, args.concepts, args.queries)])
+    n_old = int(args.rows * (1 - args.added))
+    print(f"previous mining over {n_old:,} rows ...", flush=True)
+    first = mine_negatives(generated, gen_c, table[:n_old], concepts[:n_old], args.k)
+    old_ids = ids[:n_old]
+    previous = {g: [(old_ids[int(j)].as_py(), float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
                 for i, g in enumerate(gen_ids)}  # fmt: skip
-    old_ids = {ids[j] for j in old}
-    timings = {"full": [], "incremental": []}
+    print(f"full re-mine over {args.rows:,} rows ...", flush=True)
+    start = time.perf_counter()
+    full = mine_negatives(generated, gen_c, table, concepts, args.k)
+    full_s = time.perf_counter() - start
+    inc_times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        full = mine_negatives(generated, gen_c, table, concepts, k, policy)
-        timings["full"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        inc, stats = mine_incremental(generated, gen_ids, gen_c, table, ids, concepts, previous, old_ids, k, policy)
-        timings["incremental"].append(time.perf_counter() - start)
-    assert np.array_equal(full.indices, inc.indices), "incremental and full re-mining disagree"
-    f, i = min(timings["full"]), min(timings["incremental"])
-    print(f"table {len(ids)} rows ({len(ids) - len(old)} added = {args.added:.0%}), {len(gen_ids)} generated images, k={k}")
-    print(f"full re-mine        {f * 1000:8.1f} ms   compared pairs {len(gen_ids) * len(ids):,}")
-    print(f"incremental re-mine {i * 1000:8.1f} ms   compared pairs {stats['compared_pairs']:,} "
-          f"({stats['full_search_images']} images searched in full)")
-    print(f"incremental / full: time {i / f:.3f}, pairs {stats['compared_pairs'] / (len(gen_ids) * len(ids)):.3f} (same negatives)")
+        inc, stats = mine_incremental(generated, gen_ids, gen_c, table, ids, concepts, previous, old_ids, args.k)
+        inc_times.append(time.perf_counter() - start)
+    same = np.array_equal(full.indices, inc.indices) and np.allclose(full.similarities, inc.similarities, atol=1e-6)
+    assert same, "incremental and full re-mining disagree"
+    inc_s = min(inc_times)
+    pairs_full = args.queries * args.rows
+    print(f"table {args.rows:,} rows (+{args.rows - n_old:,} = {args.added:.1%}), {args.queries:,} generated images, "
+          f"dim {args.dim}, k={args.k}")  # fmt: skip
+    print(f"full re-mine        {full_s:9.3f} s   compared pairs {pairs_full:,}")
+    print(f"incremental re-mine {inc_s:9.3f} s   compared pairs {stats['compared_pairs']:,}")
+    write("incremental_mining", "Incremental re-mine vs full",
+          {k: getattr(args, k) for k in ("rows", "added", "queries", "dim", "concepts", "k", "repeat")},
+          {"full_seconds": round(full_s, 3), "incremental_seconds": round(inc_s, 3),
+           "incremental_runs": [round(t, 3) for t in inc_times], "compared_pairs_full": pairs_full,
+           "compared_pairs_incremental": stats["compared_pairs"], "same_negatives": same,
+           "peak_rss_mb": round(peak_rss_mb())},
+          {"time incremental / full": (inc_s / full_s, "<= 0.02"),
+           "compared pairs incremental / full": (stats["compared_pairs"] / pairs_full, None)})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from .clip_backbone import ClipBundle
 from .config import EmbeddingsConfig
 from .embed_reader import ImageReadDataset, Scope, collate_read_batch
 from .image_io import DecodeLimits
-from .vector_table import IndexState, ensure_index, existing_ids, open_embedding_table, table_schema, upsert
+from .vector_table import (IndexState, ensure_index, existing_ids, open_embedding_table, repair_duplicates,
+                           table_schema, upsert)
 
 REJECT_SCHEMA = pa.schema(
     [("path", pa.string()), ("caption", pa.string()), ("concept", pa.string()), ("style", pa.string()),
@@ -46,6 +47,7 @@ class EmbedReport:
     seconds: float
     rejects_path: str
     model_id: str
+    duplicates_repaired: int = 0  # rows a concurrent writer left twice (object storage, lancedb#2463), removed
 
     def as_metadata(self) -> dict:
         out = asdict(self)
@@ -159,6 +161,7 @@ def embed_source(
         writer.flush()  # whatever was embedded before a failure is kept
         bar.close()
         write_rejects(rejects, rejects_path, run_at)
+    repaired = repair_duplicates(table)
     removed, kept_stale = remove_missing(table, known - present, cfg.remove_missing)
     index = ensure_index(table, cfg.index)
     return EmbedReport(
@@ -176,4 +179,5 @@ def embed_source(
         seconds=round(time.perf_counter() - start, 2),
         rejects_path=str(rejects_path),
         model_id=clip.model_id,
+        duplicates_repaired=repaired,
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 POLICIES = ("exclude_concept", "exclude_positive")
@@ -26,6 +28,22 @@ class Negatives:
     similarities: np.ndarray  # [G, k], descending
 
 
+def _strings(values) -> pa.Array:
+    """Ids or concepts as one Arrow string array (Arrow columns pass through without a Python loop)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(values if isinstance(values, list) else list(values), pa.string())
+    return values.cast(pa.string())
+
+
+def _concept_codes(generated_concepts, table_concepts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes of both sides' concepts (one dictionary), for masking same-concept pairs in bulk."""
+    g, t = _strings(generated_concepts), _strings(table_concepts)
+    codes = pa.concat_arrays([g, t]).dictionary_encode().indices.to_numpy().astype(np.int64)
+    return torch.from_numpy(codes[: len(g)]), torch.from_numpy(codes[len(g):])
+
+
 def mine_negatives(
     generated: np.ndarray,  # [G, d] normalised
     generated_concepts: Sequence[str],
@@ -33,26 +51,31 @@ def mine_negatives(
     table_concepts: Sequence[str],
     k: int,
     policy: str = "exclude_concept",
-    chunk_rows: int = 65536,
+    chunk_rows: int = 16384,
+    query_block: int = 1024,
 ) -> Negatives:
+    """Blocked over table rows and queries: each block is one matrix product, masked in place, reduced to its
+    own top k and merged into the running top k. Memory beyond the inputs is one ``query_block x chunk_rows``
+    block (64 MB by default), whatever the table size."""
     if policy not in POLICIES:
         raise ValueError(f"unknown negative policy {policy!r}; expected one of {POLICIES}")
     g = torch.from_numpy(np.ascontiguousarray(generated, dtype=np.float32))
-    concept_ids = {c: i for i, c in enumerate(sorted(set(table_concepts) | set(generated_concepts)))}
-    gc = torch.tensor([concept_ids[c] for c in generated_concepts])
-    tc_all = torch.tensor([concept_ids[c] for c in table_concepts])
+    gc, tc_all = _concept_codes(generated_concepts, table_concepts)
     best_s = torch.full((len(g), k), float("-inf"))
     best_i = torch.full((len(g), k), -1, dtype=torch.long)
     for start in range(0, len(table), chunk_rows):
         block = torch.from_numpy(np.ascontiguousarray(table[start : start + chunk_rows], dtype=np.float32))
-        sims = g @ block.T  # [G, chunk]
-        if policy == "exclude_concept":
-            sims = sims.masked_fill(gc[:, None] == tc_all[None, start : start + len(block)], float("-inf"))
-        idx = torch.arange(start, start + len(block)).expand(len(g), -1)
-        cand_s = torch.cat([best_s, sims], dim=1)
-        cand_i = torch.cat([best_i, idx], dim=1)
-        top = cand_s.topk(min(k, cand_s.shape[1]), dim=1)
-        best_s, best_i = top.values, torch.gather(cand_i, 1, top.indices)
+        tc = tc_all[start : start + len(block)]
+        for q in range(0, len(g), query_block):
+            sims = g[q : q + query_block] @ block.T  # [queries, chunk]
+            if policy == "exclude_concept":
+                sims.masked_fill_(gc[q : q + query_block, None] == tc[None, :], float("-inf"))
+            top = sims.topk(min(k, sims.shape[1]), dim=1)
+            cand_s = torch.cat([best_s[q : q + query_block], top.values], dim=1)
+            cand_i = torch.cat([best_i[q : q + query_block], top.indices + start], dim=1)
+            merged = cand_s.topk(k, dim=1)
+            best_s[q : q + query_block] = merged.values
+            best_i[q : q + query_block] = torch.gather(cand_i, 1, merged.indices)
     if torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
         raise ValueError(f"fewer than k={k} candidate negatives outside the prompt's concept")
     return Negatives(best_i.numpy(), best_s.numpy())
@@ -101,25 +124,29 @@ class IncrementalPlan:
 
     reuse: list[int]  # generated-image positions whose previous k negatives all still exist
     full: list[int]  # no previous negatives, a different k/policy, or a previous negative was removed
-    added_rows: list[int]  # table positions of rows the previous mining did not see
+    added_rows: np.ndarray  # table positions of rows the previous mining did not see
+    reuse_positions: np.ndarray  # [len(reuse), k] table positions of the reused images' previous negatives
 
 
-def plan_incremental(generated_ids: Sequence[str], previous: dict[str, list[tuple[str, float]]],
-                     table_ids: Sequence[str], previous_table_ids: set[str], k: int) -> IncrementalPlan:  # fmt: skip
+def plan_incremental(generated_ids: Sequence[str], previous: dict[str, list[tuple[str, float]]], table_ids,
+                     previous_table_ids, k: int) -> IncrementalPlan:  # fmt: skip
     """``previous[g]``: image g's previous negatives as (table id, similarity), best first, mined against the
     table whose ids were ``previous_table_ids``. Their top k over the old rows is exact, so the top k over the
     current table is the top k of (previous negatives, best k among the added rows), unless one of the previous
-    negatives left the table (then that image is searched in full)."""
-    current = set(table_ids)
-    reuse, full = [], []
-    for i, g in enumerate(generated_ids):
-        negs = previous.get(g)
-        if negs is not None and len(negs) == k and all(n in current for n, _ in negs):
-            reuse.append(i)
-        else:
-            full.append(i)
-    added = [j for j, t in enumerate(table_ids) if t not in previous_table_ids]
-    return IncrementalPlan(reuse, full, added)
+    negatives left the table (then that image is searched in full). Id lookups run as Arrow hash joins, so the
+    bookkeeping costs little next to the similarity products even on millions of rows."""
+    ids = _strings(table_ids)
+    old = previous_table_ids if isinstance(previous_table_ids, (pa.Array, pa.ChunkedArray)) else list(previous_table_ids)
+    added = pc.indices_nonzero(pc.invert(pc.is_in(ids, value_set=_strings(old)))).to_numpy().astype(np.int64)
+    gen = list(generated_ids)
+    candidates = [i for i, g in enumerate(gen) if len(previous.get(g) or ()) == k]
+    wanted = pa.array([n for i in candidates for n, _ in previous[gen[i]]], pa.string())
+    found = pc.fill_null(pc.index_in(wanted, value_set=ids), -1).to_numpy().astype(np.int64).reshape(-1, k)
+    alive = (found >= 0).all(axis=1) if len(candidates) else np.zeros(0, dtype=bool)
+    reuse = [i for i, ok in zip(candidates, alive) if ok]
+    kept = set(reuse)
+    full = [i for i in range(len(gen)) if i not in kept]
+    return IncrementalPlan(reuse, full, added, found[alive] if len(candidates) else np.zeros((0, k), np.int64))
 
 
 def mine_incremental(
@@ -127,45 +154,46 @@ def mine_incremental(
     generated_ids: Sequence[str],
     generated_concepts: Sequence[str],
     table: np.ndarray,
-    table_ids: Sequence[str],
-    table_concepts: Sequence[str],
+    table_ids,
+    table_concepts,
     previous: dict[str, list[tuple[str, float]]],
-    previous_table_ids: set[str],
+    previous_table_ids,
     k: int,
     policy: str = "exclude_concept",
-    chunk_rows: int = 65536,
+    chunk_rows: int = 16384,
 ) -> tuple[Negatives, dict]:
     """The same negatives as ``mine_negatives`` over the whole table, computed from the previous result and the
-    added rows; cost grows with the added rows (plus full searches only for images that lost a negative)."""
+    added rows; cost grows with the added rows (plus full searches only for images that lost a negative).
+    Ids and concepts may be Python sequences or Arrow arrays (what a table read gives, without a copy)."""
     plan = plan_incremental(generated_ids, previous, table_ids, previous_table_ids, k)
-    position = {t: j for j, t in enumerate(table_ids)}
+    gen_c, table_c = _strings(generated_concepts), _strings(table_concepts)
     indices = np.zeros((len(generated_ids), k), dtype=np.int64)
     sims = np.zeros((len(generated_ids), k), dtype=np.float32)
     if plan.full:
-        done = mine_negatives(generated[plan.full], [generated_concepts[i] for i in plan.full], table, table_concepts,
-                              k, policy, chunk_rows)  # fmt: skip
+        full = pa.array(plan.full, pa.int64())
+        done = mine_negatives(generated[plan.full], gen_c.take(full), table, table_c, k, policy, chunk_rows)
         indices[plan.full], sims[plan.full] = done.indices, done.similarities
     if plan.reuse:
         rows = plan.reuse
-        old_i = np.array([[position[n] for n, _ in previous[generated_ids[i]]] for i in rows])
-        old_s = np.array([[s for _, s in previous[generated_ids[i]]] for i in rows], dtype=np.float32)
-        if plan.added_rows:
-            added = np.array(plan.added_rows)
+        gen_ids = list(generated_ids)
+        old_i = plan.reuse_positions
+        old_s = np.array([[s for _, s in previous[gen_ids[i]]] for i in rows], dtype=np.float32)
+        if len(plan.added_rows):
+            added = plan.added_rows
             # the added rows may hold fewer than k candidates outside a concept: pad with -inf, never an error
             g = torch.from_numpy(np.ascontiguousarray(generated[rows], dtype=np.float32))
             block = torch.from_numpy(np.ascontiguousarray(table[added], dtype=np.float32))
             s = g @ block.T
             if policy == "exclude_concept":
-                gc = np.array([generated_concepts[i] for i in rows])[:, None]
-                tc = np.array([table_concepts[j] for j in added])[None, :]
-                s = s.masked_fill(torch.from_numpy(gc == tc), float("-inf"))
+                gc, tc = _concept_codes(gen_c.take(pa.array(rows, pa.int64())), table_c.take(pa.array(added)))
+                s = s.masked_fill(gc[:, None] == tc[None, :], float("-inf"))
             cand_s = torch.cat([torch.from_numpy(old_s), s], dim=1)
             cand_i = torch.cat([torch.from_numpy(old_i), torch.from_numpy(added).expand(len(rows), -1)], dim=1)
             top = cand_s.topk(k, dim=1)
             old_s, old_i = top.values.numpy(), torch.gather(cand_i, 1, top.indices).numpy()
         indices[rows], sims[rows] = old_i, old_s
     stats = {"reused_images": len(plan.reuse), "full_search_images": len(plan.full), "added_rows": len(plan.added_rows),
-             "compared_pairs": len(plan.reuse) * len(plan.added_rows) + len(plan.full) * len(table_ids)}  # fmt: skip
+             "compared_pairs": len(plan.reuse) * len(plan.added_rows) + len(plan.full) * len(table)}  # fmt: skip
     return Negatives(indices, sims), stats
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from lancedb.index import HnswSq, IvfPq
 
 from .config import IndexConfig
@@ -90,15 +94,55 @@ def open_table_readonly(uri: str, name: str):
     return db.open_table(name)
 
 
+@contextmanager
+def _write_lock(table):
+    """An exclusive lock per local table across processes; object storage has none (see repair_duplicates)."""
+    uri = str(table.uri)
+    if "://" in uri and not uri.startswith("file://"):
+        yield
+        return
+    folder = Path(uri.removeprefix("file://"))
+    with open(folder.parent / f".{folder.name}.write.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upsert(table, rows: pa.Table) -> None:
-    """Insert new ids, update existing ones: rerunning never duplicates a row. Callers serialize writes
-    (concurrent merge_insert can duplicate rows: lancedb#2463)."""
-    (
-        table.merge_insert("id")
-        .when_matched_update_all()
-        .when_not_matched_insert_all()
-        .execute(rows.cast(table.schema))
-    )
+    """Insert new ids, update existing ones: rerunning never duplicates a row. Concurrent merge_insert into one
+    table can insert a row twice (lancedb#2463): writers of a local table take a file lock; on object storage,
+    where no lock is shared, the writer calls ``repair_duplicates`` after its last write."""
+    with _write_lock(table):
+        table.checkout_latest()  # match against what other writers committed, not this handle's old version
+        (
+            table.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(rows.cast(table.schema))
+        )
+
+
+def repair_duplicates(table) -> int:
+    """Leave one row per id (the last written) where concurrent writers left several; returns rows removed."""
+    table.checkout_latest()
+    ids = read_rows(table, ["id"])["id"]
+    counts = pc.value_counts(ids)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return 0
+    removed = 0
+    with _write_lock(table):
+        for row_id in repeated.to_pylist():
+            quoted = row_id.replace("'", "''")
+            copies = table.search().where(f"id = '{quoted}'").limit(None).to_arrow()
+            keep = copies.sort_by([("added_at", "descending")]).slice(0, 1) if "added_at" in copies.column_names \
+                else copies.slice(0, 1)
+            table.delete(f"id = '{quoted}'")
+            table.add(keep.cast(table.schema))
+            removed += copies.num_rows - 1
+    return removed
 
 
 @dataclass(frozen=True)
@@ -152,7 +196,7 @@ def search(table, query: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "c
     return q.to_arrow()
 
 
-def ids_at_version(uri: str, name: str, version: int) -> set[str] | None:
+def ids_at_version(uri: str, name: str, version: int) -> pa.ChunkedArray | None:
     """The row ids the table held at ``version`` (Lance keeps old versions until they are cleaned up); None when
     that version is gone."""
     table = lancedb.connect(uri).open_table(name)
@@ -160,4 +204,4 @@ def ids_at_version(uri: str, name: str, version: int) -> set[str] | None:
         table.checkout(version)
     except Exception:  # noqa: BLE001 - cleaned-up or unknown version: the caller mines in full
         return None
-    return set(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
+    return table.search().select(["id"]).limit(None).to_arrow()["id"]

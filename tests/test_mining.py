@@ -26,10 +26,12 @@ def test_matches_brute_force_across_chunks(policy):
     table, gen = _unit(rng, 300), _unit(rng, 25)
     table_c = [f"c{i % 30}" for i in range(300)]
     gen_c = [f"c{i % 30}" for i in range(25)]
-    got = mine_negatives(gen, gen_c, table, table_c, k=3, policy=policy, chunk_rows=64)
     want_i, want_s = _brute_force(gen, gen_c, table, table_c, 3, policy == "exclude_concept")
-    assert np.array_equal(got.indices, want_i)
-    assert np.allclose(got.similarities, want_s, atol=1e-6)
+    for chunk_rows, query_block in ((64, 1024), (64, 7), (1000, 4)):  # blocks over rows, queries, both
+        got = mine_negatives(gen, gen_c, table, table_c, k=3, policy=policy, chunk_rows=chunk_rows,
+                             query_block=query_block)  # fmt: skip
+        assert np.array_equal(got.indices, want_i)
+        assert np.allclose(got.similarities, want_s, atol=1e-6)
 
 
 def test_no_positive_among_negatives_with_the_default_policy():
