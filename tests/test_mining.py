@@ -34,6 +34,19 @@ def test_matches_brute_force_across_chunks(policy):
         assert np.allclose(got.similarities, want_s, atol=1e-6)
 
 
+def test_a_concept_that_fills_a_block_is_masked_in_full():
+    """Where one concept holds most of a block, masking falls back from the few top candidates to the whole
+    block: still the brute-force answer."""
+    rng = np.random.default_rng(4)
+    table, gen = _unit(rng, 400), _unit(rng, 12)
+    table_c = ["crowd"] * 300 + [f"c{i % 10}" for i in range(100)]
+    gen_c = ["crowd"] * 6 + [f"c{i}" for i in range(6)]
+    want_i, want_s = _brute_force(gen, gen_c, table, table_c, 2, True)
+    for chunk_rows in (400, 128):
+        got = mine_negatives(gen, gen_c, table, table_c, k=2, chunk_rows=chunk_rows, query_block=5)
+        assert np.array_equal(got.indices, want_i) and np.allclose(got.similarities, want_s, atol=1e-6)
+
+
 def test_no_positive_among_negatives_with_the_default_policy():
     rng = np.random.default_rng(1)
     table = _unit(rng, 50)
