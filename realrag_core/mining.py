@@ -55,6 +55,7 @@ def mine_negatives(
     policy: str = "exclude_concept",
     chunk_rows: int = 4096,
     query_block: int = 1024,
+    strict: bool = True,
 ) -> Negatives:
     """Blocked over table rows and queries: each block is one matrix product, masked in place, reduced to its
     own top k and merged into the running top k. Memory beyond the inputs is one ``query_block x chunk_rows``
@@ -93,7 +94,7 @@ def mine_negatives(
             merged = cand_s.topk(k, dim=1)
             best_s[q : q + m] = merged.values
             best_i[q : q + m] = torch.gather(cand_i, 1, merged.indices)
-    if torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
+    if strict and torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
         raise ValueError(f"fewer than k={k} candidate negatives outside the prompt's concept")
     return Negatives(best_i.numpy(), best_s.numpy())
 
@@ -197,15 +198,12 @@ def mine_incremental(
         old_s = np.array([[s for _, s in previous[gen_ids[i]]] for i in rows], dtype=np.float32)
         if len(plan.added_rows):
             added = plan.added_rows
-            # the added rows may hold fewer than k candidates outside a concept: pad with -inf, never an error
-            g = torch.from_numpy(np.ascontiguousarray(generated[rows], dtype=np.float32))
-            block = torch.from_numpy(np.ascontiguousarray(table[added], dtype=np.float32))
-            s = g @ block.T
-            if policy == "exclude_concept":
-                gc, tc = _concept_codes(gen_c.take(pa.array(rows, pa.int64())), table_c.take(pa.array(added)))
-                s = s.masked_fill(gc[:, None] == tc[None, :], float("-inf"))
-            cand_s = torch.cat([torch.from_numpy(old_s), s], dim=1)
-            cand_i = torch.cat([torch.from_numpy(old_i), torch.from_numpy(added).expand(len(rows), -1)], dim=1)
+            # the same kernel over the added rows; they may hold fewer than k candidates outside a concept (-inf)
+            part = mine_negatives(generated[rows], gen_c.take(pa.array(rows, pa.int64())), table[added],
+                                  table_c.take(pa.array(added)), k, policy, chunk_rows, strict=False)  # fmt: skip
+            found = np.where(part.indices >= 0, added[np.maximum(part.indices, 0)], -1)
+            cand_s = torch.cat([torch.from_numpy(old_s), torch.from_numpy(part.similarities)], dim=1)
+            cand_i = torch.cat([torch.from_numpy(old_i), torch.from_numpy(found)], dim=1)
             top = cand_s.topk(k, dim=1)
             old_s, old_i = top.values.numpy(), torch.gather(cand_i, 1, top.indices).numpy()
         indices[rows], sims[rows] = old_i, old_s
