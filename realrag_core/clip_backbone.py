@@ -173,7 +173,9 @@ def model_id_of(weights: Path) -> str:
 
 def save_clip(model: open_clip.CLIP, folder: Path, name: str | None = None) -> str:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME))
+    tmp = folder / f".{WEIGHTS_NAME}.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(folder / WEIGHTS_NAME)  # a kill mid-write leaves the previous weights, never half a file
     if name:
         (folder / NAME_FILE).write_text(name)
     else:

@@ -282,10 +282,12 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     chosen_lr = run["lr"]
     runs = [(model, run)] + [fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, chosen_lr, s)
                              for s in rest]  # fmt: skip
-    if out_folder.exists():  # seeds no longer configured must not linger
-        import shutil
+    # written into a staging folder and swapped in at the end: a run killed half-way leaves the previous
+    # retrievers whole (or, in the instant between two renames, none), never a mix or half a file
+    import shutil
 
-        shutil.rmtree(out_folder)
+    final, out_folder = out_folder, out_folder.with_name(out_folder.name + ".partial")
+    shutil.rmtree(out_folder, ignore_errors=True)
     common = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),
               "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
               "table_version": table_version, "negatives_version": negatives_version, "base_model_id": base.model_id, "settings": r.model_dump(mode="json"),
@@ -305,6 +307,12 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     report = {**common, "lr_grid": grid, "seeds": seeds, "validation": mean_validation([run for _, run in runs]),
               "train_seconds": round(sum(g["train_seconds"] for g in grid) + sum(run["train_seconds"] for _, run in runs[1:]), 2)}  # fmt: skip
     (out_folder / RETRIEVER_FILE).write_text(json.dumps(report, indent=2))
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    out_folder.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     return report
 
 
