@@ -44,6 +44,13 @@ class Retrieved:
 
 
 def retrieve_top1(retriever: ClipBundle, prompts: Sequence[Prompt], table, index: IndexConfig) -> list[Retrieved]:
+    from .vector_table import table_model
+
+    stored_model, dim = table_model(table)
+    if retriever.dim != dim:  # before any query: a checkpoint of another model or size
+        raise ValueError(f"retriever {retriever.model_id} embeds text in {retriever.dim} dimensions, the table holds "
+                         f"{dim}-dimensional embeddings of {stored_model}: use a retriever trained on this table's "
+                         "encoder, or rematerialize the retriever")  # fmt: skip
     text = retriever.embed_texts([p.prompt for p in prompts]).numpy()
     out = []
     for vec in text:

@@ -190,3 +190,13 @@ def test_exif_orientation_animation_and_transparency_are_decoded_as_seen(corpus)
     assert first.mode == "RGB" and first.size == (32, 32)
     flat, _ = decode_image((root / "palette_alpha.png").read_bytes())
     assert flat.getpixel((0, 0)) == (255, 255, 255)  # transparent background on white, not black
+
+
+def test_a_retriever_of_another_size_is_refused_before_any_query(clip, tmp_path):
+    from realrag_core.config import IndexConfig
+    from realrag_core.prompts import Prompt
+    from realrag_core.rag import retrieve_top1
+
+    table, _ = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim + 8, "open_clip:other")
+    with pytest.raises(ValueError, match=rf"{clip.dim} dimensions.*{clip.dim + 8}-dimensional embeddings of open_clip:other"):
+        retrieve_top1(clip, [Prompt("p", "a red circle", "", "", "", "")], table, IndexConfig())
