@@ -111,3 +111,74 @@ def test_embedding_killed_at_five_random_points_resumes_to_the_clean_table(world
     assert final.keys() == clean.keys()
     assert all(np.allclose(final[i]["embedding"], clean[i]["embedding"], atol=1e-5) for i in clean)
     print("rows after each kill:", counts, "of", world["n"])
+
+
+GENERATE = """
+import json, sys
+from pathlib import Path
+import torch
+from realrag_core.clip_backbone import load_clip
+from realrag_core.config import load_config
+from realrag_core.generation import generate_for_prompts
+from realrag_core.generators.demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet
+from realrag_core.prompts import Prompt
+args = json.loads(sys.argv[1])
+cfg = load_config(args["profile"])
+clip = load_clip(Path(args["clip"]))
+text = TextTokens(clip)
+torch.manual_seed(0)  # an untrained UNet: the crash behaviour, not the pictures, is under test
+unet = build_unet(cfg.generator.unet, text.width, text.dim)
+gen = DemoDiffusionGenerator(unet, text, cfg.generator.unet, "crash-test", 4, 2.0, 4)
+prompts = [Prompt(f"p{i:03d}", f"a picture number {i}", f"c{i}", "known", "train", "a {concept}") for i in range(40)]
+print("ready", flush=True)
+report = generate_for_prompts(gen, clip, prompts, [0, 1], Path(args["out"]), batch_size=4, progress=False)
+print("done", report.seconds, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, tmp_path, smoke_config_file):
+    """generated_images' kernel killed mid-run: after each kill the manifest reads whole and names only PNGs that
+    are complete and equal to a clean run's; the rerun finishes the clean run's images, byte for byte."""
+    from realrag_core.manifest import read_manifest
+
+    def run(out):
+        args = json.dumps({"profile": str(smoke_config_file), "clip": world["clip"], "out": str(out)})
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+        proc = subprocess.Popen([sys.executable, "-c", GENERATE, args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        return proc
+
+    def images(out):
+        manifest = read_manifest(out)
+        if manifest is None:
+            return {}
+        rows = manifest.to_pylist()
+        keys = [(r["prompt_id"], r["seed"]) for r in rows]
+        assert len(keys) == len(set(keys)), "a kill left an image twice in the manifest"
+        return {key: (out / r["path"]).read_bytes() for key, r in zip(keys, rows)}
+
+    proc = run(tmp_path / "clean")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    seconds = float(out.split()[1])
+    clean = images(tmp_path / "clean")
+    assert len(clean) == 80
+    rng = random.Random(11)
+    counts = []
+    while sum(0 < c < 80 for c in counts) < 5 and len(counts) < 12:
+        remaining = 1 - (counts[-1] if counts else 0) / 80
+        proc = run(tmp_path / "gen")
+        time.sleep(rng.uniform(0.05, 0.8) * remaining * seconds)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        got = images(tmp_path / "gen")
+        assert all(clean[key] == data for key, data in got.items())  # listed means complete and right
+        counts.append(len(got))
+    assert counts == sorted(counts) and sum(0 < c < 80 for c in counts) >= 5, counts
+    proc = run(tmp_path / "gen")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert images(tmp_path / "gen") == clean
+    print("images after each kill:", counts, "of 80")
