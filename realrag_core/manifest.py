@@ -17,16 +17,18 @@ MANIFEST_DIR = "manifest"
 
 def read_manifest(folder: Path) -> pa.Table | None:
     path = folder / MANIFEST_DIR
-    if not path.is_dir() or not any(path.glob("*.parquet")):
+    parts = sorted(str(p) for p in path.glob("part-*.parquet")) if path.is_dir() else []
+    if not parts:
         return None
-    return ds.dataset(str(path), format="parquet").to_table()
+    # finished parts only: a part being written (or left by a killed run) has another name
+    return ds.dataset(parts, format="parquet").to_table()
 
 
 def append_part(folder: Path, rows: dict[str, list], schema: pa.Schema) -> Path:
     """Add one batch to the manifest: whole or not at all."""
     (folder / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
     part = folder / MANIFEST_DIR / f"part-{uuid.uuid4().hex}.parquet"
-    tmp = part.with_suffix(".tmp")
+    tmp = part.with_name(f".{part.name}.tmp")
     pq.write_table(pa.Table.from_pydict(rows, schema=schema), tmp)
     tmp.replace(part)
     return part

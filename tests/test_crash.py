@@ -182,3 +182,18 @@ def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, t
     assert proc.returncode == 0, err[-2000:]
     assert images(tmp_path / "gen") == clean
     print("images after each kill:", counts, "of 80")
+
+
+def test_a_manifest_part_left_half_written_is_not_read(tmp_path):
+    """What a kill in the middle of append_part leaves (a truncated temporary file) is invisible to readers; the
+    next append and read work. (Found by the kill test above in a fresh-clone run.)"""
+    import pyarrow as pa
+
+    from realrag_core.manifest import MANIFEST_DIR, append_part, read_manifest
+
+    schema = pa.schema([("prompt_id", pa.string()), ("seed", pa.int64())])
+    append_part(tmp_path, {"prompt_id": ["a"], "seed": [0]}, schema)
+    (tmp_path / MANIFEST_DIR / ".part-0123.parquet.tmp").write_bytes(b"PAR1")  # a write cut short
+    (tmp_path / MANIFEST_DIR / "part-4567.tmp").write_bytes(b"PAR1")  # the name older versions used
+    append_part(tmp_path, {"prompt_id": ["b"], "seed": [1]}, schema)
+    assert sorted(read_manifest(tmp_path)["prompt_id"].to_pylist()) == ["a", "b"]
