@@ -52,6 +52,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     return dg.MaterializeResult(metadata={
         "model_ids": ", ".join(s["model_id"] for s in info["seeds"]), "seeds": len(info["seeds"]),
         "chosen_lr": info["chosen_lr"], "table_version": info["table_version"],
+        "resumed_fits": info["resumed_fits"],
         "negatives_version": info["negatives_version"] or "none (contrastive baseline)", "train_seconds": info["train_seconds"],
         "negatives_per_prompt": info["negatives_per_prompt"],
         **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},

@@ -9,6 +9,7 @@ G(T) samples were nearest to.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -244,6 +245,61 @@ def mean_validation(runs: Sequence[dict]) -> dict:
     return out
 
 
+def current_folder(folder: Path) -> Path:
+    """The retrievers' folder, or the previous version a build was swapping out when it was killed."""
+    old = folder.with_name(folder.name + ".old")
+    if not (folder / RETRIEVER_FILE).is_file() and (old / RETRIEVER_FILE).is_file():
+        return old
+    return folder
+
+
+def fit_inputs_digest(cfg, base: ClipBundle, train: Sequence[Prompt], val: Sequence[Prompt], table: TableView,
+                      negatives_of: dict[str, list[str]], drop_positive: bool) -> str:  # fmt: skip
+    """Everything a fit's result depends on besides its learning rate and seed."""
+    settings = cfg.retriever.model_dump(mode="json", exclude={"lr", "lr_grid", "seeds", "ablations"})
+    h = hashlib.sha256(json.dumps({
+        "base": base.model_id, "device": cfg.device, "precision": cfg.precision, "settings": settings,
+        "train": [(p.prompt_id, p.prompt, p.concept) for p in train], "val": [(p.prompt_id, p.prompt, p.concept, p.generator_split) for p in val],
+        "ids": table.ids, "concepts": table.concepts, "negatives": negatives_of, "drop_positive": drop_positive,
+    }, sort_keys=True).encode())  # fmt: skip
+    h.update(table.embeddings.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+class FitCache:
+    """Finished fits (weights + run record) by learning rate and seed, each written whole (temporary folder,
+    then a rename) and reused only when the inputs digest matches."""
+
+    def __init__(self, folder: Path, base_folder: Path, cfg, digest: str):
+        self.folder, self.base_folder, self.cfg, self.digest, self.resumed = folder, base_folder, cfg, digest, 0
+
+    def get(self, lr: float, seed: int, fit: Callable[[], tuple[ClipBundle, dict]]) -> tuple[ClipBundle, dict]:
+        import shutil
+
+        done = self.folder / f"lr{lr!r}_seed{seed}"
+        record = done / "fit.json"
+        if record.is_file():
+            saved = json.loads(record.read_text())
+            if saved["inputs"] == self.digest:
+                self.resumed += 1
+                return load_clip(done, self.cfg.device, self.cfg.precision), saved["run"]
+        model, run = fit()
+        tmp = done.with_name(done.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / CONFIG_NAME).write_text((self.base_folder / CONFIG_NAME).read_text())
+        save_clip(model.model, tmp)
+        (tmp / "fit.json").write_text(json.dumps({"inputs": self.digest, "run": run}))
+        shutil.rmtree(done, ignore_errors=True)
+        tmp.rename(done)
+        return model, run
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, table_version: int,
                     negatives_rows: list[dict] | None, out_folder: Path, plot: Path, title: str,
                     reembed: Callable[[ClipBundle], tuple[str, int]] | None = None,
@@ -271,19 +327,28 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     negatives_of = negatives_by_prompt(negatives_rows) if negatives_rows is not None else {}
     drop_positive = cfg.mining.policy == "exclude_positive"
     first, *rest = r.seeds
+    # every finished fit is kept in a sibling folder until the new retrievers are in place: a run killed half-way
+    # resumes after its last finished fit instead of starting over (only fits of the very same inputs are reused)
+    fits = FitCache(out_folder.with_name(out_folder.name + ".fits"), base_folder, cfg,
+                    fit_inputs_digest(cfg, base, train, val, table, negatives_of, drop_positive))  # fmt: skip
+
+    def fit(lr: float, seed: int) -> tuple[ClipBundle, dict]:
+        return fits.get(lr, seed, lambda: fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive,
+                                                  lr, seed))  # fmt: skip
+
     grid, best = [], None
     for lr in r.learning_rates:
-        model, run = fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, lr, first)
+        model, run = fit(lr, first)
         grid.append({k: v for k, v in run.items() if k != "losses"})
         key = validation_score(run["validation"])
         if best is None or key > best[0]:
             best = (key, model, run)
     _, model, run = best
     chosen_lr = run["lr"]
-    runs = [(model, run)] + [fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, chosen_lr, s)
-                             for s in rest]  # fmt: skip
+    runs = [(model, run)] + [fit(chosen_lr, s) for s in rest]
     # written into a staging folder and swapped in at the end: a run killed half-way leaves the previous
-    # retrievers whole (or, in the instant between two renames, none), never a mix or half a file
+    # retrievers whole (in the instant between the two renames, as <folder>.old, which readers fall back to),
+    # never a mix or half a file
     import shutil
 
     final, out_folder = out_folder, out_folder.with_name(out_folder.name + ".partial")
@@ -313,13 +378,15 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
         final.rename(old)
     out_folder.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    return report
+    fits.clear()
+    return {**report, "resumed_fits": fits.resumed}
 
 
 def load_retrievers(folder: Path, device: str = "cpu",
                     precision: str = "float32") -> list[tuple[int, ClipBundle, str | None]]:  # fmt: skip
     """Every training seed's model a retriever asset saved, in seed order, with the name of the table its
     own image tower embedded (None: the shared table, the image tower was frozen)."""
+    folder = current_folder(folder)
     info_path = folder / RETRIEVER_FILE
     if not info_path.is_file():
         raise FileNotFoundError(f"no {RETRIEVER_FILE} in {folder}: materialize the retriever first")

@@ -1,6 +1,8 @@
-"""Crash safety: the embedding run killed with SIGKILL at random points, five times over, then run to the end. After
-every kill the table opens, holds no duplicate id and no half-written row (each row equals the clean run's row
-of that id); the final run leaves exactly the clean run's rows."""
+"""Crash safety, each kernel killed with SIGKILL at random points, five times over, then run to the end.
+Embedding: after every kill the table opens, holds no duplicate id and no half-written row (each row equals the
+clean run's row of that id); the final run leaves exactly the clean run's rows. Generation: the manifest names
+only complete, correct PNGs. Retriever training: readers always load a whole version, finished fits are resumed,
+and the result equals an uninterrupted run's."""
 
 import csv
 import json
@@ -13,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from realrag_core.clip_backbone import create_untrained, save_clip
 from realrag_core.synthetic_world import COLOURS, SHAPES, draw_concept
@@ -197,3 +200,132 @@ def test_a_manifest_part_left_half_written_is_not_read(tmp_path):
     (tmp_path / MANIFEST_DIR / "part-4567.tmp").write_bytes(b"PAR1")  # the name older versions used
     append_part(tmp_path, {"prompt_id": ["b"], "seed": [1]}, schema)
     assert sorted(read_manifest(tmp_path)["prompt_id"].to_pylist()) == ["a", "b"]
+
+
+TRAIN = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import pyarrow as pa
+from realrag_core.config import load_config
+from realrag_core.prompts import Prompt
+from realrag_core.retriever import build_retriever
+args = json.loads(sys.argv[1])
+cfg = load_config(args["profile"])
+cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={
+    "steps": args["steps"], "batch_size": 8, "lr_grid": (1e-3, 3e-3, 1e-2), "seeds": (0, 1, 2)})})
+concepts = sorted(set(args["split"]))
+rng = np.random.default_rng(0)  # a fixed random table: the crash behaviour, not retrieval quality, is under test
+ids = [f"{c}/{i}" for c in concepts for i in range(4)]
+emb = rng.standard_normal((len(ids), args["dim"])).astype(np.float32)
+rows = pa.table({"id": ids, "concept": [i.split("/")[0] for i in ids], "embedding": [e.tolist() for e in emb]})
+prompts = [Prompt(f"p{i}", f"a {c}", c, "known" if i % 2 else "novel", "val" if i % 3 == 0 else "train", "a {concept}")
+           for i, c in enumerate(concepts)]
+out = Path(args["out"])
+print("ready", flush=True)
+start = time.perf_counter()
+report = build_retriever(cfg, Path(args["clip"]), prompts, rows, 1, None, out, out.parent / "loss.png", "crash")
+print("done", time.perf_counter() - start, report["resumed_fits"], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_retriever_training_killed_at_random_points_resumes_and_never_leaves_a_broken_checkpoint(
+        world, tmp_path, smoke_config_file):  # fmt: skip
+    """build_retriever (3 learning rates on validation, then 2 more seeds: 5 fits) killed mid-run: after each kill
+    the retrievers a reader loads are whole, all of the previous version; finished fits are kept and the rerun
+    resumes after them; the result equals an uninterrupted run's byte for byte."""
+    from realrag_core.clip_backbone import WEIGHTS_NAME, load_clip
+    from realrag_core.retriever import load_retrievers
+
+    dim = load_clip(world["clip"]).model.text_projection.shape[1]
+
+    def run(out, steps=40):
+        args = json.dumps({"profile": str(smoke_config_file), "clip": world["clip"], "split": world["split"],
+                           "out": str(out), "steps": steps, "dim": dim})  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, "-c", TRAIN, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)  # fmt: skip
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        return proc
+
+    def finish(proc):
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and out.startswith("done"), err[-2000:]
+        return float(out.split()[1]), int(out.split()[2])
+
+    def weights(out):  # what a reader sees: every seed's weights, loadable
+        loaded = load_retrievers(out)
+        assert [s for s, _, _ in loaded] == [0, 1, 2]
+        folder = out if (out / "seed_0").exists() else out.with_name(out.name + ".old")
+        return [(folder / f"seed_{s}" / WEIGHTS_NAME).read_bytes() for s in (0, 1, 2)]
+
+    def fits_done(out):
+        cache = out.with_name(out.name + ".fits")
+        return len(list(cache.glob("*/fit.json"))) if cache.exists() else 0
+
+    clean_dir, out = tmp_path / "clean" / "retriever", tmp_path / "killed" / "retriever"
+    seconds, resumed = finish(run(clean_dir))
+    assert resumed == 0
+    clean = weights(clean_dir)
+    finish(run(out, steps=5))  # the version in place when the kills begin
+    previous = weights(out)
+    assert previous != clean
+    rng = random.Random(5)
+    done, mid_run = [], 0
+    while mid_run < 5 and len(done) < 15:
+        proc = run(out)
+        time.sleep(rng.uniform(0.05, 0.6) * (1 - (done[-1] if done else 0) / 5) * seconds)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        now = weights(out)
+        assert now in (previous, clean)  # whole and of one version: never a mix, never half a file
+        if now == clean:  # the kill came after the swap: the next version is complete
+            break
+        mid_run += 1
+        done.append(fits_done(out))
+    assert done == sorted(done), done  # finished fits stay finished
+    assert mid_run >= 5 and done[-1] >= 1, done
+    _, resumed = finish(run(out))
+    assert resumed == done[-1]  # continued after the last finished fit
+    assert weights(out) == clean
+    assert sorted(p.name for p in out.parent.iterdir()) == ["loss.png", "retriever"]  # no staging left
+    print("fits finished after each kill:", done, "of 5; resumed", resumed)
+
+
+def test_a_fit_is_reused_only_for_the_same_inputs_and_readers_fall_back_to_the_swapped_out_version(tmp_path, smoke_cfg):
+    from realrag_core.clip_backbone import load_clip
+    from realrag_core.retriever import RETRIEVER_FILE, FitCache, current_folder
+
+    base = tmp_path / "base"
+    model, *_ = create_untrained(base, smoke_cfg.clip.architecture, seed=0)
+    save_clip(model, base)
+    calls = []
+
+    def fit():
+        calls.append(1)
+        clip = load_clip(base)
+        with torch.no_grad():
+            clip.model.text_projection.add_(0.5)  # a "trained" model differs from the base
+        return clip, {"lr": 0.1, "seed": 3, "score": 0.25}
+
+    cache = tmp_path / "ret.fits"
+    first, run = FitCache(cache, base, smoke_cfg, "digest-a").get(0.1, 3, fit)
+    again = FitCache(cache, base, smoke_cfg, "digest-a")
+    model2, run2 = again.get(0.1, 3, fit)
+    assert len(calls) == 1 and again.resumed == 1 and run2 == run
+    assert torch.equal(model2.model.text_projection, first.model.text_projection)
+    other = FitCache(cache, base, smoke_cfg, "digest-b")  # another table, prompts or settings: fitted again
+    other.get(0.1, 3, fit)
+    assert len(calls) == 2 and other.resumed == 0
+    other.clear()
+    assert not cache.exists()
+
+    folder = tmp_path / "ret"  # killed between "folder -> folder.old" and "staging -> folder"
+    old = tmp_path / "ret.old"
+    old.mkdir()
+    (old / RETRIEVER_FILE).write_text("{}")
+    assert current_folder(folder) == old
+    folder.mkdir()
+    (folder / RETRIEVER_FILE).write_text("{}")
+    assert current_folder(folder) == folder
