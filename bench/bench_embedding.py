@@ -25,7 +25,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from _results import peak_rss_mb, write
+from _results import peak_rss_mb, reset_peak_rss, write
 from realrag_core.clip_backbone import ClipBundle, create_untrained
 from realrag_core.config import CaptionFileSourceConfig, DemoClipConfig, EmbeddingsConfig
 from realrag_core.embed_images import embed_source
@@ -89,6 +89,7 @@ def efficiency(clip: ClipBundle, source, n: int, batch: int, workers: int, work:
 def rss_child(n: int, work: Path) -> None:
     source = make_source(work / f"src{n}", n, 32, "PNG")
     clip = demo_clip(work / "clip")
+    reset_peak_rss()  # the peak of the embedding run, not of writing the source folder
     base = peak_rss_mb()
     report = embed_source(source, scope(n), clip, str(work / f"db{n}"), EmbeddingsConfig(batch_size=256, num_workers=0),
                           work / f"rejects{n}.parquet", progress=False)  # fmt: skip
