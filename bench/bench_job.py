@@ -84,15 +84,16 @@ def run_executor(name: str, config: Path, work: Path) -> dict:
     run = instance.get_runs(limit=1)[0]
     events = [e for e in instance.all_logs(run.run_id) if e.dagster_event is not None]
     starts, steps, run_start, run_end = {}, [], None, None
+    E = dg.DagsterEventType
     for e in events:
-        kind = e.dagster_event.event_type_value
-        if kind == "RUN_START":
+        kind = e.dagster_event.event_type
+        if kind == E.RUN_START:
             run_start = e.timestamp
-        elif kind in ("RUN_SUCCESS", "RUN_FAILURE"):
+        elif kind in (E.RUN_SUCCESS, E.RUN_FAILURE):
             run_end = e.timestamp
-        elif kind == "STEP_START":
+        elif kind == E.STEP_START:
             starts[e.step_key] = e.timestamp
-        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and e.step_key in starts:
+        elif kind in (E.STEP_SUCCESS, E.STEP_FAILURE) and e.step_key in starts:
             steps.append({"step": e.step_key, "start": starts[e.step_key], "seconds": e.timestamp - starts[e.step_key]})
     steps.sort(key=lambda s: s["start"])
     computing = intervals_union([(s["start"], s["start"] + s["seconds"]) for s in steps])
