@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--flat-queries", type=int, default=20, help="exact LanceDB searches timed (each scans all)")
     args = parser.parse_args()
-    sample, fitted = fitted_sampler(args.config, args.dim)
+    try:
+        sample, fitted = fitted_sampler(args.config, args.dim)
+    except FileNotFoundError as err:
+        raise SystemExit(f"{err}\nthe distribution is fitted to the demo's table: run README command 1 first")
     data = np.concatenate([sample(min(100_000, args.rows - i)) for i in range(0, args.rows, 100_000)])
     queries = sample(args.queries)
     truth = exact_top(data, queries, 10)
