@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -60,6 +61,38 @@ def to_uint8(images: Sequence[Image.Image], size: int = 64) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
 
 
+def load_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict from a file a user supplies, never unpickling code or objects: ``.safetensors``, or a torch
+    file read with ``weights_only=True`` (a pickle holding anything but tensors and containers is refused)."""
+    import pickle
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{what}: {path} holds more than tensors (pickled code or objects); refusing to load it. "
+                         "Give a plain state dict (.pth) or a .safetensors file") from err  # fmt: skip
+
+
+def inception_state_dict(spec) -> dict[str, torch.Tensor]:
+    """torch-fidelity's Inception weights: ``metrics.inception.weights``, else torch hub's cache under
+    ``metrics.inception.cache_dir`` (or torch's default), fetched from torch-fidelity's URL when absent. Loaded
+    here without unpickling: torch-fidelity itself would ``torch.load(..., weights_only=False)`` them."""
+    if spec.weights:
+        path = Path(spec.weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"metrics.inception.weights: no file at {path}")
+        return load_tensors(path, "metrics.inception.weights")
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    hub = Path(spec.cache_dir) if spec.cache_dir else Path(torch.hub.get_dir())
+    return torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, model_dir=str(hub / "checkpoints"), progress=False,
+                                              weights_only=True)  # fmt: skip
+
+
 def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
     """Standard FID and KID of ``fake`` against ``real`` (``spec``: an ``InceptionConfig``); None below 3 images.
 
@@ -67,16 +100,11 @@ def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Im
     bicubic filter, so torchmetrics' own resize is the identity."""
     if min(len(real), len(fake)) < 3:
         return None
-    weights = str(spec.weights) if spec.weights else None
-    if weights and not Path(weights).is_file():
-        raise FileNotFoundError(f"metrics.inception.weights: no file at {weights}")
-    hub_dir = torch.hub.get_dir()
-    if spec.cache_dir and not weights:
-        torch.hub.set_dir(str(spec.cache_dir))  # torch-fidelity downloads through torch hub
-    try:
-        fid = FrechetInceptionDistance(feature=spec.feature, feature_extractor_weights_path=weights)
-    finally:
-        torch.hub.set_dir(hub_dir)
+    state = inception_state_dict(spec)
+    with tempfile.TemporaryDirectory() as tmp:  # torch-fidelity reads a file: one we wrote from plain tensors
+        weights = Path(tmp) / "inception.pth"
+        torch.save(state, weights)
+        fid = FrechetInceptionDistance(feature=spec.feature, feature_extractor_weights_path=str(weights))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
         kid = KernelInceptionDistance(feature=fid.inception, subsets=50,

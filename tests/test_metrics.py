@@ -164,22 +164,56 @@ def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path)
 
 
 def test_inception_weights_download_into_the_configured_cache(inception_weights, tmp_path, monkeypatch):
-    """With no weights file, torch-fidelity fetches through torch hub: into metrics.inception.cache_dir."""
+    """With no weights file, the weights come through torch hub into metrics.inception.cache_dir, loaded with
+    weights_only=True."""
     import torch
-    import torch_fidelity.feature_extractor_inceptionv3 as tf
 
     from realrag_core.config import InceptionConfig
     from realrag_core.metrics import inception_metrics
 
     seen = []
 
-    def fake_download(url, *args, **kwargs):  # stands in for the network, nothing else
-        seen.append((url, torch.hub.get_dir()))
-        return torch.load(inception_weights)
+    def fake_download(url, model_dir=None, **kwargs):  # stands in for the network, nothing else
+        seen.append((url, model_dir, kwargs.get("weights_only")))
+        return torch.load(inception_weights, weights_only=True)
 
-    monkeypatch.setattr(tf, "load_state_dict_from_url", fake_download)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
     before = torch.hub.get_dir()
     images = [draw_concept(c, "circle", "filled", 32) for c in ("red", "blue", "green", "orange")]
     out = inception_metrics(InceptionConfig(cache_dir=tmp_path / "hub"), images, images[::-1])
-    assert seen and seen[0][0].startswith("https://") and seen[0][1] == str(tmp_path / "hub")
+    assert seen and seen[0][0].startswith("https://") and seen[0][1:] == (str(tmp_path / "hub" / "checkpoints"), True)
     assert torch.hub.get_dir() == before and out["n_fake"] == 4
+
+
+class _Payload:  # what a booby-trapped checkpoint holds: unpickling it would run code
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_user_supplied_weights_are_never_unpickled(inception_weights, tmp_path):
+    """A .pth that carries code instead of tensors is refused with a clear error and its code never runs (the
+    library underneath would load it with weights_only=False); safetensors and plain state dicts load and agree."""
+    import torch
+    from safetensors.torch import save_file
+
+    from realrag_core.config import InceptionConfig
+    from realrag_core.metrics import inception_metrics, inception_state_dict
+
+    marker = tmp_path / "code-ran"
+    state = torch.load(inception_weights, weights_only=True)
+    trapped = tmp_path / "trapped.pth"
+    torch.save({**state, "extra": _Payload(marker)}, trapped)
+    images = [draw_concept(c, "circle", "filled", 32) for c in ("red", "blue", "green", "orange")]
+    with pytest.raises(ValueError, match="holds more than tensors"):
+        inception_metrics(InceptionConfig(weights=trapped), images, images)
+    assert not marker.exists()
+    safe = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(safe))
+    loaded = inception_state_dict(InceptionConfig(weights=safe))
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    a = inception_metrics(InceptionConfig(weights=safe), images, images[::-1])
+    b = inception_metrics(InceptionConfig(weights=inception_weights), images, images[::-1])
+    assert a["fid"] == b["fid"]  # (KID draws random subsets)
