@@ -89,6 +89,27 @@ def test_multiprocess_job_gives_the_in_process_result(reference, tmp_path, run_o
     assert_same_outputs(root, reference, run_outputs)
 
 
+def pickled(path: Path) -> bool:
+    """A pickle (protocol 2+) or a torch zip archive, which holds one."""
+    import zipfile
+
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return True
+    return zipfile.is_zipfile(path) and any(n.endswith(".pkl") for n in zipfile.ZipFile(path).namelist())
+
+
+@pytest.mark.slow
+def test_every_checkpoint_of_a_full_run_is_safetensors(reference):
+    """Safety: the full smoke run (every asset and check) writes its weights as safetensors and no pickle."""
+    files = [f for f in reference.rglob("*") if f.is_file()]
+    weights = [f for f in files if f.suffix == ".safetensors"]
+    stages = {f.relative_to(reference / "checkpoints").parts[0] for f in weights}
+    assert {"clip_backbone", "judge", "generator", "retriever", "contrastive_retriever"} <= stages
+    assert [f for f in files if f.suffix in {".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt"} or pickled(f)] == []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
