@@ -12,7 +12,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# REALRAG_BENCH_RESULTS sends a trial run's figures elsewhere instead of replacing the committed ones
+RESULTS = Path(os.environ.get("REALRAG_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict:
@@ -84,19 +85,22 @@ def write(name: str, title: str, params: dict, measured: dict, ratios: dict[str,
     for key, r in record["ratios"].items():
         verdict = "" if r["target"] is None else f"  target {r['target']}: {'met' if r['met'] else 'MISSED'}"
         print(f"{key}: {r['value']:.4g}{verdict}")
-    print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
+    print(f"wrote {path}")
     return path
 
 
 def write_table() -> Path:
-    rows = ["| benchmark | ratio | value | target | met | machine | date |", "|---|---|---|---|---|---|---|"]
+    rows = ["| benchmark | ratio | value | target | met | parameters | machine | date |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         m = r["machine"]
-        where = f"{m.get('gpu') or m['cpu']}, {m['cores']} cores"
+        where = f"{m.get('gpu') or m['cpu']}, {m['cores']} cores, {m.get('torch_threads', '?')} torch threads"
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         for key, v in r["ratios"].items():
             met = "" if v["met"] is None else ("yes" if v["met"] else "**no**")
-            rows.append(f"| {r['title']} | {key} | {v['value']:.4g} | {v['target'] or ''} | {met} | {where} | {r['date']} |")
+            rows.append(f"| {r['title']} | {key} | {v['value']:.4g} | {v['target'] or ''} | {met} | {params} | {where} "
+                        f"| {r['date']} |")  # fmt: skip
     out = RESULTS / "README.md"
     out.write_text("# Latest benchmark figures\n\nWritten by the scripts in bench/ (one JSON each here); the "
                    "README quotes this table.\n\n" + "\n".join(rows) + "\n")  # fmt: skip

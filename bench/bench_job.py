@@ -130,12 +130,14 @@ def main() -> None:
     first = results[names[0]]
     print(f"\n== time per step, {names[0]} executor, profile {profile}")
     for s in sorted(first["per_step"], key=lambda s: -s["seconds"]):
-        print(f"  {s['step']:40s} {s['seconds']:9.1f} s")
+        print(f"  {s['seconds']:9.1f} s  {s['step']}")
     ratios = {f"Dagster overhead / wall time ({n})": (r["overhead_share"], None) for n, r in results.items()}
     if {"in_process", "multiprocess"} <= set(results):
         ratios["wall time multiprocess / in process"] = (
             results["multiprocess"]["wall_seconds"] / results["in_process"]["wall_seconds"], None)
-    write(f"job_{profile}", f"Main job ({profile} profile)", {"config": str(args.config), "executors": names},
+    config = args.config.resolve()
+    shown = str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config)
+    write(f"job_{profile}", f"Main job ({profile} profile)", {"config": shown, "executors": names},
           results, ratios)  # fmt: skip
 
 
