@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,8 +275,6 @@ class FitCache:
         self.folder, self.base_folder, self.cfg, self.digest, self.resumed = folder, base_folder, cfg, digest, 0
 
     def get(self, lr: float, seed: int, fit: Callable[[], tuple[ClipBundle, dict]]) -> tuple[ClipBundle, dict]:
-        import shutil
-
         done = self.folder / f"lr{lr!r}_seed{seed}"
         record = done / "fit.json"
         if record.is_file():
@@ -295,8 +294,6 @@ class FitCache:
         return model, run
 
     def clear(self) -> None:
-        import shutil
-
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -349,8 +346,6 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     # written into a staging folder and swapped in at the end: a run killed half-way leaves the previous
     # retrievers whole (in the instant between the two renames, as <folder>.old, which readers fall back to),
     # never a mix or half a file
-    import shutil
-
     final, out_folder = out_folder, out_folder.with_name(out_folder.name + ".partial")
     shutil.rmtree(out_folder, ignore_errors=True)
     common = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),

@@ -77,6 +77,30 @@ def rows_of(db):
     return table.to_arrow().drop(["added_at"]).to_pylist()
 
 
+
+def kill_until_five_mid_run(launch, observe, total: int, seconds: float, rng: random.Random, spread: float,
+                            restart) -> list[int]:  # fmt: skip
+    """Start the kernel (``launch``), SIGKILL it after a random share (up to ``spread``) of what is left of a run
+    of ``seconds``, and count what it left (``observe``, which asserts it is whole), until five kills landed
+    mid-run. What was written stays written; a run that finished before its kill (a loaded machine) is started
+    over (``restart``). Returns the count after each kill."""
+    counts, since_reset = [], []  # after each kill; those since the output was last started afresh
+    while sum(0 < c < total for c in counts) < 5 and len(counts) < 20:
+        remaining = 1 - (since_reset[-1] if since_reset else 0) / total
+        proc = launch()
+        time.sleep(rng.uniform(0.05, spread) * remaining * seconds)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        n = observe()
+        assert not since_reset or n >= since_reset[-1], (since_reset, n)  # written stays written
+        counts.append(n)
+        since_reset.append(n)
+        if n == total:
+            restart()
+            since_reset = []
+    assert sum(0 < c < total for c in counts) >= 5, counts  # five kills landed mid-run
+    return counts
+
 @pytest.mark.slow
 def test_embedding_killed_at_five_random_points_resumes_to_the_clean_table(world, tmp_path):
     clean_db = tmp_path / "clean"
@@ -87,31 +111,21 @@ def test_embedding_killed_at_five_random_points_resumes_to_the_clean_table(world
     clean = {r["id"]: r for r in rows_of(clean_db)}
     assert len(clean) == world["n"]
     db = tmp_path / "db"
-    rng = random.Random(7)
-    counts, since_reset = [], []  # rows after each kill; those since the table was last started afresh
-    while sum(0 < c < world["n"] for c in counts) < 5 and len(counts) < 20:
-        remaining = 1 - (since_reset[-1] if since_reset else 0) / world["n"]
-        proc = start(world, db, tmp_path)
-        # somewhere in what is left of the run: between batches or in the middle of a commit
-        time.sleep(rng.uniform(0.05, 0.6) * remaining * embed_seconds)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
+
+    def observe() -> int:
         if not db.exists():  # killed before the table was created
-            counts.append(0)
-            continue
+            return 0
         rows = rows_of(db)
         ids = [r["id"] for r in rows]
         assert len(ids) == len(set(ids)), "a kill left a duplicate id"
         for r in rows:  # every row whole: the clean run's row of that id
             assert r["path"] == clean[r["id"]]["path"] and r["caption"] == clean[r["id"]]["caption"]
             assert np.allclose(r["embedding"], clean[r["id"]]["embedding"], atol=1e-5)
-        assert not since_reset or len(rows) >= since_reset[-1], (since_reset, len(rows))  # written stays written
-        counts.append(len(rows))
-        since_reset.append(len(rows))
-        if len(rows) == world["n"]:  # the run finished before the kill (a loaded machine): start over
-            shutil.rmtree(db)
-            since_reset = []
-    assert sum(0 < c < world["n"] for c in counts) >= 5, counts  # five kills landed mid-run
+        return len(rows)
+
+    # somewhere in what is left of the run: between batches or in the middle of a commit
+    counts = kill_until_five_mid_run(lambda: start(world, db, tmp_path), observe, world["n"], embed_seconds,
+                                     random.Random(7), 0.6, lambda: shutil.rmtree(db))  # fmt: skip
     proc = start(world, db, tmp_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
@@ -173,23 +187,14 @@ def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, t
     seconds = float(out.split()[1])
     clean = images(tmp_path / "clean")
     assert len(clean) == 80
-    rng = random.Random(11)
-    counts, since_reset = [], []
-    while sum(0 < c < 80 for c in counts) < 5 and len(counts) < 20:
-        remaining = 1 - (since_reset[-1] if since_reset else 0) / 80
-        proc = run(tmp_path / "gen")
-        time.sleep(rng.uniform(0.05, 0.8) * remaining * seconds)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
+
+    def observe() -> int:
         got = images(tmp_path / "gen")
         assert all(clean[key] == data for key, data in got.items())  # listed means complete and right
-        assert not since_reset or len(got) >= since_reset[-1], (since_reset, len(got))
-        counts.append(len(got))
-        since_reset.append(len(got))
-        if len(got) == 80:  # the run finished before the kill (a loaded machine): start over
-            shutil.rmtree(tmp_path / "gen")
-            since_reset = []
-    assert sum(0 < c < 80 for c in counts) >= 5, counts
+        return len(got)
+
+    counts = kill_until_five_mid_run(lambda: run(tmp_path / "gen"), observe, 80, seconds, random.Random(11), 0.8,
+                                     lambda: shutil.rmtree(tmp_path / "gen"))  # fmt: skip
     proc = run(tmp_path / "gen")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
