@@ -413,6 +413,10 @@ class GeneratorTrainConfig(_Strict):
 
 class SamplingConfig(_Strict):
     steps: int = Field(25, ge=1)
+    scheduler: Literal["ddim", "dpmsolver++", "unipc"] = Field(
+        "ddim", description="diffusers sampler: DDIMScheduler (eta 0), DPMSolverMultistepScheduler (DPM-Solver++ 2M) "
+        "or UniPCMultistepScheduler; all deterministic (bench/sweep_generator_sampling.py compares them)"
+    )
     guidance: float = Field(3.0, ge=1.0, description="classifier-free guidance (text scale when reference_guidance is set)")
     reference_guidance: float | None = Field(
         None, ge=1.0, description="InstructPix2Pix-style separate scale for the reference (3 UNet passes a step); "

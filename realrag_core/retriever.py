@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .clip_backbone import CONFIG_NAME, ClipBundle, load_clip, retrieval_accuracy, save_clip
+from .clip_backbone import CONFIG_NAME, ClipBundle, adamw, load_clip, retrieval_accuracy, save_clip
 from .loss import reflective_contrastive_loss
 from .prompts import Prompt
 
@@ -110,7 +110,7 @@ def train_retriever(
         flat = rows.reshape(-1)
         return F.normalize(model.encode_image(table.pixels[flat]), dim=-1).reshape(*rows.shape, -1)
 
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    optimizer = adamw(params, lr=lr, weight_decay=0.0)
     usable = [p for p in prompts if table.rows_of_concept.get(p.concept)]
     by_concept: dict[str, list[Prompt]] = {}
     for p in usable:

@@ -7,6 +7,7 @@ import torch
 from realrag_core.clip_backbone import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    adamw,
     create_untrained,
     load_clip,
     retrieval_accuracy,
@@ -98,3 +99,23 @@ def test_precision_embeds_under_autocast_and_stays_close_to_float32(smoke_cfg, t
     assert a.dtype == b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 arithmetic, float32 out
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.98
     assert torch.nn.functional.cosine_similarity(full.embed_texts(texts), half.embed_texts(texts)).min() > 0.98
+
+
+def test_adamw_is_fused_on_cpu_and_makes_the_plain_adamw_update():
+    def run(make):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(300, 16)), torch.nn.Parameter(torch.randn(16))]
+        opt = make(params)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        return opt, params
+
+    fused, after = run(lambda ps: adamw(ps, lr=1e-2, weight_decay=0.1))
+    _, plain = run(lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, foreach=False))
+    assert fused.defaults["fused"] is True
+    assert not torch.equal(after[0], torch.randn(300, 16, generator=torch.Generator().manual_seed(0)))
+    for a, b in zip(after, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -23,21 +23,23 @@ def text(smoke_cfg, tmp_path):
     return load_clip(tmp_path / "clip")
 
 
-def _gen(smoke_cfg, clip, seed=0):
+def _gen(smoke_cfg, clip, seed=0, scheduler="ddim"):
     import torch
 
     torch.manual_seed(seed)
     tokens = TextTokens(clip)
     unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
-    return DemoDiffusionGenerator(unet, tokens, smoke_cfg.generator.unet, "test", steps=3, guidance=2.0, batch_size=2)
+    return DemoDiffusionGenerator(unet, tokens, smoke_cfg.generator.unet, "test", steps=3, guidance=2.0, batch_size=2,
+                                  scheduler=scheduler)  # fmt: skip
 
 
 def _px(img):
     return np.asarray(img, dtype=np.int16)
 
 
-def test_fits_the_protocol_and_is_batch_invariant(smoke_cfg, text):
-    gen = _gen(smoke_cfg, text)
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmsolver++", "unipc"])
+def test_fits_the_protocol_and_is_batch_invariant(smoke_cfg, text, scheduler):
+    gen = _gen(smoke_cfg, text, scheduler=scheduler)
     assert isinstance(gen, Generator)
     ref = draw_concept("red", "circle", "filled", 32)
     batch = gen.generate(["a red circle", "a blue star", "a green ring"], [ref, None, ref], [7, 8, 9])
@@ -57,6 +59,24 @@ def test_conditioning_changes_the_output(smoke_cfg, text):
     assert np.abs(_px(with_ref) - _px(without)).mean() > 1
     assert np.abs(_px(with_ref) - _px(other_text)).mean() > 0.1
     assert np.abs(_px(with_ref) - _px(other_seed)).mean() > 1
+
+
+def test_samplers_differ_and_the_generator_id_names_every_setting_that_changes_images(smoke_cfg, text):
+    from realrag_core.config import SamplingConfig
+    from realrag_core.generators.demo_training import demo_generator_id
+
+    ref = draw_concept("red", "circle", "filled", 32)
+    images = {k: _px(_gen(smoke_cfg, text, scheduler=k).generate(["a red circle"], [ref], [3])[0])
+              for k in ("ddim", "dpmsolver++", "unipc")}  # fmt: skip
+    assert np.abs(images["ddim"] - images["dpmsolver++"]).mean() > 0.1
+    with pytest.raises(ValueError, match="unknown sampler"):
+        _gen(smoke_cfg, text, scheduler="euler")
+    base = SamplingConfig(steps=15, guidance=2.0)
+    ids = {demo_generator_id("k", base.model_copy(update=u)) for u in
+           ({}, {"steps": 25}, {"guidance": 3.0}, {"scheduler": "unipc"}, {"reference_guidance": 2.0})}  # fmt: skip
+    assert len(ids) == 5  # each setting that changes images gives another id (resumed stages never mix them)
+    assert demo_generator_id("k", base.model_copy(update={"batch_size": 7})) == demo_generator_id("k", base)
+    assert demo_generator_id("k", base).startswith("demo-diffusion:k-")
 
 
 def test_protocol_arguments_are_checked(smoke_cfg, text):
@@ -95,6 +115,37 @@ def test_training_lowers_the_denoising_loss(smoke_cfg, training_data):
     losses = train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 60, 16, 2e-3,
                              smoke_cfg.generator.train.mix, 0)  # fmt: skip
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+
+
+def test_snapshots_are_the_weights_of_shorter_runs_and_leave_the_run_unchanged(smoke_cfg, training_data):
+    """A snapshot after k steps holds what a k-step run saves (EMA average included); taking snapshots, even with
+    a callback that draws random numbers, changes nothing in the run itself."""
+    import torch
+
+    _, images, captions, pools, tokens = training_data
+    spec, mix = smoke_cfg.generator.unet, smoke_cfg.generator.train.mix
+
+    def run(steps, **snap):
+        torch.manual_seed(0)
+        unet = build_unet(spec, tokens.width, tokens.dim)
+        losses = train_generator(unet, tokens, spec, images, captions, pools, steps, 8, 1e-3, mix, 0,
+                                 ema_decay=0.9, **snap)  # fmt: skip
+        return losses, {k: v.clone() for k, v in unet.state_dict().items()}
+
+    taken = {}
+
+    def on_snapshot(step, unet):
+        taken[step] = {k: v.clone() for k, v in unet.state_dict().items()}
+        torch.randn(100)  # a sampling check would draw noise too
+
+    losses, final = run(6, snapshot_every=2, on_snapshot=on_snapshot)
+    assert sorted(taken) == [2, 4]  # the last step's weights are the run's own result, not a snapshot
+    short_losses, short = run(4)
+    assert short_losses == losses[:4]
+    assert all(torch.equal(taken[4][k], short[k]) for k in short)
+    assert not all(torch.equal(taken[2][k], taken[4][k]) for k in short)
+    plain_losses, plain = run(6)
+    assert plain_losses == losses and all(torch.equal(final[k], plain[k]) for k in plain)
 
 
 def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path, text):

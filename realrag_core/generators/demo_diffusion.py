@@ -5,9 +5,9 @@
   embedding), and on one reference image concatenated to its input channels (the spatial path of
   image-conditioned diffusion; zeros when there is no reference).
 - v-prediction with a cosine (``squaredcos_cap_v2``) schedule for training (``DDPMScheduler``), DDIM for
-  sampling, classifier-free guidance over the joint (text, reference) condition.
-- Deterministic: sample i starts from noise drawn from its own seed and DDIM runs with eta = 0, so an image
-  depends on (prompt, reference, seed) only, never on its batch.
+  sampling (or DPM-Solver++ / UniPC), classifier-free guidance over the joint (text, reference) condition.
+- Deterministic: sample i starts from noise drawn from its own seed and the sampler adds no noise (DDIM with
+  eta = 0), so an image depends on (prompt, reference, seed) only, never on its batch.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UniPCMultistepScheduler
 from diffusers.training_utils import EMAModel
 from PIL import Image
 
@@ -60,11 +60,16 @@ def training_scheduler() -> DDPMScheduler:
     )  # fmt: skip
 
 
-def sampling_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
-        clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing",
-    )  # fmt: skip
+def sampling_scheduler(kind: str = "ddim"):
+    common = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2",
+                  prediction_type="v_prediction", timestep_spacing="trailing")  # fmt: skip
+    if kind == "ddim":
+        return DDIMScheduler(**common, clip_sample=True, set_alpha_to_one=True)
+    if kind == "dpmsolver++":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    if kind == "unipc":
+        return UniPCMultistepScheduler(**common)
+    raise ValueError(f"unknown sampler {kind!r}: ddim, dpmsolver++ or unipc")
 
 
 class TextTokens(torch.nn.Module):
@@ -112,8 +117,10 @@ class DemoDiffusionGenerator:
 
     def __init__(self, unet: UNet2DConditionModel, text: TextTokens, spec: DemoUNetConfig, generator_id: str,
                  steps: int = 25, guidance: float = 3.0, batch_size: int = 64, device: str = "cpu",
-                 reference_guidance: float | None = None):  # fmt: skip
+                 reference_guidance: float | None = None, scheduler: str = "ddim"):  # fmt: skip
         self.reference_guidance = reference_guidance
+        self.scheduler = scheduler
+        sampling_scheduler(scheduler)  # an unknown name fails here, not in the middle of a run
         self.unet = unet.to(device).eval()
         self.text = text
         self.spec = spec
@@ -151,8 +158,9 @@ class DemoDiffusionGenerator:
         cond = self.text(prompts)
         uncond = self._null(n)
         glob = torch.cat([self.text.pooled(prompts), self._null_global(n)]) if self.spec.global_text else None
-        scheduler = sampling_scheduler()
+        scheduler = sampling_scheduler(self.scheduler)
         scheduler.set_timesteps(self.steps)
+        no_noise = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {}
         x = noise * scheduler.init_noise_sigma
         use_cfg = self.guidance != 1.0
         two_scale = self.reference_guidance is not None
@@ -166,7 +174,7 @@ class DemoDiffusionGenerator:
                 labels = None if glob is None else torch.cat([glob[:n], glob[n:], glob[n:]])
                 pc, pr, pu = self.unet(model_in, t, encoder_hidden_states=hidden, class_labels=labels).sample.chunk(3)
                 pred = pu + self.reference_guidance * (pr - pu) + self.guidance * (pc - pr)
-                x = scheduler.step(pred, t, x, eta=0.0).prev_sample
+                x = scheduler.step(pred, t, x, **no_noise).prev_sample
                 continue
             if use_cfg:
                 model_in = torch.cat([x, x])
@@ -181,7 +189,7 @@ class DemoDiffusionGenerator:
             if use_cfg:
                 pc, pu = pred.chunk(2)
                 pred = pu + self.guidance * (pc - pu)
-            x = scheduler.step(pred, t, x, eta=0.0).prev_sample
+            x = scheduler.step(pred, t, x, **no_noise).prev_sample
         return [to_pil(img) for img in x]
 
 
@@ -191,7 +199,8 @@ def untrained_like(gen: DemoDiffusionGenerator, seed: int = 0) -> DemoDiffusionG
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(gen.unet.config)
     return DemoDiffusionGenerator(unet, gen.text, gen.spec, f"{gen.generator_id}:untrained-{seed}", gen.steps,
-                                  gen.guidance, gen.batch_size, gen.device)  # fmt: skip
+                                  gen.guidance, gen.batch_size, gen.device, gen.reference_guidance,
+                                  gen.scheduler)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- training
@@ -240,6 +249,8 @@ def train_generator(
     unfamiliar_captions: Sequence[str] = (),
     outside_share: float | None = None,
     outside: tuple[torch.Tensor, Sequence[str], Sequence[Sequence[int]]] | None = None,
+    snapshot_every: int | None = None,
+    on_snapshot: Callable[[int, UNet2DConditionModel], None] | None = None,
 ) -> list[float]:
     """v-prediction denoising loss on (image, caption, reference: another image of the same concept).
 
@@ -248,7 +259,11 @@ def train_generator(
 
     With ``outside_share`` that share of the reference-conditioned examples is replaced by an example of
     ``outside`` (images, captions, reference pools of concepts outside the world), so the reference pathway
-    learns from many more concepts than the text pathway; text-only and unconditioned examples stay known ones."""
+    learns from many more concepts than the text pathway; text-only and unconditioned examples stay known ones.
+
+    With ``snapshot_every`` and ``on_snapshot``, every that many steps ``on_snapshot(steps_done, unet)`` sees the
+    weights a run of exactly ``steps_done`` steps would save (the EMA average when ``ema_decay`` is set: the
+    learning rate is constant and the data order depends only on the step), then training goes on unchanged."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     scheduler = training_scheduler()
@@ -313,6 +328,17 @@ def train_generator(
         losses.append(loss.item())
         if on_step:
             on_step(step, losses[-1])
+        if snapshot_every and on_snapshot and (step + 1) % snapshot_every == 0 and step + 1 < steps:
+            rng_state = torch.get_rng_state()  # whatever the callback draws, training goes on as without it
+            if ema is not None:
+                ema.store(unet.parameters())
+                ema.copy_to(unet.parameters())
+            unet.eval()
+            on_snapshot(step + 1, unet)
+            unet.train()
+            torch.set_rng_state(rng_state)
+            if ema is not None:
+                ema.restore(unet.parameters())
     if ema is not None:
         ema.copy_to(unet.parameters())
     unet.eval()

@@ -130,6 +130,13 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
     return gen, {**info, "source": source}
 
 
+def demo_generator_id(key: str, sampling) -> str:
+    """The weights' key plus a hash of every sampling setting that changes images (not the batch size: an image
+    never depends on its batch), so resumable stages never reuse images sampled with other settings."""
+    settings = sampling.model_dump(mode="json", exclude={"batch_size"})
+    return f"demo-diffusion:{key}-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
                         folder: Path) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
     """Load the generator the ``generator`` asset made; refuse weights made for another split or config."""
@@ -138,11 +145,10 @@ def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle,
     if info.get("key") != key:
         raise ValueError(f"the generator in {folder} was made for another split/config ({info.get('key')} != {key}): "
                          "materialize the generator asset again")  # fmt: skip
-    generator_id = f"demo-diffusion:{key}"
-    gen = DemoDiffusionGenerator(unet, TextTokens(text_clip), cfg.generator.unet, generator_id,
-                                 cfg.generator.sampling.steps, cfg.generator.sampling.guidance,
-                                 cfg.generator.sampling.batch_size, cfg.device,
-                                 cfg.generator.sampling.reference_guidance)  # fmt: skip
+    s = cfg.generator.sampling
+    generator_id = demo_generator_id(key, s)
+    gen = DemoDiffusionGenerator(unet, TextTokens(text_clip), cfg.generator.unet, generator_id, s.steps, s.guidance,
+                                 s.batch_size, cfg.device, s.reference_guidance, s.scheduler)  # fmt: skip
     return gen, {**{k: v for k, v in info.items() if k != "losses"}, "generator_id": generator_id}
 
 
