@@ -25,6 +25,11 @@ def trained_model_metadata(info: dict, loss_plot: Path) -> dict:
     keys = ("model_id", "params", "train_seconds", "final_loss", "train_images", "model_name", "load_seconds")
     metadata = {key: info[key] for key in keys if key in info}  # pretrained models have no training figures
     metadata["reused_weights"] = info["reused"]
+    if "source" in info:
+        metadata["weights"] = info["source"]  # trained, reused or shipped
+    for key in ("train_styles", "database_world_images_trained", "reference_world_images_trained"):
+        if key in info:
+            metadata[key] = ", ".join(info[key]) if isinstance(info[key], list) else info[key]
     if loss_plot.is_file():
         metadata["loss_curve"] = inline_image(loss_plot, "loss curve")
     return metadata

@@ -17,9 +17,12 @@ from ._metadata import RetrainConfig, flat, trained_model_metadata
     code_version="1",
     description=(
         "The base CLIP the retriever starts from. Demo: an open_clip model built by open_clip's factory from a "
-        "custom config and pre-trained contrastively (open_clip ClipLoss) on the CLIP pre-training styles only, "
-        "so it is a genuine zero-shot retriever on the database images. Weights are reused when config and "
-        "data are unchanged. Metadata: text->image top-1/top-5 concept accuracy on database images."
+        "custom config and pre-trained contrastively (open_clip ClipLoss) on artists that draw neither the database "
+        "nor the reference, plus the database and reference artists' images of concepts outside the world, so it is "
+        "a genuine zero-shot retriever on the database images of the world, which it never saw. Shipped weights "
+        "(weights/demo_clip) are used when their training key matches; otherwise it trains. Metadata: text->image "
+        "top-1/top-5 concept accuracy on the world's database images and on the selection concepts' (where its "
+        "recipe was chosen)."
     ),
 )
 def clip_backbone(
@@ -33,5 +36,6 @@ def clip_backbone(
         **trained_model_metadata(info, store.reports_dir / "clip_backbone_loss.png"),
         "eval_images": info["eval_images"],
         **flat("zero_shot", info["zero_shot"]),
+        **flat("selection", {k: v for k, v in (info.get("selection") or {}).items() if k in ("top1", "top5", "queries")}),
         "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),
     })  # fmt: skip

@@ -4,8 +4,7 @@ import dagster as dg
 
 from pipelines.resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import training_key_of
-from realrag_core.generators.demo_training import check_generator, reference_effect
+from realrag_core.generators.demo_training import check_generator, generator_bars, reference_effect
 from realrag_core.generators.registry import build_generator
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
@@ -15,14 +14,15 @@ from ._metadata import RetrainConfig, inline_image
 
 @dg.asset(
     group_name="foundation",
-    deps=["clip_backbone", "world_splits", "judge"],
+    deps=["world_splits", "judge"],
     kinds={"pytorch", "diffusers"},
     pool="gpu",
     code_version="2",
     description=(
         "The demo generator: a diffusers UNet2DConditionModel in pixel space with a v-prediction cosine "
-        "schedule, conditioned on the prompt through the base CLIP's frozen text tower (cross-attention, plus the "
-        "pooled text embedding added to the timestep embedding) and on one reference image concatenated to its "
+        "schedule, conditioned on the prompt through its own frozen open_clip text encoder, stored with its weights and "
+        "unrelated to the retriever's base CLIP (cross-attention, plus the pooled text embedding added to the "
+        "timestep embedding) and on one reference image concatenated to its "
         "input channels. Trained on known concepts only; a training example's reference is another image of its "
         "concept (generator.train.reference_pool). Shipped weights are used only when made for this split and "
         "config. Metadata: judge top-1 of (a) text-only samples of known concepts and (b) reference-conditioned "
@@ -35,15 +35,16 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
     store = realrag.store()
     world = load_world(store.world_dir)
     records = list(iter_records(cfg.source))
-    text_key = training_key_of(store.clip_dir)
-    gen, info = build_generator(cfg, world, load_clip(store.clip_dir, cfg.device, cfg.precision), text_key, records,
-                                     store.generator_dir, store.reports_dir, config.force_retrain)  # fmt: skip
+    gen, info = build_generator(cfg, world, records, store.generator_dir, store.reports_dir, config.force_retrain)
     judge = load_clip(store.judge_dir, cfg.device, cfg.precision)
     checks, grid = check_generator(gen, judge, world, records, cfg)
     effect = reference_effect(gen, judge, world, records, cfg)
-    ceiling = (store.read_report("judge") or {}).get("ceiling", {})
-    report = {**info, "checks": checks, "reference_effect": effect,
-              "ceiling": {k: ceiling.get(f"database/{k}") for k in ("known", "novel")}}  # fmt: skip
+    judged = store.read_report("judge") or {}
+    ceiling = judged.get("ceiling", {})
+    held_out = judged.get("ceiling_split", "database")  # the reference style's images, which the judge never saw
+    report = {**info, "checks": checks, "reference_effect": effect, "ceiling_split": held_out,
+              "ceiling": {k: ceiling.get(f"{held_out}/{k}") for k in ("known", "novel")}}  # fmt: skip
+    report["bars"] = generator_bars(checks, report["ceiling"])
     grid.save(store.reports_dir / "generator_grid.png")
     store.write_report("generator", report)
     metadata = {"generator_id": info["generator_id"], "weights": info["source"], "params": info.get("params", 0)}
@@ -51,8 +52,10 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
         metadata[f"judge_top1/{name}"] = m["acc"]
         metadata[f"judge_top1/{name}/n"] = m["n"]
     for split in ("known", "novel"):
-        if ceiling.get(f"database/{split}"):
-            metadata[f"ceiling/{split}"] = ceiling[f"database/{split}"]["acc"]
+        if report["ceiling"].get(split):
+            metadata[f"ceiling/{split}"] = report["ceiling"][split]["acc"]
+    for name, bar in report["bars"].items():
+        metadata[f"bar/{name}"] = f"{'met' if bar['met'] else 'NOT met'}: {bar['value']:.3f} vs {bar['needed']:.3f}"
     metadata["reference_effect"] = effect["effect"]
     metadata["reference_effect/interval"] = f"[{effect['effect_lo']:.3f}, {effect['effect_hi']:.3f}] (n={effect['n']})"
     metadata["grid"] = inline_image(grid, "novel concepts: reference | text | text+ref | ref only")

@@ -17,10 +17,12 @@ from ._metadata import RetrainConfig, flat, trained_model_metadata
     code_version="1",
     description=(
         "The evaluation judge: a separate open_clip model (its own seed) trained with ClipLoss on every real "
-        "image and caption, reference style included. No pipeline stage uses it; the metrics stage passes it "
-        "to torchmetrics as the feature extractor where Inception weights are unavailable, and uses it to "
-        "name the concept of a generated image. Metadata: its top-1 concept accuracy on real images per style "
-        "and split, the ceiling generated images are compared with."
+        "image and caption except the reference style's images of world concepts. No pipeline stage uses it; the "
+        "metrics stage passes it to torchmetrics as the feature extractor where Inception weights are unavailable, "
+        "and uses it to name the concept of a generated image. Shipped weights (weights/demo_judge) are used when "
+        "their training key matches. Metadata: its ceiling, top-1 concept among the world's concepts on the "
+        "reference-style images it never trained on (reference/known, reference/novel: what generated images are "
+        "compared with), and for information its accuracy per style on images it did train on."
     ),
 )
 def judge(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig) -> dg.MaterializeResult:

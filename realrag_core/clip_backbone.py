@@ -21,7 +21,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
-from PIL import Image
+from PIL import Image, ImageOps
 from safetensors.torch import save_file
 
 from .config import ClipArchitecture, ClipTrainConfig
@@ -137,6 +137,7 @@ def train_clip(
     """Contrastive training on (caption, image) pairs. Each batch holds at most one image per concept, so
     no in-batch negative is secretly a positive."""
     rng = random.Random(seed)
+    flip_rng = random.Random(f"flip-{seed}")
     torch.manual_seed(seed)
     by_concept: dict[str, list[int]] = {}
     for i, c in enumerate(concepts):
@@ -145,10 +146,10 @@ def train_clip(
     batch = min(cfg.batch_size, len(names))
     if batch < 2:
         raise ValueError("contrastive training needs at least two concepts")
-    # plain (unfused) AdamW on purpose: the shipped demo generator was trained on this text tower's features, and
-    # another optimiser kernel's rounding would drift the tower away from them over 400 steps (the fused kernel
-    # would save only a few percent here)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # plain (unfused) AdamW by default: the shipped demo generator's text encoder was trained so, and another
+    # kernel's rounding would drift a re-made encoder away from the features the generator learned on
+    optimizer = (adamw(model.parameters(), cfg.lr, cfg.weight_decay) if cfg.fused_optimizer
+                 else torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))  # fmt: skip
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_with_warmup(s, cfg.steps, cfg.warmup_steps)
     )
@@ -158,10 +159,18 @@ def train_clip(
     for step in range(cfg.steps):
         chosen = rng.sample(names, batch)
         idx = [rng.choice(by_concept[c]) for c in chosen]
-        pixels = torch.stack([train_transform(images[i]) for i in idx])
+        # the flip draws come from their own generator, so hflip 0 leaves the old recipes' random streams as they were
+        flips = [flip_rng.random() < cfg.hflip for _ in idx] if cfg.hflip else [False] * len(idx)
+        pixels = torch.stack([train_transform(ImageOps.mirror(images[i]) if f else images[i]) for i, f in zip(idx, flips)])
         captions = [rng.choice(cfg.captions).format(concept=c) for c in chosen]
         image_features, text_features, logit_scale = model(pixels, tokenizer(captions))
-        loss = loss_fn(image_features, text_features, logit_scale)
+        if cfg.image_text_weight == 1.0:
+            loss = loss_fn(image_features, text_features, logit_scale)
+        else:  # text->image is what retrieval asks; the image->text term weighted down
+            logits = logit_scale * text_features @ image_features.T
+            labels = torch.arange(len(idx))
+            loss = (F.cross_entropy(logits, labels) + cfg.image_text_weight * F.cross_entropy(logits.T, labels)) / (
+                1 + cfg.image_text_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -163,6 +163,18 @@ class StyleRoles(_Strict):
         default_factory=dict,
         description="styles drawn by one artist (near-duplicates); a style not listed is its own artist",
     )
+    outside_world: tuple[str, ...] = Field(
+        (), description="styles whose images of concepts *outside* the world (and outside the selection concepts) "
+        "the demo CLIP also pre-trains on: the database and reference artists may be named here, the way a real "
+        "CLIP has seen the photo domain but not these objects' photos. Never an image of a world concept"
+    )
+
+    def world_roles(self) -> dict:
+        """The roles that decide the world (database and reference, with their artists): what the world hash
+        records. Pre-training styles are not among them, so adding an artist never redraws the world."""
+        styles = set(self.database) | ({self.reference} - {None})
+        return {"reference": self.reference, "database": list(self.database),
+                "artists": {s: self.artist_of(s) for s in sorted(styles)}}  # fmt: skip
 
     def artist_of(self, style: str) -> str:
         for artist, styles in self.artists.items():
@@ -203,7 +215,12 @@ class WorldConfig(_Strict):
         None, description="for a pretrained generator: the concepts it cannot know (e.g. objects released after its "
         "training cut-off); every other concept is known. Overrides known_fraction and num_known"
     )
-    require_all_styles: bool = Field(True, description="keep only concepts drawn in every role style")
+    require_all_styles: bool = Field(True, description="keep only concepts drawn in the database and reference styles")
+    selection_concepts: int = Field(
+        0, ge=0, description="concepts outside the world, drawn in the database and reference styles, chosen by "
+        "seed and treated exactly like world concepts by every pre-trained model (none sees their database- or "
+        "reference-style images): every choice of a pre-training recipe is measured on them, never on the world"
+    )
     styles: StyleRoles
 
     @model_validator(mode="after")
@@ -270,6 +287,13 @@ class ClipTrainConfig(_Strict):
         description="caption templates sampled during pre-training",
     )
     augment_scale: tuple[float, float] = Field((0.7, 1.0), description="RandomResizedCrop scale range")
+    # Added for issue 16's recipes. Training keys leave these out while they hold their defaults, so weights made
+    # before they existed keep their keys (``ClipTrainConfig.key_dump``).
+    hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of mirroring a training image (artists draw "
+                         "objects facing either way)")
+    fused_optimizer: bool = Field(False, description="torch's fused AdamW kernel (same update rule, other rounding)")
+    image_text_weight: float = Field(1.0, ge=0.0, le=1.0, description="weight of the image->text term of the "
+                                     "symmetric contrastive loss (1: open_clip ClipLoss as is)")
 
     @field_validator("captions")
     @classmethod
@@ -277,6 +301,12 @@ class ClipTrainConfig(_Strict):
         if not v or any("{concept}" not in t for t in v):
             raise ValueError("every caption template must contain {concept}")
         return v
+
+    def key_dump(self) -> dict:
+        """What a training key hashes: every setting, less the later-added ones while at their defaults."""
+        later = {"hflip", "fused_optimizer", "image_text_weight"}
+        dump = self.model_dump(mode="json")
+        return {k: v for k, v in dump.items() if k not in later or v != type(self).model_fields[k].default}
 
 
 class DemoClipConfig(_Strict):
@@ -286,6 +316,10 @@ class DemoClipConfig(_Strict):
     architecture: ClipArchitecture = ClipArchitecture()
     train: ClipTrainConfig = ClipTrainConfig()
     eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
+    shipped_weights: Path | None = Field(
+        None, description="weights made by this recipe on this data (scripts/train_demo_models.sh), used only when "
+        "their stored training key matches; otherwise the asset trains"
+    )
 
 
 class PretrainedClipConfig(_Strict):
@@ -302,13 +336,15 @@ class PretrainedClipConfig(_Strict):
 
 
 class DemoJudgeConfig(_Strict):
-    """The evaluation judge: a separate open_clip model (own seed) trained on every real image and caption,
-    reference style included, used only by the metrics stage (the way Inception is independent)."""
+    """The evaluation judge: a separate open_clip model (own seed) trained on every real image and caption except
+    the reference style's images of world concepts (its ceiling is measured on those), used only by the metrics
+    stage (the way Inception is independent)."""
 
     kind: Literal["train_demo"] = "train_demo"
     seed: int = 1
     architecture: ClipArchitecture = ClipArchitecture()
     train: ClipTrainConfig = ClipTrainConfig()
+    shipped_weights: Path | None = Field(None, description="as for the base CLIP")
 
 
 def _kind_or(default: str):
@@ -404,6 +440,10 @@ class GeneratorTrainConfig(_Strict):
         "reference pathway learns to carry many concepts while the text pathway learns only the known ones; no world "
         "concept is added (known still means exactly the world concepts trained on); null: off"
     )
+    styles: tuple[str, ...] | None = Field(
+        None, description="styles whose images of known concepts it trains on; null: the database styles and its "
+        "text encoder's styles"
+    )
     reference_pool: Literal["other_style", "other_artist", "same_artist"] = Field(
         "other_artist", description="where a training example's reference comes from: any other style of its "
         "concept, only styles of another artist, or only the same artist's other styles (examples of an "
@@ -434,10 +474,23 @@ class _GeneratorChecks(_Strict):
     )
 
 
+class TextEncoderRecipe(_Strict):
+    """The demo generator's own frozen text encoder, as real generators have theirs (SDXL's CLIP-L/G, Flux's T5),
+    unrelated to the retriever's base CLIP: an open_clip model trained once with ClipLoss on ``styles`` and
+    stored with the generator's weights (``<generator>/text_encoder/``). Its defaults are the recipe of the
+    demo's first base CLIP, whose text tower the shipped generator was trained on."""
+
+    architecture: ClipArchitecture = ClipArchitecture()
+    train: ClipTrainConfig = ClipTrainConfig()
+    styles: tuple[str, ...] = ("noto",)
+    seed: int = 0
+
+
 class DemoGeneratorConfig(_GeneratorChecks):
     kind: Literal["demo_diffusion"] = "demo_diffusion"
     unet: DemoUNetConfig = DemoUNetConfig()
     train: GeneratorTrainConfig = GeneratorTrainConfig()
+    text_encoder: TextEncoderRecipe = TextEncoderRecipe()
     sampling: SamplingConfig = SamplingConfig()
     shipped_weights: Path | None = Field(
         None, description="a folder of weights made by the generator asset; used only if split and config match"

@@ -67,21 +67,59 @@ PACKAGES = {
         "sha512-JTXXwqIie2rWTgOkIJDJxr0WtwTz2WU4kdOq8buLVThYwQ264aFR2jdTyuon2oEbLqqGMT64zI4btyn1saB2xw==",
         "MIT (Fluent Emoji, Microsoft)",
     ),
+    # More artists, for pre-training only (issue 16). Iconify JSON sets: SVG bodies keyed by a name, matched to
+    # the concepts by name (``iconify_matches``). None repackages Twemoji or Fluent (the reference and database
+    # artists); no share-alike licence (emojione-v1 and openmoji are CC-BY-SA: not used).
+    "noto_v1": NpmPackage(
+        "@iconify-json/noto-v1", "1.2.5",
+        "sha512-/DsVMius69Q0fRS53z7QK1TROSuar606jiIx+laXtdsYGMXpf6LtHBx6CGfoo3UHHb/XpBsw+1L1x3eyPqMuVA==",
+        "Apache-2.0 (Noto Emoji v1 images, Google)",
+    ),
+    "emojione": NpmPackage(
+        "@iconify-json/emojione", "1.2.3",
+        "sha512-T9+T3HIbJNLKKsmxYKlaYhvnHYkz/HNYTV7SHCXVZPfeUi4FqskY70YeN8yYAZT8cCv7w5vJxS4Q1m8zb9CMMg==",
+        "CC-BY-4.0 (Emoji One 2.3 artwork, Ranks.com)",
+    ),
+    "fxemoji": NpmPackage(
+        "@iconify-json/fxemoji", "1.2.2",
+        "sha512-UAasRaxzFUKfIGSmLwnoarsssA4LX0VLLuEmplIqM6ZNQqIQRtav8tZ4H1neTlBreXuMQyAifr5jP4kn78DpiQ==",
+        "CC-BY-4.0 artwork (Firefox OS Emoji, Mozilla; the package's metadata says Apache-2.0, which covers the code)",
+    ),
+    "streamline": NpmPackage(
+        "@iconify-json/streamline-emojis", "1.2.4",
+        "sha512-iNr9T9XuZVTyQPJO8ZlLxBzPkpi7qMl+z1l0C31vpEMqhPMelth3n7CeWQYtixdetDPdI81yeG4ROqjWpYJE6A==",
+        "CC-BY-4.0 (Streamline Emojis, Webalys)",
+    ),
 }  # fmt: skip
 
-# style -> (package key, artist). The three Fluent renderings are one artist's designs.
+# style -> (package key, artist). The three Fluent renderings are one artist's designs, and so are Google's two
+# Noto generations (one lineage; tests/test_demo_world.py flags undeclared near-identical styles).
 STYLES = {
     "noto": ("noto", "google"),
     "twemoji": ("twemoji", "twitter"),
     "fluent_3d": ("fluent_3d", "microsoft"),
     "fluent_color": ("fluentui", "microsoft"),
     "fluent_flat": ("fluentui", "microsoft"),
+    "noto_v1": ("noto_v1", "google"),
+    "emojione": ("emojione", "emojione"),
+    "fxemoji": ("fxemoji", "mozilla"),
+    "streamline": ("streamline", "streamline"),
 }
+ICONIFY_STYLES = ("noto_v1", "emojione", "fxemoji", "streamline")
+ICONIFY_MEMBER = "package/icons.json"
 
-TWEMOJI_CREDIT = (
-    "Twemoji graphics (c) Twitter, Inc and other contributors, licensed under CC-BY 4.0: "
-    "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/twitter/twemoji"
-)
+CREDITS = {
+    "twemoji": "Twemoji graphics (c) Twitter, Inc and other contributors, licensed under CC-BY 4.0: "
+               "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/twitter/twemoji",
+    "emojione": "Emoji One 2.3 artwork (c) Ranks.com Inc., licensed under CC-BY 4.0: "
+                "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/EmojiTwo/emojitwo",
+    "fxemoji": "Firefox OS Emoji artwork (c) Mozilla Foundation, licensed under CC-BY 4.0: "
+               "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/mozilla/fxemoji",
+    "streamline": "Streamline Emojis (c) Webalys LLC, licensed under CC-BY 4.0: "
+                  "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/webalys-hq/streamline-vectors",
+}  # fmt: skip
+
+TWEMOJI_CREDIT = CREDITS["twemoji"]
 
 
 class IntegrityError(RuntimeError):
@@ -153,16 +191,63 @@ def _read_member(tar_path: Path, member: str) -> bytes:
         return tf.extractfile(member).read()
 
 
+def _key(name: str) -> str:
+    """Names compared without case, punctuation or spaces: "Pickup Truck", "pickup-truck", "pickuptruck"."""
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("’", ""))
+
+
+# Unicode names that match an icon drawn as another thing: the old sets draw PISTOL as a real gun, while the
+# concept (CLDR "water pistol") is a toy.
+NOT_BY_UNICODE_NAME = frozenset({"water pistol"})
+# fxemoji names faces and whole animals "dog" / "dogside" (its upstream files carry the code points: "dog" is
+# U+1F436 DOG FACE): where a "<name>side" icon exists, it is the animal and "<name>" is the face.
+FXEMOJI_SIDE = "side"
+
+
+def iconify_matches(style: str, icon_names, concepts: list[tuple[str, str, str]]) -> dict[str, str]:
+    """Concept id -> icon name, matched by name only (the sets' ``chars`` maps are empty).
+
+    ``concepts``: (concept id, CLDR name, Unicode name). A concept takes the icon named like its CLDR name, else
+    like its Unicode name (never an alias or a short code: those collide, "cricket" -> the cricket game, "japan"
+    -> the flag); an icon claimed by two concepts at the same rank goes to neither."""
+    by_key: dict[str, str] = {}
+    for name in icon_names:
+        key = _key(name)
+        if style == "fxemoji" and key + FXEMOJI_SIDE in {_key(n) for n in icon_names}:
+            key = _key(name + " face")  # "dog" is the dog's face; "dogside" becomes "dog" below
+        elif style == "fxemoji" and key.endswith(FXEMOJI_SIDE) and key[: -len(FXEMOJI_SIDE)] in {_key(n) for n in icon_names}:
+            key = key[: -len(FXEMOJI_SIDE)]
+        by_key.setdefault(key, name)
+    claims: dict[str, dict[int, list[str]]] = {}
+    for cid, cldr, uname in concepts:
+        ranks = [_key(cldr)] + ([_key(uname)] if uname and cldr not in NOT_BY_UNICODE_NAME else [])
+        for rank, key in enumerate(ranks):
+            if key in by_key:
+                claims.setdefault(by_key[key], {}).setdefault(rank, []).append(cid)
+                break
+    out = {}
+    for icon, by_rank in claims.items():
+        best = by_rank[min(by_rank)]
+        if len(set(best)) == 1:
+            out[best[0]] = icon
+    return out
+
+
+def iconify_icons(tar_path: Path) -> dict:
+    return json.loads(_read_member(tar_path, ICONIFY_MEMBER))
+
+
 def list_concepts(tarballs: dict[str, Path], categories: tuple[str, ...]) -> list[Concept]:
     """Object concepts (no people, flags, symbols, skin tones) with the archive member of each style."""
     import emoji as emoji_lib
 
     entries = json.loads(_read_member(tarballs["noto"], "package/emoji.json"))
+    iconify = {style: iconify_icons(tarballs[style]) for style in ICONIFY_STYLES if style in tarballs}
     members = {}
     for key in ("fluent_3d", "fluentui"):
         with tarfile.open(tarballs[key], "r:gz") as tf:
             members[key] = {m.name for m in tf.getmembers() if m.isfile()}
-    concepts = []
+    concepts, unicode_names = [], []
     for e in entries:
         if e["category"] not in categories or not (e.get("has_img_google") and e.get("has_img_twitter")):
             continue
@@ -186,6 +271,14 @@ def list_concepts(tarballs: dict[str, Path], categories: tuple[str, ...]) -> lis
             if member in members["fluentui"]:
                 found[style] = member
         concepts.append(Concept(unified, name, e["category"], found))
+        unicode_names.append(e.get("name") or "")
+    names = [(c.concept_id, c.name, e_name) for c, e_name in zip(concepts, unicode_names)]
+    for style, data in iconify.items():
+        usable = [n for n, icon in data["icons"].items() if not set(icon) & {"rotate", "hFlip", "vFlip"}]
+        matched = iconify_matches(style, usable, names)
+        for concept in concepts:
+            if concept.concept_id in matched:
+                concept.members[style] = f"{ICONIFY_MEMBER}#{matched[concept.concept_id]}"
     concepts.sort(key=lambda c: c.name)
     return concepts
 
@@ -208,20 +301,38 @@ def render_artwork(data: bytes, member: str, size: int) -> Image.Image:
     return canvas
 
 
+def iconify_svg(data: dict, name: str) -> bytes:
+    """One icon of an Iconify JSON set as a standalone SVG document (its body in the set's view box)."""
+    icon = data["icons"][name]
+    left, top = icon.get("left", data.get("left", 0)), icon.get("top", data.get("top", 0))
+    width, height = icon.get("width", data.get("width", 16)), icon.get("height", data.get("height", 16))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            f'viewBox="{left} {top} {width} {height}" width="{width}" height="{height}">{icon["body"]}</svg>').encode()  # fmt: skip
+
+
+def _save(img: Image.Image, out_dir: str, targets: list[str]) -> int:
+    for rel in targets:
+        dest = Path(out_dir) / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        img.save(dest)
+    return len(targets)
+
+
 def _render_package(tar_path: str, wanted: dict[str, list[str]], out_dir: str, size: int) -> int:
     """One streaming pass over a tarball: render each wanted member to each of its output paths."""
     done = 0
+    icons = {m.split("#", 1)[1]: t for m, t in wanted.items() if m.startswith(ICONIFY_MEMBER + "#")}
+    if icons:
+        data = json.loads(_read_member(Path(tar_path), ICONIFY_MEMBER))
+        for name, targets in sorted(icons.items()):
+            done += _save(render_artwork(iconify_svg(data, name), f"{name}.svg", size), out_dir, targets)
+        return done
     with tarfile.open(tar_path, "r:gz") as tf:
         for member in tf:
             targets = wanted.get(member.name)
             if not targets:
                 continue
-            img = render_artwork(tf.extractfile(member).read(), member.name, size)
-            for rel in targets:
-                dest = Path(out_dir) / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                img.save(dest)
-                done += 1
+            done += _save(render_artwork(tf.extractfile(member).read(), member.name, size), out_dir, targets)
     return done
 
 
@@ -232,7 +343,9 @@ def _write_licences(out: Path, tarballs: dict[str, Path]) -> None:
     for style, (key, artist) in STYLES.items():
         pkg = PACKAGES[key]
         lines.append(f"- `{style}` ({artist}): npm `{pkg.spec}`, {pkg.licence}")
-    lines += ["", TWEMOJI_CREDIT, "", "Apple and Facebook artwork is not used (its licence does not allow it)."]
+    lines += [""] + [CREDITS[s] for s in CREDITS if s in STYLES] + [
+        "", "Apple and Facebook artwork is not used (its licence does not allow it); neither are share-alike sets "
+        "(OpenMoji, Emoji One v1: CC-BY-SA) nor any repackaging of Twemoji or Fluent (the reference and database artists)."]
     (out / "LICENSES.md").write_text("\n".join(lines) + "\n")
     for key, path in tarballs.items():
         with tarfile.open(path, "r:gz") as tf:
@@ -251,7 +364,7 @@ def build_demo_world(
         "packages": {k: p.integrity for k, p in PACKAGES.items()},
         "size": size,
         "categories": list(categories),
-        "builder": 1,
+        "builder": 2,
     }
     stamp_path = out / "build.json"
     if stamp_path.is_file() and (out / MANIFEST_NAME).is_file():
@@ -287,6 +400,43 @@ def build_demo_world(
     }
     stamp_path.write_text(json.dumps({"stamp": stamp, "summary": summary}, indent=2))
     return {"rebuilt": True, **summary}
+
+
+def style_similarity(records, size: int = 32) -> list[dict]:
+    """For each pair of styles, the median over the concepts both draw of the cosine similarity of their two
+    images (grey-level pixels at ``size`` px, mean removed), beside the same for mismatched concepts. Designs of
+    one lineage (renderings of one artwork, a repackaged set) score near 1; independent artists about 0.4-0.55 on
+    the demo's emoji, unrelated concepts about 0.2 (README "The demo world")."""
+    import itertools
+
+    import numpy as np
+
+    vectors: dict[tuple[str, str], np.ndarray] = {}
+    for r in records:
+        img = Image.open(r.path).convert("L").resize((size, size), Image.Resampling.BILINEAR)
+        v = np.asarray(img, dtype=np.float32).ravel()
+        v -= v.mean()
+        vectors[(r.style, r.concept)] = v / (np.linalg.norm(v) + 1e-8)
+    by_style: dict[str, set[str]] = {}
+    for style, concept in vectors:
+        by_style.setdefault(style, set()).add(concept)
+    out = []
+    for a, b in itertools.combinations(sorted(by_style), 2):
+        shared = sorted(by_style[a] & by_style[b])
+        if len(shared) < 2:
+            continue
+        same = [float(vectors[(a, c)] @ vectors[(b, c)]) for c in shared]
+        other = [float(vectors[(a, c)] @ vectors[(b, d)]) for c, d in zip(shared, shared[1:] + shared[:1])]
+        out.append({"styles": (a, b), "concepts": len(shared), "same_concept": float(np.median(same)),
+                    "other_concept": float(np.median(other))})  # fmt: skip
+    return out
+
+
+def undeclared_lineages(records, artist_of, threshold: float = 0.8, size: int = 32) -> list[dict]:
+    """Pairs of styles whose images of the same concept are near-identical (median similarity >= ``threshold``)
+    but which ``artist_of`` does not name one artist: a role split across them would not be independent."""
+    return [p for p in style_similarity(records, size)
+            if p["same_concept"] >= threshold and artist_of(p["styles"][0]) != artist_of(p["styles"][1])]
 
 
 def main(argv=None) -> None:

@@ -25,6 +25,10 @@ def summary_lines(store: ArtifactStore) -> list[str]:
             f"clip       {clip['model_id']}, {clip['params'] / 1e6:.2f}M params, trained {clip['train_seconds']} s "
             f"on {clip['train_images']} images{' (reused)' if clip['reused'] else ''}"
         )
+        sel = clip.get("selection")
+        if sel:
+            lines.append(f"selection  top-1 {sel['top1']:.3f} [{sel['top1_lo']:.2f}, {sel['top1_hi']:.2f}] on the "
+                         f"{sel['queries']} selection concepts' database images (what its recipe was chosen on)")  # fmt: skip
         lines.append("zero-shot  text->image concept accuracy on database images (never seen by the CLIP):")
         for split, m in clip["zero_shot"].items():
             lines.append(
@@ -40,16 +44,21 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         )
     judge = store.read_report("judge")
     if judge:
-        c = judge["ceiling"]
+        c, held = judge["ceiling"], judge.get("ceiling_split", "database")
         lines.append(
-            f"judge      {judge['model_id']}: top-1 on real database images known {c['database/known']['acc']:.3f} "
-            f"(n={c['database/known']['n']}), novel {c['database/novel']['acc']:.3f} (n={c['database/novel']['n']})"
+            f"judge      {judge['model_id']}: ceiling (top-1 among the world's concepts, {held} images it never "
+            f"trained on) known {c[f'{held}/known']['acc']:.3f} [{c[f'{held}/known']['lo']:.2f}, "
+            f"{c[f'{held}/known']['hi']:.2f}] (n={c[f'{held}/known']['n']}), novel {c[f'{held}/novel']['acc']:.3f} "
+            f"[{c[f'{held}/novel']['lo']:.2f}, {c[f'{held}/novel']['hi']:.2f}] (n={c[f'{held}/novel']['n']})"
         )
     gen = store.read_report("generator")
     if gen:
         lines.append(f"generator  {gen['generator_id']} ({gen['source']} weights); judge top-1 of samples:")
         for name, m in gen["checks"].items():
             lines.append(f"           {name:26s} {m['acc']:.3f} [{m['lo']:.2f}, {m['hi']:.2f}] (n={m['n']})")
+        for name, bar in (gen.get("bars") or {}).items():
+            lines.append(f"           bar {name:22s} {'met' if bar['met'] else 'NOT met'}: {bar['value']:.3f} "
+                         f"(needs {bar['needed']:.3f})")  # fmt: skip
         eff = gen.get("reference_effect")
         if eff:
             lines.append(f"           reference effect (judge names the reference's concept, with - without): "

@@ -27,9 +27,10 @@ META_FILE = "world.json"
 @dataclass(frozen=True)
 class World:
     concept_split: dict[str, str]  # concept -> "known" | "novel"
-    roles: dict  # style roles as configured
+    roles: dict  # the roles that decide the world: database and reference styles and their artists
     seed: int
     hash: str
+    selection: tuple[str, ...] = ()  # concepts outside the world on which pre-training recipes are chosen
 
     @property
     def concepts(self) -> list[str]:
@@ -46,8 +47,8 @@ def world_hash(concept_split: dict[str, str], roles: dict, seed: int) -> str:
 
 def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
     """Choose the world's concepts and split them into known/novel, from the seed alone."""
-    roles = cfg.styles.model_dump(mode="json")
-    role_styles = set(cfg.styles.database) | set(cfg.styles.clip_pretrain)
+    roles = cfg.styles.world_roles()
+    role_styles = set(cfg.styles.database)  # pre-training styles never filter the world (issue 16)
     if cfg.styles.reference:
         role_styles.add(cfg.styles.reference)
     styles_of = defaultdict(set)
@@ -59,11 +60,13 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
         eligible = sorted(c for c, s in styles_of.items() if s & set(cfg.styles.database))
     n = cfg.num_concepts or len(eligible)
     if n > len(eligible):
-        raise ValueError(f"world.num_concepts={n} but only {len(eligible)} concepts are drawn in every role style")
+        raise ValueError(f"world.num_concepts={n} but only {len(eligible)} concepts are drawn in the database and "
+                         "reference styles")
     rng = random.Random(cfg.seed)
     chosen = sorted(rng.sample(eligible, n))
     order = chosen[:]
     rng.shuffle(order)
+    selection = choose_selection(eligible, chosen, cfg)
     if cfg.novel_concepts is not None:  # a pretrained generator: the user says which concepts it cannot know
         absent = sorted(set(cfg.novel_concepts) - set(chosen))
         if absent:
@@ -73,13 +76,25 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
         if not novel or novel == set(chosen):
             raise ValueError("world.novel_concepts must leave at least one known and one novel concept")
         split = {c: ("novel" if c in novel else "known") for c in chosen}
-        return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed))
+        return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed), selection)
     n_known = cfg.num_known if cfg.num_known is not None else round(cfg.known_fraction * n)
     if cfg.num_known is not None and not 1 <= n_known < n:
         raise ValueError(f"world.num_known={n_known} must leave at least one novel concept among {n}")
     n_known = max(1, min(n - 1, n_known))
     split = {c: ("known" if i < n_known else "novel") for i, c in enumerate(order)}
-    return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed))
+    return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed), selection)
+
+
+def choose_selection(eligible: list[str], world: list[str], cfg: WorldConfig) -> tuple[str, ...]:
+    """``cfg.selection_concepts`` of the eligible concepts outside the world, by a seed of their own (so the
+    world's draw is untouched by it)."""
+    if not cfg.selection_concepts:
+        return ()
+    outside = sorted(set(eligible) - set(world))
+    if cfg.selection_concepts >= len(outside):
+        raise ValueError(f"world.selection_concepts={cfg.selection_concepts} leaves none of the {len(outside)} "
+                         "concepts outside the world to pre-train on")  # fmt: skip
+    return tuple(sorted(random.Random(f"selection-{cfg.seed}").sample(outside, cfg.selection_concepts)))
 
 
 def save_world(world: World, folder: Path) -> Path:
@@ -88,7 +103,7 @@ def save_world(world: World, folder: Path) -> Path:
         {"concept": world.concepts, "split": [world.concept_split[c] for c in world.concepts]}
     )
     pq.write_table(table, folder / SPLITS_FILE)
-    meta = {"hash": world.hash, "seed": world.seed, "roles": world.roles,
+    meta = {"hash": world.hash, "seed": world.seed, "roles": world.roles, "selection": list(world.selection),
             "counts": {s: len(world.concepts_in(s)) for s in ("known", "novel")}}  # fmt: skip
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder / SPLITS_FILE
@@ -101,7 +116,7 @@ def load_world(folder: Path) -> World:
     table = pq.read_table(path).to_pydict()
     meta = json.loads((folder / META_FILE).read_text())
     split = dict(zip(table["concept"], table["split"]))
-    world = World(split, meta["roles"], meta["seed"], meta["hash"])
+    world = World(split, meta["roles"], meta["seed"], meta["hash"], tuple(meta.get("selection", ())))
     if world_hash(split, world.roles, world.seed) != world.hash:
         raise ValueError(f"{path} does not match the hash recorded in {META_FILE}: the split files were edited")
     return world

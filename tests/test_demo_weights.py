@@ -4,8 +4,8 @@ Always (needs only the demo npm packages, which README command 2 fetches): the s
 that the demo config, its world split and its CLIP training compute, so README command 1 uses them instead
 of training for half an hour.
 
-Opt-in (REALRAG_DEMO_MODEL_TESTS=1; trains the demo CLIP and judge once, about 7 minutes on 2 cores, kept in
-.cache/test-demo/ under their training keys): the reference effect on the demo weights. A prompt of novel
+Opt-in (REALRAG_DEMO_MODEL_TESTS=1; takes the shipped demo CLIP and judge, kept in .cache/test-demo/ under their
+training keys): the reference effect on the demo weights. A prompt of novel
 concept c with a database reference of another novel concept c': how often the judge names c' with the
 reference versus without it (measured on the shipped weights: +0.292 [+0.18, +0.42], n=96; README)."""
 
@@ -15,10 +15,12 @@ import os
 import pytest
 
 from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import build_demo_clip, build_judge, training_key, training_key_of
+from realrag_core.clip_pretrain import (base_clip_records, build_demo_clip, build_judge, judge_records, training_key,
+                                       training_key_of)
 from realrag_core.config import PROJECT_ROOT, load_config
 from realrag_core.demo_world import PACKAGES
-from realrag_core.generators.demo_training import build_demo_generator, generator_key, reference_effect
+from realrag_core.generators.demo_training import (TEXT_ENCODER_DIR, build_demo_generator, generator_key,
+                                                   reference_effect, text_encoder_key)
 from realrag_core.sources import iter_records, prepare_source
 from realrag_core.world import compute_world
 
@@ -38,12 +40,15 @@ def _demo():
 
 def test_shipped_demo_weights_match_the_demo_config():
     cfg, records, world = _demo()
-    pretrain = [r for r in records if r.style in set(cfg.world.styles.clip_pretrain)]
-    text_key = training_key(cfg.clip.architecture, cfg.clip.train, cfg.world.seed, pretrain)
+    text_key = text_encoder_key(cfg, records)
     shipped = json.loads((cfg.generator.shipped_weights / "generator.json").read_text())
     assert shipped["world_hash"] == world.hash and shipped["text_key"] == text_key
     assert shipped["key"] == generator_key(cfg, world, text_key)
     assert shipped["train_concepts"] == len(world.concepts_in("known")) == cfg.world.num_known
+    # its own text encoder is shipped beside it, made by its recipe on its data
+    encoder = cfg.generator.shipped_weights / TEXT_ENCODER_DIR
+    assert training_key_of(encoder) == text_key
+    assert load_clip(encoder).model_id == shipped["text_model_id"]
 
 
 @pytest.mark.skipif(os.environ.get("REALRAG_DEMO_MODEL_TESTS") != "1", reason="opt-in: REALRAG_DEMO_MODEL_TESTS=1")
@@ -51,8 +56,7 @@ def test_shipped_demo_generator_carries_the_reference_concept(tmp_path):
     cfg, records, world = _demo()
     build_demo_clip(cfg, world, ROOT / "clip", tmp_path)
     build_judge(cfg, world, ROOT / "judge", tmp_path)
-    gen, info = build_demo_generator(cfg, world, load_clip(ROOT / "clip"), training_key_of(ROOT / "clip"), records,
-                                     tmp_path / "gen", tmp_path)  # fmt: skip
+    gen, info = build_demo_generator(cfg, world, records, tmp_path / "gen", tmp_path)
     assert info["source"] == "shipped"
     effect = reference_effect(gen, load_clip(ROOT / "judge"), world, records, cfg)
     print(json.dumps(effect, indent=1))

@@ -217,7 +217,7 @@ def test_external_generators_plug_in_by_factory_and_missing_ones_say_so(smoke_da
     smoke_data["generator"] = {"kind": "external", "factory": "my_generators:make", "options": {"size": 24}}
     cfg = parse_config(smoke_data, tmp_path)
     store = ArtifactStore(cfg.artifacts_root)
-    gen, info = build_generator(cfg, None, None, "", [], store.generator_dir, store.reports_dir)
+    gen, info = build_generator(cfg, None, [], store.generator_dir, store.reports_dir)
     assert info["generator_id"] == "copier:24" and info["source"] == "pretrained"
     [image] = gen.generate(["a red circle"], [RED], [0])
     assert image.size == (24, 24) and image.getpixel((3, 3)) == RED.getpixel((3, 3))
@@ -229,7 +229,7 @@ def test_external_generators_plug_in_by_factory_and_missing_ones_say_so(smoke_da
                                   ("my_generators:make_wrong", TypeError, "lacks generator_id")):  # fmt: skip
         smoke_data["generator"] = {"kind": "external", "factory": factory, "options": {"size": 24}}
         with pytest.raises(error, match=words):
-            build_generator(parse_config(smoke_data, tmp_path), None, None, "", [], tmp_path / "g", tmp_path)
+            build_generator(parse_config(smoke_data, tmp_path), None, [], tmp_path / "g", tmp_path)
     smoke_data["generator"]["factory"] = "not a factory"
     with pytest.raises(ValueError, match="generator.factory"):
         parse_config(smoke_data, tmp_path)

@@ -148,25 +148,49 @@ def test_snapshots_are_the_weights_of_shorter_runs_and_leave_the_run_unchanged(s
     assert plain_losses == losses and all(torch.equal(final[k], plain[k]) for k in plain)
 
 
-def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path, text):
+def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path):
     data = copy.deepcopy(smoke_data)
     cfg = parse_config(data, tmp_path)
     prepare_source(cfg.source)
     records = list(iter_records(cfg.source))
     world = compute_world(records, cfg.world)
-    _, first = build_demo_generator(cfg, world, text, "textkey", records, tmp_path / "made", tmp_path / "reports")
-    assert first["source"] == "trained"
+    _, first = build_demo_generator(cfg, world, records, tmp_path / "made", tmp_path / "reports")
+    assert first["source"] == "trained" and first["text_encoder"]["reused"] is False
     data["generator"]["shipped_weights"] = str(tmp_path / "made")
     shipped_cfg = parse_config(data, tmp_path)
-    _, used = build_demo_generator(shipped_cfg, world, text, "textkey", records, tmp_path / "run", tmp_path / "reports")
-    assert used["source"] == "shipped" and used["key"] == first["key"]
+    _, used = build_demo_generator(shipped_cfg, world, records, tmp_path / "run", tmp_path / "reports")
+    # the text encoder travels with the weights: nothing is trained, not even it
+    assert used["source"] == "shipped" and used["key"] == first["key"] and used["text_encoder"]["reused"] is True
+    assert used["text_encoder"]["model_id"] == first["text_encoder"]["model_id"]
     # another split (seed): the shipped weights are refused and a generator is trained for it
     data["world"]["seed"] = 5
     other_cfg = parse_config(data, tmp_path)
     other_world = compute_world(records, other_cfg.world)
-    _, refused = build_demo_generator(other_cfg, other_world, text, "textkey", records, tmp_path / "other", tmp_path / "reports")
+    _, refused = build_demo_generator(other_cfg, other_world, records, tmp_path / "other", tmp_path / "reports")
     assert refused["source"] == "trained" and refused["key"] != first["key"]
     assert json.loads((tmp_path / "other" / "generator.json").read_text())["world_hash"] == other_world.hash
+
+
+def test_the_generator_reads_prompts_with_its_own_text_encoder_not_the_base_clip(smoke_data, tmp_path):
+    """Another base CLIP recipe leaves the generator's key, text encoder and images unchanged; another text
+    encoder recipe gives another key (the shipped weights would be refused)."""
+    data = copy.deepcopy(smoke_data)
+    cfg = parse_config(data, tmp_path)
+    prepare_source(cfg.source)
+    records = list(iter_records(cfg.source))
+    world = compute_world(records, cfg.world)
+    gen, first = build_demo_generator(cfg, world, records, tmp_path / "a", tmp_path / "reports")
+    data["clip"]["train"]["steps"] = 7
+    data["clip"]["architecture"]["embed_dim"] = 16
+    other_clip = parse_config(data, tmp_path)
+    gen2, same = build_demo_generator(other_clip, world, records, tmp_path / "b", tmp_path / "reports")
+    assert same["key"] == first["key"] and same["text_encoder"]["model_id"] == first["text_encoder"]["model_id"]
+    a, b = gen.generate(["a red circle"], None, [3]), gen2.generate(["a red circle"], None, [3])
+    assert np.array_equal(_px(a[0]), _px(b[0]))
+    data["generator"]["text_encoder"]["train"]["steps"] = 12
+    other_text = parse_config(data, tmp_path)
+    _, changed = build_demo_generator(other_text, world, records, tmp_path / "c", tmp_path / "reports")
+    assert changed["key"] != first["key"] and changed["text_encoder"]["model_id"] != first["text_encoder"]["model_id"]
 
 
 def test_two_scale_guidance_reduces_to_joint_guidance_when_the_scales_match(smoke_cfg, text):
@@ -239,7 +263,7 @@ def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(sm
 
     blob = json.dumps([world.hash, "t", smoke_cfg.generator.unet.model_dump(mode="json"),
                        {k: v for k, v in smoke_cfg.generator.train.model_dump(mode="json").items()
-                        if k not in ("paired_augment", "unfamiliar_text", "outside_share")}], sort_keys=True)  # fmt: skip
+                        if k not in ("paired_augment", "unfamiliar_text", "outside_share", "styles")}], sort_keys=True)  # fmt: skip
     assert generator_key(smoke_cfg, world, "t") == hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from realrag_core.config import parse_config
+from realrag_core.config import WorldConfig, parse_config
 from realrag_core.sources import ImageRecord, iter_records, prepare_source
 from realrag_core.world import compute_world, load_world, save_world
 
@@ -65,3 +65,43 @@ def test_a_pretrained_generators_novel_concepts_come_from_the_config(smoke_data,
     data["world"]["num_known"] = 3
     with pytest.raises(ValueError, match="either novel_concepts or num_known"):
         parse_config(data, tmp_path)
+
+
+def test_pre_training_styles_neither_filter_the_world_nor_enter_its_hash(smoke_data, tmp_path):
+    """Adding an artist that only pre-trains a model (even one that draws few concepts) leaves the world's concepts,
+    split and hash as they were: a shipped generator stays valid."""
+    data = copy.deepcopy(smoke_data)
+    data["world"]["num_concepts"] = 6
+    cfg = parse_config(data, tmp_path)
+    concepts = [f"c{i}" for i in range(10)]
+    records = _records(concepts, ["outline", "filled", "shadow", "striped", "dotted"])
+    before = compute_world(records, cfg.world)
+    sparse_artist = [ImageRecord(f"{c}-new.png", c, c, "newartist") for c in concepts[:3]]
+    data["world"]["styles"]["clip_pretrain"] = ["outline", "newartist"]
+    data["world"]["styles"]["outside_world"] = ["filled"]
+    data["world"]["styles"]["artists"] = {"someone": ["outline", "newartist"]}
+    after = compute_world(records + sparse_artist, WorldConfig.model_validate(data["world"]))
+    assert after.concept_split == before.concept_split and after.hash == before.hash
+    # the roles that do decide the world still move its hash
+    data["world"]["styles"]["reference"] = "striped"
+    data["world"]["styles"]["database"] = ["filled", "shadow"]
+    assert compute_world(records, WorldConfig.model_validate(data["world"])).hash != before.hash
+
+
+def test_selection_concepts_lie_outside_the_world_and_leave_it_unchanged(smoke_data, tmp_path):
+    data = copy.deepcopy(smoke_data)
+    data["world"]["num_concepts"] = 6
+    records = _records([f"c{i}" for i in range(12)], ["outline", "filled", "shadow", "striped", "dotted"],
+                       missing={("c11", "dotted")})  # fmt: skip
+    plain = compute_world(records, parse_config(data, tmp_path).world)
+    data["world"]["selection_concepts"] = 3
+    world = compute_world(records, parse_config(data, tmp_path).world)
+    assert world.concept_split == plain.concept_split and world.hash == plain.hash
+    assert len(world.selection) == 3 and not set(world.selection) & set(world.concepts)
+    assert "c11" not in world.selection  # not drawn in the reference style: it could not be measured like the world
+    assert compute_world(records, parse_config(data, tmp_path).world).selection == world.selection
+    save_world(world, tmp_path / "w")
+    assert load_world(tmp_path / "w").selection == world.selection
+    data["world"]["selection_concepts"] = 6  # the 5 other eligible concepts: none would be left to pre-train on
+    with pytest.raises(ValueError, match="leaves none"):
+        compute_world(records, parse_config(data, tmp_path).world)

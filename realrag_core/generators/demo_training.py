@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..clip_backbone import ClipBundle
-from ..clip_pretrain import accuracy, classify, load_images
+from ..clip_backbone import ClipBundle, load_clip
+from ..clip_pretrain import accuracy, classify, load_images, train_or_reuse, training_key, training_key_of
 from ..config import RealRagConfig
 from ..plots import image_grid, line_plot
 from ..sources import ImageRecord
@@ -26,14 +26,45 @@ from .base import Generator
 from .demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, load_unet, save_generator, to_tensor, train_generator
 
 
-def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
-    """Weights are valid only for this split, this text tower and this architecture/training config.
+TEXT_ENCODER_DIR = "text_encoder"
 
-    ``text_key`` is the text tower's *training* key (its config and data), not a hash of its weights, so
+
+def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
+    """Weights are valid only for this split, this text encoder and this architecture/training config.
+
+    ``text_key`` is the text encoder's *training* key (its recipe and data), not a hash of its weights, so
     weights shipped from one machine stay valid where CPU arithmetic differs in the last bits."""
     blob = json.dumps([world.hash, text_key, cfg.generator.unet.model_dump(mode="json"),
                        cfg.generator.train.model_dump(mode="json", exclude_none=True)], sort_keys=True)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def text_encoder_records(cfg: RealRagConfig, records: list[ImageRecord]) -> list[ImageRecord]:
+    styles = set(cfg.generator.text_encoder.styles)
+    chosen = [r for r in records if r.style in styles]
+    if not chosen:
+        raise ValueError(f"no images in the generator's text encoder styles {sorted(styles)}")
+    return chosen
+
+
+def text_encoder_key(cfg: RealRagConfig, records: list[ImageRecord]) -> str:
+    recipe = cfg.generator.text_encoder
+    return training_key(recipe.architecture, recipe.train, recipe.seed, text_encoder_records(cfg, records))
+
+
+def build_text_encoder(cfg: RealRagConfig, records: list[ImageRecord], folder: Path, reports: Path,
+                       force: bool = False) -> dict:  # fmt: skip
+    """The generator's own frozen text encoder in ``folder/text_encoder`` (reused when its recipe and data match)."""
+    recipe = cfg.generator.text_encoder
+    return train_or_reuse(recipe.architecture, recipe.train, recipe.seed, text_encoder_records(cfg, records),
+                          folder / TEXT_ENCODER_DIR, reports / "generator_text_encoder_loss.png",
+                          "generator text encoder", force)  # fmt: skip
+
+
+def load_text_encoder(folder: Path, device: str = "cpu") -> tuple[ClipBundle, str]:
+    """The text encoder stored with a generator's weights and its training key."""
+    path = folder / TEXT_ENCODER_DIR
+    return load_clip(path, device), training_key_of(path)
 
 
 def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
@@ -50,9 +81,16 @@ def outside_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
     return _examples(cfg, records, lambda concept: concept not in inside)
 
 
+def generator_styles(cfg: RealRagConfig) -> set[str]:
+    """The styles the demo generator trains on: ``generator.train.styles``, else the database styles and its
+    text encoder's."""
+    spec = cfg.generator
+    return set(spec.train.styles) if spec.train.styles else set(cfg.world.styles.database) | set(spec.text_encoder.styles)
+
+
 def _examples(cfg: RealRagConfig, records: list[ImageRecord], wanted):
     roles = cfg.world.styles
-    styles = set(roles.database) | set(roles.clip_pretrain)
+    styles = generator_styles(cfg)
     chosen = [r for r in records if r.style in styles and wanted(r.concept)]
     images, kept = load_images(chosen)
     size = cfg.generator.unet.image_size
@@ -81,9 +119,9 @@ def unfamiliar_captions(cfg: RealRagConfig, world: World, records: list[ImageRec
     return [cfg.clip.eval_caption.format(concept=c) for c in sorted({r.concept for r in records} - inside)]
 
 
-def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
-                         records: list[ImageRecord], folder: Path, reports: Path,
+def build_demo_generator(cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path,
                          force: bool = False) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
+    text_key = text_encoder_key(cfg, records)
     key = generator_key(cfg, world, text_key)
     info_path = folder / "generator.json"
     shipped = cfg.generator.shipped_weights
@@ -99,6 +137,10 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
                   f"({shipped_info.get('key')} != {key}): refusing them and training")  # fmt: skip
     if source == "trained" and not force and info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
         source = "reused"
+    encoder_info = build_text_encoder(cfg, records, folder, reports)  # deterministic: never retrained by force
+    if encoder_info["key"] != text_key:
+        raise ValueError(f"the text encoder in {folder / TEXT_ENCODER_DIR} has key {encoder_info['key']}, not {text_key}")
+    text_clip = load_clip(folder / TEXT_ENCODER_DIR, cfg.device)
     text = TextTokens(text_clip)
     if source == "trained":
         images, captions, pools, kept = training_set(cfg, world, records)
@@ -126,8 +168,8 @@ def build_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle
                 "command": "bash scripts/train_demo_generator.sh"}
         save_generator(unet, folder, info)
         line_plot(losses, reports / "generator_loss.png", "demo generator (v-prediction MSE)", "step", "loss")
-    gen, info = open_demo_generator(cfg, world, text_clip, text_key, folder)
-    return gen, {**info, "source": source}
+    gen, info = open_demo_generator(cfg, world, folder)
+    return gen, {**info, "source": source, "text_encoder": {k: v for k, v in encoder_info.items() if k != "losses"}}
 
 
 def demo_generator_id(key: str, sampling) -> str:
@@ -137,9 +179,10 @@ def demo_generator_id(key: str, sampling) -> str:
     return f"demo-diffusion:{key}-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def open_demo_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
-                        folder: Path) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
-    """Load the generator the ``generator`` asset made; refuse weights made for another split or config."""
+def open_demo_generator(cfg: RealRagConfig, world: World, folder: Path) -> tuple[DemoDiffusionGenerator, dict]:
+    """Load the generator the ``generator`` asset made, with its own text encoder; refuse weights made for
+    another split or config."""
+    text_clip, text_key = load_text_encoder(folder, cfg.device)
     key = generator_key(cfg, world, text_key)
     unet, info = load_unet(folder)
     if info.get("key") != key:
@@ -254,3 +297,19 @@ def reference_effect(gen: Generator, judge: ClipBundle, world: World, records: l
             "judged_as_prompt_concept": {"with_reference": accuracy(with_ref, own),
                                          "without_reference": accuracy(without, own)},
             "effect": float(diff.mean()), "effect_lo": lo, "effect_hi": hi, "n": len(diff), "concepts": len(novel)}  # fmt: skip
+
+
+def generator_bars(checks: dict, ceiling: dict) -> dict:
+    """Issue 3's bars against the judge's held-out ceiling: known text-only >= 0.5 x ceiling; novel text +
+    reference >= 0.5 x ceiling and >= 15 points over text-only on the same prompts and seeds."""
+    bars = {}
+    if ceiling.get("known") and "known/text_only" in checks:
+        need = 0.5 * ceiling["known"]["acc"]
+        bars["known_text_only"] = {"value": checks["known/text_only"]["acc"], "needed": need,
+                                   "met": checks["known/text_only"]["acc"] >= need}  # fmt: skip
+    if ceiling.get("novel") and "novel/text_and_reference" in checks:
+        ref, text = checks["novel/text_and_reference"]["acc"], checks["novel/text_only"]["acc"]
+        need = 0.5 * ceiling["novel"]["acc"]
+        bars["novel_text_and_reference"] = {"value": ref, "needed": need, "met": ref >= need}
+        bars["novel_reference_gain"] = {"value": ref - text, "needed": 0.15, "met": ref - text >= 0.15}
+    return bars

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from ..clip_backbone import ClipBundle, load_clip
-from ..clip_pretrain import training_key_of
 from ..config import (DemoGeneratorConfig, DiffusersGeneratorConfig, ExternalGeneratorConfig, OmniGenGeneratorConfig,
                       RealRagConfig)
 from ..sources import ImageRecord
@@ -77,15 +76,15 @@ def _expected_id(cfg: RealRagConfig) -> str | None:
     return diffusers_generator_id(cfg.generator) if diffusers else None
 
 
-def build_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, text_key: str,
-                    records: list[ImageRecord], folder: Path, reports: Path,
+def build_generator(cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path,
                     force: bool = False) -> tuple[Generator, dict]:  # fmt: skip
-    """The ``generator`` asset's work: train (or take shipped weights of) the demo generator, or load a
-    pretrained diffusers pipeline; either way ``folder/generator.json`` records what later stages must open."""
+    """The ``generator`` asset's work: train (or take shipped weights of) the demo generator with its own text
+    encoder, or load a pretrained diffusers pipeline; either way ``folder/generator.json`` records what later
+    stages must open."""
     if isinstance(cfg.generator, DemoGeneratorConfig):
         from .demo_training import build_demo_generator
 
-        return build_demo_generator(cfg, world, text_clip, text_key, records, folder, reports, force)
+        return build_demo_generator(cfg, world, records, folder, reports, force)
     gen, info = _open_pretrained(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
@@ -93,15 +92,13 @@ def build_generator(cfg: RealRagConfig, world: World, text_clip: ClipBundle, tex
 
 
 def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Generator, dict, ClipBundle]:
-    """The generator the ``generator`` asset recorded, with the base CLIP (the LanceDB table's encoder, and the
-    demo generator's text tower). Refuses a record made for another generator config."""
+    """The generator the ``generator`` asset recorded, with the base CLIP (the LanceDB table's encoder; the demo
+    generator reads prompts with its own text encoder). Refuses a record made for another generator config."""
     if isinstance(cfg.generator, DemoGeneratorConfig):
         from .demo_training import open_demo_generator
 
-        encoder = load_clip(store.clip_dir, cfg.device, cfg.precision)
-        gen, info = open_demo_generator(cfg, load_world(store.world_dir), encoder, training_key_of(store.clip_dir),
-                                        store.generator_dir)  # fmt: skip
-        return gen, info, encoder
+        gen, info = open_demo_generator(cfg, load_world(store.world_dir), store.generator_dir)
+        return gen, info, load_clip(store.clip_dir, cfg.device, cfg.precision)
     path = store.generator_dir / INFO_FILE
     recorded = json.loads(path.read_text()).get("generator_id") if path.is_file() else None
     expected = _expected_id(cfg)
