@@ -119,3 +119,66 @@ def test_adamw_is_fused_on_cpu_and_makes_the_plain_adamw_update():
     assert not torch.equal(after[0], torch.randn(300, 16, generator=torch.Generator().manual_seed(0)))
     for a, b in zip(after, plain):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _outside_world_profile(smoke_data, tmp_path):
+    """The smoke world shrunk to 8 of its 12 concepts, 2 of the other 4 as selection concepts, and the database
+    and reference styles' images of the remaining 2 allowed into pre-training."""
+    import copy
+
+    from realrag_core.config import parse_config
+    from realrag_core.world import compute_world
+
+    data = copy.deepcopy(smoke_data)
+    data["world"].update(num_concepts=8, selection_concepts=2)
+    data["world"]["styles"]["outside_world"] = ["filled", "shadow", "striped", "dotted"]
+    cfg = parse_config(data, tmp_path)
+    prepare_source(cfg.source)
+    records = list(iter_records(cfg.source))
+    return data, cfg, records, compute_world(records, cfg.world)
+
+
+def test_pre_training_data_never_holds_held_out_images(smoke_data, tmp_path):
+    """Base CLIP: every pre-training-style image, and database/reference-style images only of concepts outside
+    both the world and the selection. Judge: everything but the reference style's images of those concepts."""
+    from realrag_core.clip_pretrain import base_clip_records, judge_records
+
+    _, cfg, records, world = _outside_world_profile(smoke_data, tmp_path)
+    held = set(world.concepts) | set(world.selection)
+    outside = {r.concept for r in records} - held
+    assert len(world.selection) == 2 and len(outside) == 2
+    clip = base_clip_records(cfg, world, records)
+    assert {r.style for r in clip if r.concept in held} == {"outline"}
+    assert {r.concept for r in clip if r.style != "outline"} == outside
+    assert {r.style for r in clip if r.concept in outside} == {"outline", "filled", "shadow", "striped", "dotted"}
+    judge = judge_records(cfg, world, records)
+    assert not [r for r in judge if r.style == "dotted" and r.concept in held]
+    assert len(judge) == len(records) - sum(r.style == "dotted" and r.concept in held for r in records)
+
+
+def test_shipped_base_clip_and_judge_are_taken_only_for_their_recipe(smoke_data, tmp_path):
+    """Weights made by the same recipe on the same data are copied, not trained; another recipe refuses them and
+    trains. The reports carry the selection score and, for the judge, its held-out ceiling."""
+    import copy
+
+    from realrag_core.clip_pretrain import build_demo_clip, build_judge
+    from realrag_core.config import parse_config
+
+    data, cfg, records, world = _outside_world_profile(smoke_data, tmp_path)
+    made = build_demo_clip(cfg, world, tmp_path / "made_clip", tmp_path)
+    judged = build_judge(cfg, world, tmp_path / "made_judge", tmp_path)
+    assert made["source"] == judged["source"] == "trained" and made["database_world_images_trained"] == 0
+    assert judged["reference_world_images_trained"] == 0 and judged["ceiling_split"] == "reference"
+    assert made["selection"]["queries"] == 2 and judged["selection"]["n"] == 2
+    assert judged["ceiling"]["reference/known"]["n"] + judged["ceiling"]["reference/novel"]["n"] == 8
+    shipped = copy.deepcopy(data)
+    shipped["clip"]["shipped_weights"] = str(tmp_path / "made_clip")
+    shipped["judge"]["shipped_weights"] = str(tmp_path / "made_judge")
+    used = build_demo_clip(parse_config(shipped, tmp_path), world, tmp_path / "run_clip", tmp_path)
+    used_judge = build_judge(parse_config(shipped, tmp_path), world, tmp_path / "run_judge", tmp_path)
+    assert used["source"] == used_judge["source"] == "shipped"
+    assert used["model_id"] == made["model_id"] and used_judge["model_id"] == judged["model_id"]
+    assert used["zero_shot"] == made["zero_shot"]
+    shipped["clip"]["train"]["steps"] = 11
+    refused = build_demo_clip(parse_config(shipped, tmp_path), world, tmp_path / "other_clip", tmp_path)
+    assert refused["source"] == "trained" and refused["model_id"] != made["model_id"]
