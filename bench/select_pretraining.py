@@ -7,6 +7,7 @@ images, the judge never their reference-style images. A candidate is trained wit
 
     python bench/select_pretraining.py --model clip --name vit_hflip --train '{"steps": 1600, "hflip": 0.5}'
     python bench/select_pretraining.py --model judge --name vit --arch '{"vision_width": 192}'
+    python bench/select_pretraining.py table      # every recorded candidate as a markdown table
 
 Each run writes ``bench/results/selection/<model>_<name>.json`` (recipe, training-set size, the trajectory of
 selection scores, seconds) and, with ``--save DIR``, the weights (open_clip local-dir format, with the
@@ -36,7 +37,25 @@ from realrag_core.sources import iter_records  # noqa: E402
 from realrag_core.world import compute_world  # noqa: E402
 
 
+def results_table(folder: Path) -> str:
+    """Every recorded candidate as a markdown table: recipe changes, training set, score along the way."""
+    lines = ["| model | candidate | steps | train images | selection score at 400 / 800 / 1,200 / 1,600 ... (final, 95%) | final loss | s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for path in sorted(folder.glob("*.json")):
+        r = json.loads(path.read_text())
+        metric = "top1" if r["model"] == "clip" else "acc"
+        lo, hi = ("top1_lo", "top1_hi") if r["model"] == "clip" else ("lo", "hi")
+        points = " / ".join(f"{p[metric]:.3f}" for p in r["trajectory"])
+        last = r["trajectory"][-1]
+        lines.append(f"| {r['model']} | {r['name']} | {r['train']['steps']} | {r['train_images']} | {points} "
+                     f"[{last[lo]:.2f}, {last[hi]:.2f}] | {r['final_loss']:.3f} | {r['seconds']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
+    if argv is None and sys.argv[1:2] == ["table"]:
+        print(results_table(Path(os.environ.get("REALRAG_BENCH_RESULTS", ROOT / "bench" / "results")) / "selection"))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--model", choices=("clip", "judge"), required=True)

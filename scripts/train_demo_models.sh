@@ -7,7 +7,6 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export DAGSTER_HOME="$ROOT"
 CLIP_OUT="${1:-weights/demo_clip}"
 JUDGE_OUT="${2:-weights/demo_judge}"
 start=$(date +%s)

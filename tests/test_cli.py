@@ -66,6 +66,7 @@ def test_generator_weights_script_on_smoke_and_shipped_weights_are_used(smoke_co
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     info = json.loads((out / "generator.json").read_text())
     assert (out / "diffusion_pytorch_model.safetensors").is_file() and info["command"].startswith("bash scripts/")
+    assert json.loads((out / "text_encoder" / "training.json").read_text())["key"] == info["text_key"]
     smoke_data["generator"]["shipped_weights"] = str(out)
     smoke_data["artifacts_root"] = str(tmp_path / "second")
     second = tmp_path / "second.yaml"
@@ -74,6 +75,35 @@ def test_generator_weights_script_on_smoke_and_shipped_weights_are_used(smoke_co
               "-m", "pipelines.definitions"], second, tmp_path)  # fmt: skip
     report = json.loads((tmp_path / "second" / "reports" / "generator.json").read_text())
     assert report["source"] == "shipped" and report["key"] == info["key"]
+
+
+@pytest.mark.slow
+def test_base_clip_and_judge_weights_script_on_smoke_and_shipped_weights_are_used(smoke_config_file, smoke_data,
+                                                                                    tmp_path):  # fmt: skip
+    """scripts/train_demo_models.sh on the smoke profile; a profile pointing at its output takes those weights
+    (no training) and one whose recipe differs refuses them."""
+    import json
+
+    import yaml
+
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
+           "TQDM_DISABLE": "1"}  # fmt: skip
+    proc = subprocess.run(["bash", "scripts/train_demo_models.sh", str(tmp_path / "clip"), str(tmp_path / "judge")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    made = {m: json.loads((tmp_path / m / "training.json").read_text()) for m in ("clip", "judge")}
+    smoke_data["clip"]["shipped_weights"] = str(tmp_path / "clip")
+    smoke_data["judge"]["shipped_weights"] = str(tmp_path / "judge")
+    smoke_data["judge"]["train"]["steps"] = 31  # another judge recipe: its shipped weights are refused
+    smoke_data["artifacts_root"] = str(tmp_path / "second")
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump(smoke_data))
+    _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone,judge",
+              "-m", "pipelines.definitions"], second, tmp_path)  # fmt: skip
+    clip = json.loads((tmp_path / "second" / "reports" / "clip_backbone.json").read_text())
+    judge = json.loads((tmp_path / "second" / "reports" / "judge.json").read_text())
+    assert clip["source"] == "shipped" and clip["model_id"] == made["clip"]["model_id"]
+    assert judge["source"] == "trained" and judge["model_id"] != made["judge"]["model_id"]
 
 
 @pytest.mark.slow
