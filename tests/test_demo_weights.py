@@ -51,6 +51,21 @@ def test_shipped_demo_weights_match_the_demo_config():
     assert load_clip(encoder).model_id == shipped["text_model_id"]
 
 
+def test_shipped_base_clip_and_judge_match_their_recipes():
+    """The shipped base CLIP and judge carry the training keys of the demo's recipes on the demo's data, and the
+    data rules hold: the CLIP never saw a database-style image of a world or selection concept, the judge never
+    a reference-style one."""
+    cfg, records, world = _demo()
+    held = set(world.concepts) | set(world.selection)
+    clip_train, judge_train = base_clip_records(cfg, world, records), judge_records(cfg, world, records)
+    assert not [r for r in clip_train if r.style in cfg.world.styles.database and r.concept in held]
+    assert not [r for r in clip_train if r.style == cfg.world.styles.reference and r.concept in held]
+    assert not [r for r in judge_train if r.style == cfg.world.styles.reference and r.concept in held]
+    assert {r.style for r in judge_train} >= set(cfg.world.styles.database)  # the judge does see the database
+    for spec, seed, train in ((cfg.clip, cfg.world.seed, clip_train), (cfg.judge, cfg.judge.seed, judge_train)):
+        assert training_key_of(spec.shipped_weights) == training_key(spec.architecture, spec.train, seed, train)
+
+
 @pytest.mark.skipif(os.environ.get("REALRAG_DEMO_MODEL_TESTS") != "1", reason="opt-in: REALRAG_DEMO_MODEL_TESTS=1")
 def test_shipped_demo_generator_carries_the_reference_concept(tmp_path):
     cfg, records, world = _demo()
