@@ -22,6 +22,23 @@ def _dagster(args, config_file, tmp_path):
     return proc
 
 
+def _script(name, args, config_file, tmp_path):
+    """One of scripts/ run as its documentation says, on the given profile."""
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "REALRAG_CONFIG": str(config_file), "HOME": str(tmp_path),
+           "TQDM_DISABLE": "1"}  # fmt: skip
+    proc = subprocess.run(["bash", f"scripts/{name}", *map(str, args)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _materialize_second_profile(data, selection, tmp_path):
+    """``data`` as a second profile with its own artifacts (tmp_path/second), materialized through the CLI."""
+    data["artifacts_root"] = str(tmp_path / "second")
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump(data))
+    _dagster(["asset", "materialize", "--select", selection, "-m", "pipelines.definitions"], second, tmp_path)
+
+
 @pytest.mark.slow
 def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg, tmp_path):
     _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone",
@@ -56,23 +73,13 @@ def test_generator_weights_script_on_smoke_and_shipped_weights_are_used(smoke_co
     points at its output then uses them instead of training."""
     import json
 
-    import yaml
-
     out = tmp_path / "weights"
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
-           "TQDM_DISABLE": "1"}  # fmt: skip
-    proc = subprocess.run(["bash", "scripts/train_demo_generator.sh", str(out)], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _script("train_demo_generator.sh", [out], smoke_config_file, tmp_path)
     info = json.loads((out / "generator.json").read_text())
     assert (out / "diffusion_pytorch_model.safetensors").is_file() and info["command"].startswith("bash scripts/")
     assert json.loads((out / "text_encoder" / "training.json").read_text())["key"] == info["text_key"]
     smoke_data["generator"]["shipped_weights"] = str(out)
-    smoke_data["artifacts_root"] = str(tmp_path / "second")
-    second = tmp_path / "second.yaml"
-    second.write_text(yaml.safe_dump(smoke_data))
-    _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone,judge,generator",
-              "-m", "pipelines.definitions"], second, tmp_path)  # fmt: skip
+    _materialize_second_profile(smoke_data, "image_source,world_splits,clip_backbone,judge,generator", tmp_path)
     report = json.loads((tmp_path / "second" / "reports" / "generator.json").read_text())
     assert report["source"] == "shipped" and report["key"] == info["key"]
 
@@ -84,22 +91,12 @@ def test_base_clip_and_judge_weights_script_on_smoke_and_shipped_weights_are_use
     (no training) and one whose recipe differs refuses them."""
     import json
 
-    import yaml
-
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
-           "TQDM_DISABLE": "1"}  # fmt: skip
-    proc = subprocess.run(["bash", "scripts/train_demo_models.sh", str(tmp_path / "clip"), str(tmp_path / "judge")],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _script("train_demo_models.sh", [tmp_path / "clip", tmp_path / "judge"], smoke_config_file, tmp_path)
     made = {m: json.loads((tmp_path / m / "training.json").read_text()) for m in ("clip", "judge")}
     smoke_data["clip"]["shipped_weights"] = str(tmp_path / "clip")
     smoke_data["judge"]["shipped_weights"] = str(tmp_path / "judge")
     smoke_data["judge"]["train"]["steps"] = 31  # another judge recipe: its shipped weights are refused
-    smoke_data["artifacts_root"] = str(tmp_path / "second")
-    second = tmp_path / "second.yaml"
-    second.write_text(yaml.safe_dump(smoke_data))
-    _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone,judge",
-              "-m", "pipelines.definitions"], second, tmp_path)  # fmt: skip
+    _materialize_second_profile(smoke_data, "image_source,world_splits,clip_backbone,judge", tmp_path)
     clip = json.loads((tmp_path / "second" / "reports" / "clip_backbone.json").read_text())
     judge = json.loads((tmp_path / "second" / "reports" / "judge.json").read_text())
     assert clip["source"] == "shipped" and clip["model_id"] == made["clip"]["model_id"]

@@ -158,7 +158,6 @@ def test_the_demo_worlds_artists_are_declared_by_lineage(tmp_path):
     renderings) is declared one artist, both in the captions' artist column and in the demo config's roles; the
     added pre-training artists are not copies of the reference (Twemoji) or database (Fluent) artwork."""
     from realrag_core.config import load_config
-    from realrag_core.sources import iter_records
 
     cfg = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
     out = tmp_path / "world"

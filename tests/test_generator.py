@@ -148,12 +148,16 @@ def test_snapshots_are_the_weights_of_shorter_runs_and_leave_the_run_unchanged(s
     assert plain_losses == losses and all(torch.equal(final[k], plain[k]) for k in plain)
 
 
-def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path):
+def _smoke_world(smoke_data, tmp_path):
     data = copy.deepcopy(smoke_data)
     cfg = parse_config(data, tmp_path)
     prepare_source(cfg.source)
     records = list(iter_records(cfg.source))
-    world = compute_world(records, cfg.world)
+    return data, cfg, records, compute_world(records, cfg.world)
+
+
+def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path):
+    data, cfg, records, world = _smoke_world(smoke_data, tmp_path)
     _, first = build_demo_generator(cfg, world, records, tmp_path / "made", tmp_path / "reports")
     assert first["source"] == "trained" and first["text_encoder"]["reused"] is False
     data["generator"]["shipped_weights"] = str(tmp_path / "made")
@@ -174,11 +178,7 @@ def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path):
 def test_the_generator_reads_prompts_with_its_own_text_encoder_not_the_base_clip(smoke_data, tmp_path):
     """Another base CLIP recipe leaves the generator's key, text encoder and images unchanged; another text
     encoder recipe gives another key (the shipped weights would be refused)."""
-    data = copy.deepcopy(smoke_data)
-    cfg = parse_config(data, tmp_path)
-    prepare_source(cfg.source)
-    records = list(iter_records(cfg.source))
-    world = compute_world(records, cfg.world)
+    data, cfg, records, world = _smoke_world(smoke_data, tmp_path)
     gen, first = build_demo_generator(cfg, world, records, tmp_path / "a", tmp_path / "reports")
     data["clip"]["train"]["steps"] = 7
     data["clip"]["architecture"]["embed_dim"] = 16
