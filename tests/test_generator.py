@@ -166,12 +166,14 @@ def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path):
     # the text encoder travels with the weights: nothing is trained, not even it
     assert used["source"] == "shipped" and used["key"] == first["key"] and used["text_encoder"]["reused"] is True
     assert used["text_encoder"]["model_id"] == first["text_encoder"]["model_id"]
-    # another split (seed): the shipped weights are refused and a generator is trained for it
+    # another split (seed): the shipped weights are refused and a generator is trained for it, on the shipped
+    # text encoder (same recipe), not a re-made one
     data["world"]["seed"] = 5
     other_cfg = parse_config(data, tmp_path)
     other_world = compute_world(records, other_cfg.world)
     _, refused = build_demo_generator(other_cfg, other_world, records, tmp_path / "other", tmp_path / "reports")
     assert refused["source"] == "trained" and refused["key"] != first["key"]
+    assert refused["text_encoder"]["reused"] is True and refused["text_encoder"]["model_id"] == first["text_encoder"]["model_id"]
     assert json.loads((tmp_path / "other" / "generator.json").read_text())["world_hash"] == other_world.hash
 
 
