@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 from .clip_backbone import (
     CONFIG_NAME,
     TRAINING_FILE,
-    retrieval_accuracy,
     WEIGHTS_NAME,
     ClipBundle,
     create_untrained,
     load_clip,
     model_id_of,
+    retrieval_accuracy,
     save_clip,
     train_clip,
     zero_shot_report,
@@ -127,7 +127,7 @@ def judge_records(cfg: RealRagConfig, world: World, records: Sequence[ImageRecor
     return [r for r in records if not (r.style == ref and r.concept in held)]
 
 
-def held_out_images(cfg: RealRagConfig, concepts, records: Sequence[ImageRecord], styles) -> tuple[list, list[str]]:
+def held_out_images(concepts, records: Sequence[ImageRecord], styles) -> tuple[list, list[str]]:
     """Decoded images of ``concepts`` in ``styles`` and their concepts."""
     wanted, styles = set(concepts), set(styles)
     images, kept = load_images([r for r in records if r.style in styles and r.concept in wanted])
@@ -147,7 +147,7 @@ def selection_scores(bundle: ClipBundle, cfg: RealRagConfig, world: World, recor
     if cached is not None and key in cached:
         images, concepts = cached[key]
     else:
-        images, concepts = held_out_images(cfg, world.selection, records, styles)
+        images, concepts = held_out_images(world.selection, records, styles)
         if cached is not None:
             cached[key] = (images, concepts)
     caption = cfg.clip.eval_caption

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..clip_backbone import TRAINING_FILE, ClipBundle, load_clip
-from ..clip_pretrain import accuracy, classify, load_images, train_or_reuse, training_key, training_key_of
+from ..clip_backbone import ClipBundle, load_clip
+from ..clip_pretrain import (accuracy, classify, load_images, take_shipped, train_or_reuse, training_key,
+                             training_key_of)
 from ..config import RealRagConfig
 from ..plots import image_grid, line_plot
 from ..sources import ImageRecord
@@ -59,18 +60,6 @@ def build_text_encoder(cfg: RealRagConfig, records: list[ImageRecord], folder: P
     return train_or_reuse(recipe.architecture, recipe.train, recipe.seed, text_encoder_records(cfg, records),
                           folder / TEXT_ENCODER_DIR, reports / "generator_text_encoder_loss.png",
                           "generator text encoder", force)  # fmt: skip
-
-
-def _take_shipped_text_encoder(shipped: Path | None, folder: Path, text_key: str) -> None:
-    """A shipped text encoder of this recipe is copied even when the UNet beside it is refused (another generator
-    config): a new UNet then trains on exactly the encoder the shipped one used, not on a re-made copy."""
-    source, target = (shipped / TEXT_ENCODER_DIR if shipped else None), folder / TEXT_ENCODER_DIR
-    if not source or not (source / TRAINING_FILE).is_file() or training_key_of(source) != text_key:
-        return
-    if (target / TRAINING_FILE).is_file() and training_key_of(target) == text_key:
-        return
-    if source.resolve() != target.resolve():
-        shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 def load_text_encoder(folder: Path, device: str = "cpu") -> tuple[ClipBundle, str]:
@@ -149,7 +138,9 @@ def build_demo_generator(cfg: RealRagConfig, world: World, records: list[ImageRe
                   f"({shipped_info.get('key')} != {key}): refusing them and training")  # fmt: skip
     if source == "trained" and not force and info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
         source = "reused"
-    _take_shipped_text_encoder(shipped, folder, text_key)
+    if shipped:  # a shipped encoder of this recipe is taken even when the UNet beside it is refused: a new UNet
+        # then trains on exactly the encoder the shipped one used, not on a re-made copy
+        take_shipped(shipped / TEXT_ENCODER_DIR, text_key, folder / TEXT_ENCODER_DIR, force=False)
     encoder_info = build_text_encoder(cfg, records, folder, reports)  # deterministic: never retrained by force
     if encoder_info["key"] != text_key:
         raise ValueError(f"the text encoder in {folder / TEXT_ENCODER_DIR} has key {encoder_info['key']}, not {text_key}")
