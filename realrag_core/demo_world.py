@@ -211,11 +211,12 @@ def iconify_matches(style: str, icon_names, concepts: list[tuple[str, str, str]]
     like its Unicode name (never an alias or a short code: those collide, "cricket" -> the cricket game, "japan"
     -> the flag); an icon claimed by two concepts at the same rank goes to neither."""
     by_key: dict[str, str] = {}
+    all_keys = {_key(n) for n in icon_names}
     for name in icon_names:
         key = _key(name)
-        if style == "fxemoji" and key + FXEMOJI_SIDE in {_key(n) for n in icon_names}:
+        if style == "fxemoji" and key + FXEMOJI_SIDE in all_keys:
             key = _key(name + " face")  # "dog" is the dog's face; "dogside" becomes "dog" below
-        elif style == "fxemoji" and key.endswith(FXEMOJI_SIDE) and key[: -len(FXEMOJI_SIDE)] in {_key(n) for n in icon_names}:
+        elif style == "fxemoji" and key.endswith(FXEMOJI_SIDE) and key[: -len(FXEMOJI_SIDE)] in all_keys:
             key = key[: -len(FXEMOJI_SIDE)]
         by_key.setdefault(key, name)
     claims: dict[str, dict[int, list[str]]] = {}
