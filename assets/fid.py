@@ -33,8 +33,9 @@ from ._metadata import inline_image
         "(fid_judge / kid_judge) and, when metrics.inception is set, with Inception v3 (fid / kid, the standard "
         "protocol). The reference set is the held-out style minus near-duplicates of database images. The judge's "
         "top-1 concept accuracy, CLIP-T and CLIP-I (metrics.clip_score model or the judge), retrieval accuracy, the retrieved style mix, and "
-        "copy_* rows scoring the retrieved image itself. Bootstrap 95% intervals over prompts and paired "
-        "differences between arms on the same prompts and seeds. Writes reports/results.parquet, results.md, "
+        "copy_* rows scoring the retrieved image itself. 95% intervals from a bootstrap over concepts and "
+        "retriever seeds together; paired differences between arms on the same prompts and seeds, each with the "
+        "smallest difference it would detect. Writes reports/results.parquet, results.md, "
         "results.png and results_grid.png."
     ),
 )

@@ -10,7 +10,7 @@
   (mean cosine of the image with the reference set's real images of its concept) with the ``metrics.clip_score``
   model or the judge; whether the arm retrieved an image of the right concept; ``copy`` rows score the
   retrieved image itself as if it were the output.
-- Bootstrap 95% intervals over prompts; paired differences between arms on the same prompts and seeds.
+- 95% intervals from a bootstrap over concepts and retriever seeds (``stats.crossed_bootstrap``); paired differences between arms on the same prompts and seeds.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def test_paired_comparisons_use_the_same_prompts_and_seeds():
     scored = []
     for p in range(10):
         for seed in (0, 1):
-            base = {"prompt_id": f"p{p}", "seed": seed, "generator_split": "novel"}
+            base = {"prompt_id": f"p{p}", "concept": f"c{p}", "seed": seed, "generator_split": "novel"}
             scored.append({**base, "kind": "clip", "retriever_seed": None, "concept_acc": 0.0, "retrieved_id": f"x{p}"})
             scored.append({**base, "kind": "reflective", "retriever_seed": 0, "concept_acc": 1.0 if p < 7 else 0.0,
                            "retrieved_id": f"x{p}" if p < 5 else f"y{p}"})  # fmt: skip
@@ -63,6 +63,9 @@ def test_paired_comparisons_use_the_same_prompts_and_seeds():
     assert both["n"] == 40 and both["diff"] == pytest.approx(0.35) and both["different_retrievals"] == pytest.approx(0.25)
     [rc] = [r for r in rows if (r["a"], r["b"]) == ("reflective", "contrastive")]
     assert rc["n"] == 20 and rc["diff"] == pytest.approx(0.0)  # only seed 1 exists in both
+    # reflective's two seeds disagree (0.7 vs 0.0 over clip): the interval over concepts and seeds says so
+    assert both["retriever_seeds"] == 2 and both["concepts"] == 10 and both["lo"] < 0.05
+    assert both["mde"] == pytest.approx(2.8 * both["se"]) and both["mde"] > row["mde"]
     md = results_markdown([{"arm": "clip", "split": "novel", "metric": "concept_acc", "value": 0.0, "n": 20,
                             "lo": 0.0, "hi": 0.0}], [row])  # fmt: skip
     assert "reflective - clip | novel | +0.700" in md
