@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from .config import RealRagConfig, load_config
 from .artifact_sync import artifact_sync
+from .rag import ARMS
 from .store import ArtifactStore
 
 METRICS = ("concept_acc", "retrieval_acc", "clip_t", "clip_i", "fid", "kid", "fid_judge", "kid_judge")
@@ -63,7 +64,7 @@ def compare_markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|" + "---|" * len(metrics)]  # fmt: skip
     for profile, dataset, generator, encoder in keys:
         for split in ("known", "novel"):
-            for arm in ("none", "clip", "contrastive", "reflective"):
+            for arm in ARMS:
                 cells = []
                 for m in metrics:
                     r = index.get((profile, split, arm, m))

@@ -711,6 +711,11 @@ class RagConfig(_Strict):
 
     seeds: Seeds = Field((0, 1, 2, 3), description="samples per prompt and arm")
     retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("eval",)
+    oracle: bool = Field(
+        True, description="also run the `oracle` arm: a database image of the prompt's own concept, the best any "
+        "retriever could hand the generator (how much of the none-to-oracle gap each retriever closes)"
+    )
+    oracle_seed: int = Field(0, description="which of the concept's database images the oracle hands over")
 
 
 class InceptionConfig(_Strict):

@@ -1,13 +1,15 @@
 """Stage 5 kernel: retrieval-augmented generation for the evaluation prompts, one arm per retriever.
 
-Arms: ``none`` (G(T), no retrieval), ``clip`` (top-1 by the zero-shot base CLIP), ``contrastive`` (top-1 by
-the plain contrastive fine-tune), ``reflective`` (top-1 by the reflective retriever); the fine-tuned arms
-once per training seed. Every arm uses the same prompts and sample seeds. Retrieval goes through the LanceDB
+Arms: ``none`` (G(T), no retrieval), ``oracle`` (a database image of the prompt's own concept: the best any
+retriever could hand over), ``clip`` (top-1 by the zero-shot base CLIP), ``contrastive`` (top-1 by the plain
+contrastive fine-tune), ``reflective`` (top-1 by the reflective retriever); the fine-tuned arms once per
+training seed. Every arm uses the same prompts and sample seeds. Retrieval goes through the LanceDB
 table (its index when there is one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from .manifest import append_part, read_manifest, save_png
 from .prompts import Prompt
 from .vector_table import search
 
-ARMS = ("none", "clip", "contrastive", "reflective")
+ARMS = ("none", "oracle", "clip", "contrastive", "reflective")
 SCHEMA = pa.schema(
     [("arm", pa.string()), ("retriever_seed", pa.int64()), ("prompt_id", pa.string()), ("prompt", pa.string()),
      ("concept", pa.string()), ("generator_split", pa.string()), ("seed", pa.int64()), ("path", pa.string()),
@@ -59,6 +61,36 @@ def retrieve_top1(retriever: ClipBundle, prompts: Sequence[Prompt], table, index
     return out
 
 
+@dataclass(frozen=True)
+class OracleRetriever:
+    """Hands over a database image of the prompt's own concept, chosen among that concept's images by
+    ``seed`` and the prompt (the same prompt gets the same image in every run). Its id names the table version
+    it chose from, so a grown database makes new oracle rows instead of reusing stale ones."""
+
+    seed: int = 0
+
+    def model_id_for(self, table) -> str:
+        return f"oracle:seed{self.seed}:{table.name}@v{table.version}"
+
+    def retrieve(self, prompts: Sequence[Prompt], table) -> list[Retrieved | None]:
+        from .vector_table import read_rows
+
+        rows = read_rows(table, ("id", "path", "concept", "style")).to_pylist()
+        by_concept: dict[str, list[dict]] = {}
+        for r in rows:
+            by_concept.setdefault(r["concept"], []).append(r)
+        out = []
+        for p in prompts:
+            choices = sorted(by_concept.get(p.concept, []), key=lambda r: r["id"])
+            if not choices:  # no database image of this concept: the arm falls back to G(T) for this prompt
+                out.append(None)
+                continue
+            digest = hashlib.sha256(f"{self.seed}:{p.prompt_id}".encode()).digest()
+            r = choices[int.from_bytes(digest[:8], "big") % len(choices)]
+            out.append(Retrieved(r["id"], r["path"], r["concept"], r["style"], 1.0))
+        return out
+
+
 def image_path(generator_id: str, prompt_id: str, retrieved_id: str | None, seed: int) -> Path:
     """G(T, I_ref) depends on (generator, prompt, reference, seed) only (the generator protocol is
     deterministic and batch-invariant), so arms and retriever seeds that retrieve the same image share it."""
@@ -80,7 +112,7 @@ def generate_arms(
 ) -> dict:
     """Every (arm, retriever seed, prompt, seed) row not yet in the manifest; each distinct (prompt, retrieved
     image, seed) is generated once. Resumable batch by batch. ``retrievers[arm]``: (training seed, model)
-    pairs; ``none`` is ``[(None, None)]``. ``tables[(arm, seed)]``: the table a retriever searches when its
+    pairs (an ``OracleRetriever`` for ``oracle``); ``none`` is ``[(None, None)]``. ``tables[(arm, seed)]``: the table a retriever searches when its
     image tower was trained (default: ``table``)."""
     start = time.perf_counter()
     gid = generator.generator_id
@@ -97,8 +129,12 @@ def generate_arms(
     for arm, models in retrievers.items():
         for rseed, retriever in models:
             searched = (tables or {}).get((arm, rseed), table)
-            hits = retrieve_top1(retriever, prompts, searched, index) if retriever is not None else [None] * len(prompts)
-            rid = retriever.model_id if retriever is not None else ""
+            if isinstance(retriever, OracleRetriever):
+                hits, rid = retriever.retrieve(prompts, searched), retriever.model_id_for(searched)
+            elif retriever is not None:
+                hits, rid = retrieve_top1(retriever, prompts, searched, index), retriever.model_id
+            else:
+                hits, rid = [None] * len(prompts), ""
             for p, hit in zip(prompts, hits):
                 for s in seeds:
                     if (arm, rseed, rid, p.prompt_id, int(s), gid) not in done:

@@ -19,7 +19,7 @@ from .rag import ARMS
 from .stats import crossed_bootstrap
 
 PAIRS = (("reflective", "contrastive"), ("contrastive", "clip"), ("clip", "none"), ("reflective", "clip"),
-         ("reflective", "none"))  # fmt: skip
+         ("reflective", "none"), ("contrastive", "none"), ("oracle", "none"), ("oracle", "reflective"))  # fmt: skip
 
 
 def _row(arm, split, metric, value, n, lo=None, hi=None):
@@ -45,7 +45,7 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
     seen = set()
     for r in manifest:  # copy rows: the retrieved image itself, once per (arm, retriever seed, prompt)
         key = (r["arm"], r["retriever_seed"], r["prompt_id"])
-        if r["arm"] != "none" and key not in seen:
+        if r["arm"] != "none" and r["retrieved_path"] and key not in seen:
             seen.add(key)
             scored.append({**r, "kind": f"copy_{r['arm']}", "image_path": Path(r["retrieved_path"])})
     unique = sorted({(str(s["image_path"]), s["prompt"], s["concept"]) for s in scored})
@@ -158,6 +158,16 @@ def _fmt(r):
     return f"{r['value']:.3f}{ci} (n={r['n']})"
 
 
+def gap_closed(index: dict, split: str) -> dict[str, float]:
+    """(arm - none) / (oracle - none) in concept accuracy for every retrieving arm: 0 is no better than no
+    retrieval, 1 as good as handing the generator its own concept. Empty without an oracle or a gap."""
+    none, oracle = index.get(("none", split, "concept_acc")), index.get(("oracle", split, "concept_acc"))
+    if none is None or oracle is None or oracle["value"] - none["value"] <= 0:
+        return {}
+    return {arm: (index[(arm, split, "concept_acc")]["value"] - none["value"]) / (oracle["value"] - none["value"])
+            for arm in ARMS if arm not in ("none", "oracle") and (arm, split, "concept_acc") in index}  # fmt: skip
+
+
 def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int = MIN_FID_SAMPLES) -> str:
     index = {(r["arm"], r["split"], r["metric"]): r for r in rows}
     metrics = ["concept_acc", "retrieval_acc", "clip_t", "clip_i", "kid_judge", "fid_judge"]
@@ -170,6 +180,10 @@ def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int 
             cells = [_fmt(index.get((arm, split, m))) for m in metrics]
             if any(c != "-" for c in cells):
                 lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        gap = gap_closed(index, split)
+        if gap:
+            lines += ["", "share of the none-to-oracle gap in concept_acc each arm closes: "
+                      + ", ".join(f"{arm} {share:+.2f}" for arm, share in gap.items())]  # fmt: skip
         per_seed = sorted({r["arm"] for r in rows if "@" in r["arm"] and r["split"] == split})
         if per_seed:
             lines += ["", "each training seed alone:", "", "| arm@seed | concept_acc | retrieval_acc |", "|---|---|---|"]
@@ -211,7 +225,8 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
         x = np.arange(len(sel))
         vals = [r["value"] for r in sel]
         err = [[r["value"] - r["lo"] for r in sel], [r["hi"] - r["value"] for r in sel]]
-        ax.bar(x, vals, yerr=err, capsize=4, color=["#999", "#6a9fd4", "#f0a35e", "#4caf50"][: len(sel)])
+        colours = {"none": "#999", "oracle": "#c9b458", "clip": "#6a9fd4", "contrastive": "#f0a35e", "reflective": "#4caf50"}
+        ax.bar(x, vals, yerr=err, capsize=4, color=[colours[r["arm"]] for r in sel])
         ax.set_xticks(x, [r["arm"] for r in sel])
         ax.set_title(f"{split} concepts (n={sel[0]['n'] if sel else 0} images/arm)")
         ax.grid(axis="y", alpha=0.3)

@@ -74,8 +74,9 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     rag = _metadata(first, "rag_images")
     eval_prompts = sum(v for k, v in prompts.items() if k.startswith("prompts/eval"))
     n_seeds, n_rseeds = len(smoke_cfg.rag.seeds), len(smoke_cfg.retriever.seeds)
-    # rows: none + clip + a model per training seed for each fine-tuned arm; shared references are made once
-    assert rag["dagster/row_count"] == rag["rows_added"] == eval_prompts * n_seeds * (2 + 2 * n_rseeds)
+    # rows: none + oracle + clip + a model per training seed for each fine-tuned arm; shared references are made once
+    assert rag["dagster/row_count"] == rag["rows_added"] == eval_prompts * n_seeds * (3 + 2 * n_rseeds)
+    assert rag["retrieval_top1/oracle"] == 1.0  # the oracle hands over the prompt's own concept
     assert rag["generated"] + rag["shared_images"] == rag["rows_added"] and rag["shared_images"] >= eval_prompts * n_seeds
     ablations = _metadata(first, "retriever_ablations")
     for variant in ("zero_shot", "contrastive", "reflective", "control_random", "control_text_nearest",
@@ -87,6 +88,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
         assert e.passed or (e.severity == dg.AssetCheckSeverity.WARN and "zero_shot" in name), (name, e.description)
     results = _metadata(first, "fid")
     assert 0 <= results["novel/reflective/concept_acc"] <= 1
+    assert results["novel/oracle/retrieval_acc"] == results["known/oracle/retrieval_acc"] == 1.0
     ref = results["reference_set"]  # every listed reference image is kept, undecodable or a reported near-duplicate
     assert ref["style"] == smoke_cfg.world.styles.reference and ref["threshold"] == smoke_cfg.metrics.near_duplicate_threshold
     assert ref["listed"] == ref["undecodable"] + sum(ref["kept"].values()) + ref["near_duplicates"] > 0

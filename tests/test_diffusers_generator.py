@@ -157,7 +157,7 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
     generated = read_manifest(cfg.artifacts_root / "generated")
     assert set(generated["generator_id"].to_pylist()) == {gid}
     rag = read_manifest(cfg.artifacts_root / "rag").to_pylist()
-    assert {r["arm"] for r in rag} == {"none", "clip", "contrastive", "reflective"}
+    assert {r["arm"] for r in rag} == {"none", "oracle", "clip", "contrastive", "reflective"}
     assert {r["generator_id"] for r in rag} == {gid}
     assert (cfg.artifacts_root / "reports" / "results.parquet").is_file()
 

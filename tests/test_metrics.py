@@ -220,3 +220,19 @@ def test_user_supplied_weights_are_never_unpickled(inception_weights, tmp_path):
     a = inception_metrics(InceptionConfig(weights=safe), images, images[::-1])
     b = inception_metrics(InceptionConfig(weights=inception_weights), images, images[::-1])
     assert a["fid"] == b["fid"]  # (KID draws random subsets)
+
+
+def test_the_table_says_how_much_of_the_none_to_oracle_gap_each_arm_closes():
+    from realrag_core.results import gap_closed
+
+    def row(arm, value):
+        return {"arm": arm, "split": "novel", "metric": "concept_acc", "value": value, "n": 40, "lo": 0.0, "hi": 1.0}
+
+    rows = [row("none", 0.1), row("oracle", 0.6), row("clip", 0.35), row("reflective", 0.05)]
+    index = {(r["arm"], r["split"], r["metric"]): r for r in rows}
+    gap = gap_closed(index, "novel")
+    assert gap == {"clip": pytest.approx(0.5), "reflective": pytest.approx(-0.1)}
+    assert "clip +0.50, reflective -0.10" in results_markdown(rows, [])
+    assert gap_closed({k: v for k, v in index.items() if k[0] != "oracle"}, "novel") == {}
+    no_gap = {**index, ("oracle", "novel", "concept_acc"): row("oracle", 0.1)}
+    assert gap_closed(no_gap, "novel") == {}  # an oracle no better than none: no share to report
