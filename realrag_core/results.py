@@ -158,6 +158,12 @@ def _fmt(r):
     return f"{r['value']:.3f}{ci} (n={r['n']})"
 
 
+def known_cost(paired: list[dict]) -> list[dict]:
+    """Every arm minus ``none`` on known concepts, in ``ARMS`` order: does RAG cost what the generator draws?"""
+    rows = {p["a"]: p for p in paired if p["b"] == "none" and p["split"] == "known"}
+    return [rows[a] for a in ARMS if a in rows]
+
+
 def gap_closed(index: dict, split: str) -> dict[str, float]:
     """(arm - none) / (oracle - none) in concept accuracy for every retrieving arm: 0 is no better than no
     retrieval, 1 as good as handing the generator its own concept. Empty without an oracle or a gap."""
@@ -191,6 +197,13 @@ def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int 
                 lines.append(f"| {arm} | {_fmt(index.get((arm, split, 'concept_acc')))} | "
                              f"{_fmt(index.get((arm, split, 'retrieval_acc')))} |")  # fmt: skip
         lines.append("")
+    cost = known_cost(paired)
+    if cost:
+        lines += ["### what retrieval costs on concepts the generator already knows", "",
+                  "known-concept accuracy of each arm minus `none` (paired, 95% CI): "
+                  + "; ".join(f"{p['a']} {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] "
+                              f"({'no worse' if p['lo'] >= 0 else 'worse' if p['hi'] < 0 else 'cannot tell'})"
+                              for p in cost), ""]  # fmt: skip
     lines += ["### paired differences in judge concept accuracy (same prompts and seeds)", "",
               "| a - b | split | diff [95% CI] | detectable min | n images | concepts x retriever seeds | "
               "different retrievals |", "|---|---|---|---|---|---|---|"]  # fmt: skip

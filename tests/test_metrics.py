@@ -236,3 +236,16 @@ def test_the_table_says_how_much_of_the_none_to_oracle_gap_each_arm_closes():
     assert gap_closed({k: v for k, v in index.items() if k[0] != "oracle"}, "novel") == {}
     no_gap = {**index, ("oracle", "novel", "concept_acc"): row("oracle", 0.1)}
     assert gap_closed(no_gap, "novel") == {}  # an oracle no better than none: no share to report
+
+
+def test_the_table_says_at_a_glance_whether_retrieval_costs_known_concepts():
+    scored = []
+    for p in range(30):
+        base = {"prompt_id": f"p{p}", "concept": f"c{p}", "seed": 0, "generator_split": "known", "retriever_seed": None}
+        scored.append({**base, "kind": "none", "concept_acc": 1.0, "retrieved_id": None})
+        scored.append({**base, "kind": "clip", "concept_acc": 0.0 if p < 15 else 1.0, "retrieved_id": f"x{p}"})
+        scored.append({**base, "kind": "oracle", "concept_acc": 1.0, "retrieved_id": f"o{p}"})
+    md = results_markdown([], paired_comparisons(scored))
+    line = next(x for x in md.splitlines() if x.startswith("known-concept accuracy of each arm minus `none`"))
+    assert "oracle +0.000 [+0.00, +0.00] (no worse)" in line and "clip -0.500" in line and "(worse)" in line
+    assert line.index("oracle") < line.index("clip")  # arms in the table's order
