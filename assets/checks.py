@@ -10,6 +10,7 @@ from realrag_core.checks import (Outcome, beats_zero_shot_outcome, coverage_outc
                                  finite_weights_outcome, negatives_outcome, results_outcome)
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import ARMS
+from realrag_core.store import retriever_key
 from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, table_model
 
 from .fid import fid
@@ -66,8 +67,10 @@ def _weights_check(name: str, asset):
     @dg.asset_check(asset=asset, name=f"{name}_weights_are_finite", blocking=True,
                     description="Every tensor of every training seed's checkpoint finite.")  # fmt: skip
     def check(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
-        folder = realrag.store().checkpoint_dir(name)
-        return _result(finite_weights_outcome(sorted(folder.glob("seed_*/open_clip_model.safetensors"))))
+        store = realrag.store()
+        return _result(finite_weights_outcome(sorted(
+            path for protocol in realrag.load().prompts.protocols
+            for path in store.retriever_dir(name, protocol).glob("seed_*/open_clip_model.safetensors"))))
 
     return check
 
@@ -76,7 +79,15 @@ def _zero_shot_check(name: str, asset):
     @dg.asset_check(asset=asset, name=f"{name}_validation_not_below_zero_shot",
                     description="Validation top-1 (mean over seeds) at least the zero-shot model's; warns otherwise.")
     def check(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
-        return _result(beats_zero_shot_outcome(realrag.store().read_report(name)))
+        store, merged = realrag.store(), {"validation": {}, "validation_zero_shot": {}}
+        for protocol in realrag.load().prompts.protocols:  # every protocol's retrievers, splits labelled by it
+            report = store.read_report(retriever_key(name, protocol))
+            if not report:
+                return _result(beats_zero_shot_outcome(None))
+            pre = "" if protocol == "unseen_concepts" else f"{protocol}/"
+            for part in merged:
+                merged[part].update({f"{pre}{split}": m for split, m in report[part].items()})
+        return _result(beats_zero_shot_outcome(merged))
 
     return check
 
@@ -85,8 +96,9 @@ def _zero_shot_check(name: str, asset):
 def results_are_complete_and_finite(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     report = realrag.store().read_report("fid") or {"results": []}
     splits = sorted({r["split"] for r in report["results"]}) or ["known", "novel"]
-    arms = [a for a in ARMS if a != "oracle" or realrag.load().rag.oracle]
-    return _result(results_outcome(report["results"], arms, splits))
+    cfg = realrag.load()
+    arms = [a for a in ARMS if a != "oracle" or cfg.rag.oracle]
+    return _result(results_outcome(report["results"], arms, splits, protocols=cfg.prompts.protocols))
 
 
 ALL_CHECKS = [

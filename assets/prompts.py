@@ -13,21 +13,26 @@ from realrag_core.world import load_world
     group_name="foundation",
     deps=["world_splits"],
     kinds={"parquet"},
-    code_version="1",
+    code_version="2",
     description=(
         "Prompts from templates over the world's concepts ('a {concept}'), each tagged with its concept, its "
         "generator split (known/novel) and its retriever split: concepts are split by seed into retriever-"
         "train, validation and evaluation concepts, stratified by known/novel. The retriever trains on train "
-        "concepts only; ablations are chosen on validation; the results table uses evaluation concepts alone."
+        "concepts only; ablations are chosen on validation; the results table uses evaluation concepts alone "
+        "(protocol unseen_concepts). With prompts.protocols holding seen_concepts (the paper's), every concept also "
+        "gets train, validation and evaluation prompts from three disjoint template sets."
     ),
 )
 def prompts(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     items = build_prompts(load_world(store.world_dir), cfg.prompts.templates, cfg.prompts.split_fractions,
-                          cfg.prompts.seed)  # fmt: skip
+                          cfg.prompts.seed, cfg.prompts.protocols, cfg.prompts.seen_concepts.by_split())  # fmt: skip
     path = save_prompts(items, store.world_dir)
-    counts = collections.Counter(f"{p.retriever_split}/{p.generator_split}" for p in items)
+    counts = collections.Counter(
+        f"{p.retriever_split}/{p.generator_split}" if p.protocol == "unseen_concepts"
+        else f"{p.protocol}/{p.retriever_split}/{p.generator_split}" for p in items
+    )
     store.write_report("prompts", {"prompts": len(items), **counts})
     return dg.MaterializeResult(metadata={"prompts": len(items), **{f"prompts/{k}": v for k, v in sorted(counts.items())},
                                           "path": dg.MetadataValue.path(str(path)), "dagster/row_count": len(items)})  # fmt: skip

@@ -7,7 +7,7 @@ import dagster as dg
 from pipelines.partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
 from pipelines.resources import RealRagConfigResource
 from realrag_core.generators.registry import open_stored_generator
-from realrag_core.prompts import load_prompts
+from realrag_core.prompts import load_prompts, of_protocol
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import OracleRetriever, current_rows, generate_arms
 from realrag_core.retriever import load_retrievers
@@ -30,7 +30,8 @@ from realrag_core.vector_table import open_table_readonly
         "`reflective` (top-1 by the reflective retriever), the fine-tuned arms once per training seed; each generates "
         "G(T, I_ref) (or G(T)), and an image shared by arms that retrieved the same reference is made once. PNG + "
         "Parquet manifest with the retrieved image's id, concept, style and similarity. Resumable. Partitioned by "
-        "prompt shard like generated_images: a backfill of any shards adds up to the unpartitioned run."
+        "prompt shard like generated_images: a backfill of any shards adds up to the unpartitioned run. Once per "
+        "protocol in prompts.protocols, with that protocol's evaluation prompts and fine-tuned retrievers."
     ),
 )
 def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -38,33 +39,42 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
     store = realrag.store()
     gen, _, base = open_stored_generator(cfg, store)
     table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
-    arms, tables = {"none": [(None, None)], "clip": [(None, base)]}, {}
-    if cfg.rag.oracle:
-        arms["oracle"] = [(None, OracleRetriever(cfg.rag.oracle_seed))]
-    for arm, name in (("contrastive", "contrastive_retriever"), ("reflective", "retriever")):
-        arms[arm] = []
-        for rseed, model, table_name in load_retrievers(store.checkpoint_dir(name), cfg.device, cfg.precision):
-            arms[arm].append((rseed, model))
-            if table_name:  # its image tower was trained: it searches the table that tower embedded
-                tables[(arm, rseed)] = open_table_readonly(cfg.lancedb_uri, table_name)
-    retriever_ids = {(arm, rseed): (model.model_id_for(table) if isinstance(model, OracleRetriever)
-                                    else model.model_id if model is not None else "")
-                     for arm, models in arms.items() for rseed, model in models}  # fmt: skip
     shards = selected_shards(context)
-    prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.rag.retriever_splits]
-    prompts = in_shards(prompts, shards, len(SHARD_NAMES))
-    report = generate_arms(gen, arms, prompts, cfg.rag.seeds, table, cfg.embeddings.index, store.rag_dir,
-                           cfg.generator.sampling.batch_size, tables=tables)  # fmt: skip
-    ids = {p.prompt_id for p in prompts}
-    rows = [r for r in current_rows(read_manifest(store.rag_dir).to_pylist(), gen.generator_id, retriever_ids)
-            if r["prompt_id"] in ids]  # fmt: skip
-    hit = collections.Counter((r["arm"], r["retrieved_concept"] == r["concept"]) for r in rows if r["arm"] != "none")
-    metadata = {**report, "dagster/row_count": len(rows), "shards": ", ".join(shards), "prompts": len(prompts),
-                "seeds": len(cfg.rag.seeds),
-                "retriever_seeds": len(arms["reflective"])}  # fmt: skip
-    for arm in [a for a in arms if a != "none"]:
-        n = hit[(arm, True)] + hit[(arm, False)]
-        metadata[f"retrieval_top1/{arm}"] = hit[(arm, True)] / n if n else 0.0
+    all_prompts = load_prompts(store.world_dir)
+    metadata = {"shards": ", ".join(shards), "seeds": len(cfg.rag.seeds)}
+    totals = collections.Counter()
+    retriever_ids = []  # (arm, retriever seed, retriever id, protocol) of every current model
+    hit = collections.Counter()
+    for protocol in cfg.prompts.protocols:  # each protocol's evaluation prompts with its own fine-tuned retrievers
+        arms, tables = {"none": [(None, None)], "clip": [(None, base)]}, {}
+        if cfg.rag.oracle:
+            arms["oracle"] = [(None, OracleRetriever(cfg.rag.oracle_seed))]
+        for arm, name in (("contrastive", "contrastive_retriever"), ("reflective", "retriever")):
+            arms[arm] = []
+            for rseed, model, table_name in load_retrievers(store.retriever_dir(name, protocol), cfg.device, cfg.precision):
+                arms[arm].append((rseed, model))
+                if table_name:  # its image tower was trained: it searches the table that tower embedded
+                    tables[(arm, rseed)] = open_table_readonly(cfg.lancedb_uri, table_name)
+        ids = {(arm, rseed): (model.model_id_for(table) if isinstance(model, OracleRetriever)
+                              else model.model_id if model is not None else "")
+               for arm, models in arms.items() for rseed, model in models}  # fmt: skip
+        retriever_ids += [(a, s, i, protocol) for (a, s), i in ids.items()]
+        prompts = in_shards(of_protocol(all_prompts, protocol, cfg.rag.retriever_splits), shards, len(SHARD_NAMES))
+        report = generate_arms(gen, arms, prompts, cfg.rag.seeds, table, cfg.embeddings.index, store.rag_dir,
+                               cfg.generator.sampling.batch_size, tables=tables)  # fmt: skip
+        totals.update({k: v for k, v in report.items() if k != "seconds"})
+        pids = {p.prompt_id for p in prompts}
+        rows = [r for r in current_rows(read_manifest(store.rag_dir).to_pylist(), gen.generator_id, ids)
+                if r["prompt_id"] in pids]  # fmt: skip
+        hit.update((protocol, r["arm"], r["retrieved_concept"] == r["concept"]) for r in rows if r["arm"] != "none")
+        totals["dagster/row_count"] += len(rows)
+        totals["prompts"] += len(prompts)
+        pre = "" if protocol == "unseen_concepts" else f"{protocol}/"
+        metadata[f"{pre}retriever_seeds"] = len(arms["reflective"])
+        for arm in [a for a in arms if a != "none"]:
+            n = hit[(protocol, arm, True)] + hit[(protocol, arm, False)]
+            metadata[f"{pre}retrieval_top1/{arm}"] = hit[(protocol, arm, True)] / n if n else 0.0
+    metadata.update(totals)
     store.write_report("rag_images", {**metadata, "generator_id": gen.generator_id,
-                                      "retrievers": [[a, s, i] for (a, s), i in retriever_ids.items()]})  # fmt: skip
+                                      "retrievers": [list(r) for r in retriever_ids]})  # fmt: skip
     return dg.MaterializeResult(metadata=metadata)

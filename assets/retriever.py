@@ -9,13 +9,14 @@ import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
 from realrag_core.config import DemoGeneratorConfig
-from realrag_core.prompts import load_prompts
+from realrag_core.prompts import load_prompts, of_protocol
+from realrag_core.store import retriever_key
 from realrag_core.generation import generate_for_prompts
 from realrag_core.generators.demo_diffusion import untrained_like
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.manifest import read_manifest
 from realrag_core.mining import negatives_version
-from realrag_core.retriever import RETRIEVER_FILE, build_retriever
+from realrag_core.retriever import RETRIEVER_FILE, ablation_protocol, build_retriever
 from realrag_core.retriever_study import run_ablations, write_ablations
 from realrag_core.embed_images import embed_source
 from realrag_core.embed_reader import Scope
@@ -35,7 +36,6 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     if reflective and negatives and {r["table_version"] for r in negatives} != {table.version}:
         raise ValueError(f"negatives were mined on table version(s) {sorted({r['table_version'] for r in negatives})}, "
                          f"the table is at {table.version}: rematerialize reflective_negatives")  # fmt: skip
-    plot = store.reports_dir / f"{name}_loss.png"
     world = load_world(store.world_dir)
 
     def reembed(model):  # trainable "both": the database as this model's image tower sees it, in its own table
@@ -45,22 +45,31 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
                               store.rejects_dir / f"{table_name}.parquet", progress=False)  # fmt: skip
         return table_name, report.table_version
 
-    info = build_retriever(cfg, store.clip_dir, load_prompts(store.world_dir), read_rows(table, ROW_COLUMNS),
-                           table.version, negatives, store.checkpoint_dir(name), plot, name, reembed,
-                           negatives_version(negatives) if negatives else None)  # fmt: skip
-    store.write_report(name, info)
-    return dg.MaterializeResult(metadata={
-        "model_ids": ", ".join(s["model_id"] for s in info["seeds"]), "seeds": len(info["seeds"]),
-        "chosen_lr": info["chosen_lr"], "table_version": info["table_version"],
-        "resumed_fits": info["resumed_fits"],
-        "negatives_version": info["negatives_version"] or "none (contrastive baseline)", "train_seconds": info["train_seconds"],
-        "negatives_per_prompt": info["negatives_per_prompt"],
-        **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
-        **flat("validation_mean_over_seeds", {s: {k: m[k] for k in ("top1", "top5", "top1_min", "top1_max", "queries")}
-                                              for s, m in info["validation"].items()}),
-        **flat("validation_zero_shot", {s: {k: m[k] for k in ("top1", "top5")} for s, m in info["validation_zero_shot"].items()}),
-        "loss_curve": inline_image(plot, "loss curve (first seed)"),
-    })  # fmt: skip
+    prompts = load_prompts(store.world_dir)
+    rows = read_rows(table, ROW_COLUMNS)
+    metadata = {}
+    for protocol in cfg.prompts.protocols:  # one set of retrievers per protocol, each chosen on its own validation
+        key = retriever_key(name, protocol)
+        plot = store.reports_dir / f"{key}_loss.png"
+        info = build_retriever(cfg, store.clip_dir, of_protocol(prompts, protocol), rows, table.version, negatives,
+                               store.retriever_dir(name, protocol), plot, f"{name} ({protocol})", reembed,
+                               negatives_version(negatives) if negatives else None)  # fmt: skip
+        info["protocol"] = protocol
+        store.write_report(key, info)
+        pre = "" if protocol == "unseen_concepts" else f"{protocol}/"
+        metadata.update({f"{pre}{k}": v for k, v in {
+            "model_ids": ", ".join(s["model_id"] for s in info["seeds"]), "seeds": len(info["seeds"]),
+            "chosen_lr": info["chosen_lr"], "table_version": info["table_version"],
+            "resumed_fits": info["resumed_fits"],
+            "negatives_version": info["negatives_version"] or "none (contrastive baseline)", "train_seconds": info["train_seconds"],
+            "negatives_per_prompt": info["negatives_per_prompt"], "train_prompts": info["train_prompts"],
+            **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
+            **flat("validation_mean_over_seeds", {s: {k: m[k] for k in ("top1", "top5", "top1_min", "top1_max", "queries")}
+                                                  for s, m in info["validation"].items()}),
+            **flat("validation_zero_shot", {s: {k: m[k] for k in ("top1", "top5")} for s, m in info["validation_zero_shot"].items()}),
+            "loss_curve": inline_image(plot, f"loss curve (first seed, {protocol})"),
+        }.items()})  # fmt: skip
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -68,7 +77,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     deps=["reflective_negatives", "image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
     pool="gpu",
-    code_version="3",
+    code_version="4",
     description=(
         "Stage 4. Self-reflective contrastive learning: fine-tunes the base CLIP's text tower on prompts of "
         "retriever-train concepts paired with their concept's database images, with the loss "
@@ -77,7 +86,9 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
         "masked. The image tower is frozen, so the LanceDB table stays valid. The learning rate is chosen on "
         "validation prompts from retriever.lr_grid (the same grid as the baseline), then one model per training "
         "seed is saved. Metadata: loss curve, the grid, and validation text->image accuracy (mean and range "
-        "over seeds) next to the zero-shot base."
+        "over seeds) next to the zero-shot base. One set of models per protocol in prompts.protocols, each "
+        "trained on that protocol's train prompts and chosen on its validation prompts (seen_concepts keys are "
+        "prefixed `seen_concepts/`)."
     ),
 )
 def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -89,7 +100,7 @@ def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource)
     deps=["image_embeddings", "prompts", "clip_backbone"],
     kinds={"pytorch", "safetensors"},
     pool="gpu",
-    code_version="3",
+    code_version="4",
     description=(
         "The paper's 'normal RAG' baseline: the same fine-tuning code, data, steps, learning-rate grid and seeds as "
         "`retriever` with the reflective term off (plain contrastive loss), so the comparison isolates what "
@@ -111,7 +122,8 @@ def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagCon
         "reflective negatives replaced by as many random images or by text-nearest hard negatives (so a gain "
         "can be credited to reflection, not to more negatives), the paper-literal negative policy, other k, the "
         "other trainable parts, negatives mined from an untrained generator's G(T); plus both retrievers' "
-        "learning-rate grids. Never touches evaluation prompts. Writes "
+        "learning-rate grids. Never touches evaluation prompts. Under one protocol: unseen_concepts when it "
+        "runs, else seen_concepts (metadata `protocol`). Writes "
         "reports/retriever_ablations.md/.parquet/.png."
     ),
 )
@@ -121,7 +133,8 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
     negatives = pq.read_table(store.negatives_path).to_pylist()
     generated = read_manifest(store.generated_dir)
-    reports = {name: json.loads((store.checkpoint_dir(name) / RETRIEVER_FILE).read_text())
+    protocol = ablation_protocol(cfg)
+    reports = {name: json.loads((store.retriever_dir(name, protocol) / RETRIEVER_FILE).read_text())
                for name in ("retriever", "contrastive_retriever")}  # fmt: skip
     for name, report in reports.items():
         if report["table_version"] != table.version:
@@ -131,7 +144,7 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     def progress(variant, seed):
         context.log.info(f"ablation {variant}, seed {seed}: done")
 
-    prompts = load_prompts(store.world_dir)
+    prompts = of_protocol(load_prompts(store.world_dir), protocol)
     other_generated = {}
     untrained_wanted = "untrained" in cfg.retriever.ablations.generators
     if untrained_wanted and not isinstance(cfg.generator, DemoGeneratorConfig):
@@ -148,8 +161,9 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
                          table.version, reports["retriever"], reports["contrastive_retriever"], progress,
                          other_generated)  # fmt: skip
     paths = write_ablations(rows, store.reports_dir)
-    store.write_report("retriever_ablations", {"rows": rows})
+    store.write_report("retriever_ablations", {"rows": rows, "protocol": protocol})
     return dg.MaterializeResult(metadata={
+        "protocol": protocol,
         **{f"{r['variant']}/val_top1": r["val_top1"] for r in rows},
         "table": dg.MetadataValue.md(paths["md"].read_text()),
         "chart": inline_image(paths["chart"], "validation top-1 by variant"),

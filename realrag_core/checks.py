@@ -119,10 +119,12 @@ def beats_zero_shot_outcome(report: dict | None) -> Outcome:
 
 
 def results_outcome(results: list[dict], arms: Iterable[str], splits: Iterable[str],
-                    metrics: Iterable[str] = ("concept_acc", "clip_t")) -> Outcome:  # fmt: skip
-    """Every (arm, split) has every required metric, and every value in the table is finite."""
-    have = {(r["arm"], r["split"], r["metric"]) for r in results}
-    missing = [f"{a}/{s}/{m}" for a in arms for s in splits for m in metrics if (a, s, m) not in have]
+                    metrics: Iterable[str] = ("concept_acc", "clip_t"),
+                    protocols: Iterable[str] = ("unseen_concepts",)) -> Outcome:  # fmt: skip
+    """Every (protocol, arm, split) has every required metric, and every value in the table is finite."""
+    have = {(r.get("protocol", "unseen_concepts"), r["arm"], r["split"], r["metric"]) for r in results}
+    missing = [f"{p}/{a}/{s}/{m}" for p in protocols for a in arms for s in splits for m in metrics
+               if (p, a, s, m) not in have]  # fmt: skip
     nonfinite = [f"{r['arm']}/{r['split']}/{r['metric']}" for r in results
                  if r["value"] is None or not math.isfinite(r["value"])]  # fmt: skip
     numbers = {"rows": len(results), "missing": len(missing), "nonfinite": len(nonfinite)}

@@ -46,7 +46,7 @@ def run_rows(cfg: RealRagConfig) -> list[dict]:
     generator = (store.read_report("generator") or {}).get("generator_id", "?")
     encoder = (store.read_report("clip_backbone") or {}).get("model_id", "?")
     key = {"profile": cfg.name, "dataset": dataset_name(cfg), "generator": generator, "encoder": encoder}
-    return [{**key, **r} for r in fid["results"] if r["metric"] in METRICS]
+    return [{**key, "protocol": "unseen_concepts", **r} for r in fid["results"] if r["metric"] in METRICS]
 
 
 def compare(configs: Sequence[str | Path]) -> list[dict]:
@@ -58,19 +58,22 @@ def compare(configs: Sequence[str | Path]) -> list[dict]:
 
 def compare_markdown(rows: list[dict]) -> str:
     metrics = [m for m in METRICS if any(r["metric"] == m for r in rows)]
-    index = {(r["profile"], r["split"], r["arm"], r["metric"]): r for r in rows}
+    index = {(r["profile"], r["protocol"], r["split"], r["arm"], r["metric"]): r for r in rows}
     keys = sorted({(r["profile"], r["dataset"], r["generator"], r["encoder"]) for r in rows})
-    lines = ["| dataset | generator | encoder | split | arm | " + " | ".join(metrics) + " |",
-             "|---|---|---|---|---|" + "---|" * len(metrics)]  # fmt: skip
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    lines = ["| dataset | generator | encoder | protocol | split | arm | " + " | ".join(metrics) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(metrics)]  # fmt: skip
     for profile, dataset, generator, encoder in keys:
-        for split in ("known", "novel"):
-            for arm in ARMS:
-                cells = []
-                for m in metrics:
-                    r = index.get((profile, split, arm, m))
-                    cells.append("-" if r is None else f"{r['value']:.3f} (n={r['n']})")
-                if any(c != "-" for c in cells):
-                    lines.append(f"| {dataset} | {generator} | {encoder} | {split} | {arm} | " + " | ".join(cells) + " |")
+        for protocol in protocols:
+            for split in ("known", "novel"):
+                for arm in ARMS:
+                    cells = []
+                    for m in metrics:
+                        r = index.get((profile, protocol, split, arm, m))
+                        cells.append("-" if r is None else f"{r['value']:.3f} (n={r['n']})")
+                    if any(c != "-" for c in cells):
+                        lines.append(f"| {dataset} | {generator} | {encoder} | {protocol} | {split} | {arm} | "
+                                     + " | ".join(cells) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

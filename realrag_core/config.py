@@ -602,10 +602,41 @@ GeneratorConfig = Annotated[
 ]  # fmt: skip
 
 
+class SeenConceptsConfig(_Strict):
+    """The paper's protocol: every world concept is a retriever-train concept, and the train, validation and
+    evaluation prompts differ by template (three disjoint sets)."""
+
+    train_templates: tuple[str, ...] = ("a {concept}",)
+    val_templates: tuple[str, ...] = ("a picture of a {concept}",)
+    eval_templates: tuple[str, ...] = ("an image of a {concept}",)
+
+    @model_validator(mode="after")
+    def _disjoint(self):
+        sets = {"train": self.train_templates, "val": self.val_templates, "eval": self.eval_templates}
+        for name, templates in sets.items():
+            if not templates or any("{concept}" not in t for t in templates):
+                raise ValueError(f"prompts.seen_concepts.{name}_templates: at least one, each with {{concept}}")
+        for a, b in (("train", "val"), ("train", "eval"), ("val", "eval")):
+            shared = set(sets[a]) & set(sets[b])
+            if shared:
+                raise ValueError(f"prompts.seen_concepts: {sorted(shared)} is both a {a} and a {b} template; the "
+                                 "evaluation prompts must be ones the retriever never trained or was chosen on")
+        return self
+
+    def by_split(self) -> dict[str, tuple[str, ...]]:
+        return {"train": self.train_templates, "val": self.val_templates, "eval": self.eval_templates}
+
+
 class PromptsConfig(_Strict):
     """Prompts from templates over the world's concepts, and the retriever's train/val/eval concept split."""
 
     templates: tuple[str, ...] = ("a {concept}",)
+    protocols: tuple[Literal["unseen_concepts", "seen_concepts"], ...] = Field(
+        ("unseen_concepts",), description="evaluation protocols, each with its own retrievers and results: "
+        "unseen_concepts (retriever-train/val/eval concepts by split_fractions) and seen_concepts (the paper's: every "
+        "concept trains, splits differ by template)"
+    )
+    seen_concepts: SeenConceptsConfig = SeenConceptsConfig()
     seed: int = 0
     split_fractions: tuple[float, float, float] = Field(
         (0.5, 0.2, 0.3), description="retriever-train, validation, evaluation shares of the concepts"
@@ -616,6 +647,13 @@ class PromptsConfig(_Strict):
     def _templates(cls, v):
         if not v or any("{concept}" not in t for t in v):
             raise ValueError("every template must contain {concept}")
+        return v
+
+    @field_validator("protocols")
+    @classmethod
+    def _protocols(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError("prompts.protocols: one or both of unseen_concepts, seen_concepts, each once")
         return v
 
     @field_validator("split_fractions")

@@ -1,9 +1,15 @@
-"""Prompts and the evaluation protocol's concept split.
+"""Prompts and the two evaluation protocols.
 
-Independently of the generator's known/novel split, the world's concepts are split by seed into
-retriever-``train``, ``val`` (ablations are chosen here) and ``eval`` (the results table) concepts,
-stratified by known/novel so that both splits are represented in each part. The retriever never trains
-on a validation or evaluation concept: the table tests retrieval for prompts it never saw.
+``unseen_concepts``: independently of the generator's known/novel split, the world's concepts are split by
+seed into retriever-``train``, ``val`` (ablations are chosen here) and ``eval`` (the results table) concepts,
+stratified by known/novel so that both splits are represented in each part. The retriever never trains on a
+validation or evaluation concept: the table tests retrieval for concepts it never saw.
+
+``seen_concepts`` (the paper's, e.g. Stanford Cars' train/test split): every world concept is a retriever-train
+concept; the splits differ by prompt template instead. Training prompts use one set of templates, validation
+a held-out set, evaluation a third set the retriever never trained or was chosen on.
+
+Every prompt names its protocol; a retriever is trained and chosen per protocol, on that protocol's prompts.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from .world import World
 PROMPTS_FILE = "prompts.parquet"
 PROMPT_SCHEMA = pa.schema(
     [("prompt_id", pa.string()), ("prompt", pa.string()), ("concept", pa.string()),
-     ("generator_split", pa.string()), ("retriever_split", pa.string()), ("template", pa.string())]
+     ("generator_split", pa.string()), ("retriever_split", pa.string()), ("template", pa.string()),
+     ("protocol", pa.string())]
 )  # fmt: skip
+PROTOCOLS = ("unseen_concepts", "seen_concepts")
 
 
 @dataclass(frozen=True)
@@ -33,10 +41,19 @@ class Prompt:
     generator_split: str  # known | novel
     retriever_split: str  # train | val | eval
     template: str
+    protocol: str = "unseen_concepts"
 
 
-def prompt_id(prompt: str, concept: str) -> str:
-    return hashlib.sha256(f"{concept}\x00{prompt}".encode()).hexdigest()[:16]
+def prompt_id(prompt: str, concept: str, protocol: str = "unseen_concepts") -> str:
+    """Stable id of a prompt; the same text under the seen-concepts protocol is another prompt (another split),
+    while unseen-concepts ids are those of every earlier version (its stored images stay valid)."""
+    key = f"{concept}\x00{prompt}" if protocol == "unseen_concepts" else f"{protocol}\x00{concept}\x00{prompt}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def of_protocol(prompts, protocol: str, splits=None) -> list["Prompt"]:
+    """The prompts of one protocol (and of these retriever splits), in their stored order."""
+    return [p for p in prompts if p.protocol == protocol and (splits is None or p.retriever_split in splits)]
 
 
 def split_concepts(world: World, fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
@@ -58,14 +75,26 @@ def split_concepts(world: World, fractions: tuple[float, float, float], seed: in
     return out
 
 
-def build_prompts(world: World, templates: tuple[str, ...], fractions, seed: int) -> list[Prompt]:
-    part = split_concepts(world, fractions, seed)
+def build_prompts(world: World, templates: tuple[str, ...], fractions, seed: int,
+                  protocols: tuple[str, ...] = ("unseen_concepts",), seen_templates: dict | None = None) -> list[Prompt]:  # fmt: skip
+    """``seen_templates``: retriever split -> templates of the seen-concepts protocol (train, val, eval)."""
     prompts = []
-    for concept in world.concepts:
-        for template in templates:
-            text = template.format(concept=concept)
-            prompts.append(Prompt(prompt_id(text, concept), text, concept, world.concept_split[concept],
-                                  part[concept], template))  # fmt: skip
+    if "unseen_concepts" in protocols:
+        part = split_concepts(world, fractions, seed)
+        for concept in world.concepts:
+            for template in templates:
+                text = template.format(concept=concept)
+                prompts.append(Prompt(prompt_id(text, concept), text, concept, world.concept_split[concept],
+                                      part[concept], template))  # fmt: skip
+    if "seen_concepts" in protocols:
+        if not seen_templates:
+            raise ValueError("the seen_concepts protocol needs its train/val/eval templates")
+        for split in ("train", "val", "eval"):
+            for concept in world.concepts:
+                for template in seen_templates[split]:
+                    text = template.format(concept=concept)
+                    prompts.append(Prompt(prompt_id(text, concept, "seen_concepts"), text, concept,
+                                          world.concept_split[concept], split, template, "seen_concepts"))  # fmt: skip
     return prompts
 
 
@@ -80,4 +109,4 @@ def load_prompts(folder: Path) -> list[Prompt]:
     path = folder / PROMPTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: materialize the prompts asset first")
-    return [Prompt(**row) for row in pq.read_table(path).to_pylist()]
+    return [Prompt(**row) for row in pq.read_table(path).to_pylist()]  # a file without protocol: unseen_concepts

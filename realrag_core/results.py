@@ -174,7 +174,32 @@ def gap_closed(index: dict, split: str) -> dict[str, float]:
             for arm in ARMS if arm not in ("none", "oracle") and (arm, split, "concept_acc") in index}  # fmt: skip
 
 
+PROTOCOL_TITLES = {
+    "unseen_concepts": "protocol unseen_concepts: evaluation concepts the retrievers never trained on",
+    "seen_concepts": "protocol seen_concepts (the paper's): every concept trains; evaluation prompts use templates "
+                     "the retrievers never trained or were chosen on",
+}
+
+
+def _protocol(r: dict) -> str:
+    return r.get("protocol", "unseen_concepts")
+
+
 def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int = MIN_FID_SAMPLES) -> str:
+    """One section per protocol (rows without a ``protocol`` are unseen_concepts), each the arms x metrics
+    tables, the known-concept cost, and the paired differences."""
+    protocols = list(dict.fromkeys([_protocol(r) for r in rows] + [_protocol(p) for p in paired]))
+    if len(protocols) <= 1:
+        return _protocol_markdown(rows, paired, min_fid_samples)
+    parts = []
+    for protocol in protocols:
+        parts += [f"## {PROTOCOL_TITLES.get(protocol, protocol)}", "",
+                  _protocol_markdown([r for r in rows if _protocol(r) == protocol],
+                                     [p for p in paired if _protocol(p) == protocol], min_fid_samples)]  # fmt: skip
+    return "\n".join(parts)
+
+
+def _protocol_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int = MIN_FID_SAMPLES) -> str:
     index = {(r["arm"], r["split"], r["metric"]): r for r in rows}
     metrics = ["concept_acc", "retrieval_acc", "clip_t", "clip_i", "kid_judge", "fid_judge"]
     metrics += [m for m in ("fid", "kid") if any(r["metric"] == m for r in rows)]
@@ -225,25 +250,31 @@ def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int 
     return "\n".join(lines) + "\n"
 
 
+BAR_COLOURS = {"none": "#999", "oracle": "#c9b458", "clip": "#6a9fd4", "contrastive": "#f0a35e", "reflective": "#4caf50"}
+
+
 def bar_chart(rows: list[dict], path: Path) -> Path:
+    """Judge concept accuracy by arm with 95% intervals: one row of panels per protocol, known | novel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100, sharey=True)
-    for ax, split in zip(axes, ("known", "novel")):
-        sel = [r for r in rows if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS]
+    protocols = list(dict.fromkeys(_protocol(r) for r in rows)) or ["unseen_concepts"]
+    fig, grid = plt.subplots(len(protocols), 2, figsize=(10, 3.4 * len(protocols)), dpi=100, sharey=True, squeeze=False)
+    panels = [(protocol, split, ax) for protocol, axes in zip(protocols, grid) for split, ax in zip(("known", "novel"), axes)]
+    for protocol, split, ax in panels:
+        sel = [r for r in rows if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS
+               and _protocol(r) == protocol]  # fmt: skip
         sel.sort(key=lambda r: ARMS.index(r["arm"]))
         x = np.arange(len(sel))
-        vals = [r["value"] for r in sel]
         err = [[r["value"] - r["lo"] for r in sel], [r["hi"] - r["value"] for r in sel]]
-        colours = {"none": "#999", "oracle": "#c9b458", "clip": "#6a9fd4", "contrastive": "#f0a35e", "reflective": "#4caf50"}
-        ax.bar(x, vals, yerr=err, capsize=4, color=[colours[r["arm"]] for r in sel])
+        ax.bar(x, [r["value"] for r in sel], yerr=err, capsize=4, color=[BAR_COLOURS[r["arm"]] for r in sel])
         ax.set_xticks(x, [r["arm"] for r in sel])
-        ax.set_title(f"{split} concepts (n={sel[0]['n'] if sel else 0} images/arm)")
+        ax.set_title(f"{protocol}: {split} concepts (n={sel[0]['n'] if sel else 0} images/arm)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("judge top-1 concept accuracy")
+    for axes in grid:
+        axes[0].set_ylabel("judge top-1 concept accuracy")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -377,6 +377,11 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     return {**report, "resumed_fits": fits.resumed}
 
 
+def ablation_protocol(cfg) -> str:
+    """Ablations and controls run under one protocol: unseen_concepts when it runs, else seen_concepts."""
+    return "unseen_concepts" if "unseen_concepts" in cfg.prompts.protocols else cfg.prompts.protocols[0]
+
+
 def load_retrievers(folder: Path, device: str = "cpu",
                     precision: str = "float32") -> list[tuple[int, ClipBundle, str | None]]:  # fmt: skip
     """Every training seed's model a retriever asset saved, in seed order, with the name of the table its

@@ -50,6 +50,10 @@ class ArtifactStore:
     def checkpoint_dir(self, name: str) -> Path:
         return self._dir("checkpoints", name)
 
+    def retriever_dir(self, name: str, protocol: str = "unseen_concepts") -> Path:
+        """A retriever asset's models for one protocol (``retriever_key``)."""
+        return self.checkpoint_dir(retriever_key(name, protocol))
+
     @property
     def rejects_dir(self) -> Path:
         return self._dir("rejects")
@@ -71,3 +75,9 @@ class ArtifactStore:
 
         path = Path(self.root, "reports", f"{name}.json")
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def retriever_key(name: str, protocol: str = "unseen_concepts") -> str:
+    """The folder and report name of a retriever asset's models for one protocol: the asset's name for
+    unseen_concepts (where every earlier version kept them), ``<name>__<protocol>`` otherwise."""
+    return name if protocol == "unseen_concepts" else f"{name}__{protocol}"

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import load_config
-from .store import ArtifactStore
+from .prompts import PROTOCOLS
+from .store import ArtifactStore, retriever_key
 
 
 def summary_lines(store: ArtifactStore) -> list[str]:
@@ -63,14 +64,15 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         if eff:
             lines.append(f"           reference effect (judge names the reference's concept, with - without): "
                          f"{eff['effect']:+.3f} [{eff['effect_lo']:+.2f}, {eff['effect_hi']:+.2f}] (n={eff['n']})")  # fmt: skip
-    for name in ("contrastive_retriever", "retriever"):
+    keys = [retriever_key(n, p) for p in PROTOCOLS for n in ("contrastive_retriever", "retriever")]
+    for name in keys:
         r = store.read_report(name)
         if r:
             grid = ", ".join(f"{g['lr']:g}: {g['score']:.3f}" for g in r.get("lr_grid", []))
             val = ", ".join(f"{s} top-1 {m['top1']:.3f} [seeds {m.get('top1_min', m['top1']):.3f}-{m.get('top1_max', m['top1']):.3f}] "
                             f"(zero-shot {r['validation_zero_shot'][s]['top1']:.3f}, n={m['queries']})"
                             for s, m in r["validation"].items())  # fmt: skip
-            lines.append(f"{name:10s} lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}")
+            lines.append(f"{name:10s} ({r.get('protocol', 'unseen_concepts')}) lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}")
             lines.append(f"           validation over {len(r['seeds'])} seeds: {val}; {r['train_seconds']} s")
     ablations = Path(store.root, "reports", "retriever_ablations.md")
     if ablations.is_file():

@@ -160,15 +160,20 @@ def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke
         store.write_report("fid", {"results": [
             {"arm": "reflective", "split": "novel", "metric": "concept_acc", "value": acc, "n": 8, "lo": 0, "hi": 1},
             {"arm": "reflective", "split": "novel", "metric": "fid", "value": 40.0 / acc, "n": 8, "lo": None, "hi": None},
-            {"arm": "reflective", "split": "novel", "metric": "retrieved_style/photo", "value": 1.0, "n": 8}]})  # fmt: skip
+            {"arm": "reflective", "split": "novel", "metric": "retrieved_style/photo", "value": 1.0, "n": 8},
+            {"protocol": "seen_concepts", "arm": "reflective", "split": "novel", "metric": "concept_acc",
+             "value": acc + 0.4, "n": 8, "lo": 0, "hi": 1}]})  # fmt: skip
     out = tmp_path / "cmp" / "cars"
     assert main(["compare", *map(str, paths), "--out", str(out)]) == 0
     table = pq.read_table(out.with_suffix(".parquet")).to_pylist()
-    assert {(r["generator"], r["metric"], r["value"]) for r in table} == {
-        ("diffusers:sdxl@abc", "concept_acc", 0.25), ("diffusers:sdxl@abc", "fid", 160.0),
-        ("diffusers:flux@def", "concept_acc", 0.5), ("diffusers:flux@def", "fid", 80.0)}  # fmt: skip
+    assert {(r["generator"], r["protocol"], r["metric"], r["value"]) for r in table} == {
+        ("diffusers:sdxl@abc", "unseen_concepts", "concept_acc", 0.25), ("diffusers:sdxl@abc", "unseen_concepts", "fid", 160.0),
+        ("diffusers:flux@def", "unseen_concepts", "concept_acc", 0.5), ("diffusers:flux@def", "unseen_concepts", "fid", 80.0),
+        ("diffusers:sdxl@abc", "seen_concepts", "concept_acc", 0.65), ("diffusers:flux@def", "seen_concepts", "concept_acc", 0.9)}  # fmt: skip
     md = out.with_suffix(".md").read_text().splitlines()
-    assert len([line for line in md if "| novel | reflective |" in line]) == 2
+    assert len([line for line in md if "| unseen_concepts | novel | reflective | 0." in line]) == 2
+    [seen] = [line for line in md if "flux" in line and "| seen_concepts | novel | reflective |" in line]
+    assert "0.900 (n=8)" in seen  # each protocol's number in its own labelled row
     assert all(r["encoder"] == "open_clip:ViT-L-14/openai:1234" and r["dataset"] == "synthetic" for r in table)
     unfinished = tmp_path / "empty.yaml"
     unfinished.write_text(yaml.safe_dump({**smoke_data, "name": "empty", "artifacts_root": str(tmp_path / "empty")}))

@@ -43,3 +43,50 @@ def test_bad_fractions_are_a_config_error(smoke_data, tmp_path):
     smoke_data["prompts"] = {"split_fractions": [0.5, 0.5, 0.5]}
     with pytest.raises(ConfigError, match="prompts.split_fractions"):
         parse_config(smoke_data, tmp_path)
+
+
+SEEN = {"train": ("a {concept}", "a drawing of a {concept}"), "val": ("a picture of a {concept}",),
+        "eval": ("an image of a {concept}",)}
+
+
+def test_seen_concepts_prompts_split_by_template_and_every_concept_trains(tmp_path):
+    world = _world(6, 3)
+    both = build_prompts(world, ("a {concept}",), (0.5, 0.2, 0.3), 0, ("unseen_concepts", "seen_concepts"), SEEN)
+    unseen = [p for p in both if p.protocol == "unseen_concepts"]
+    seen = [p for p in both if p.protocol == "seen_concepts"]
+    assert unseen == build_prompts(world, ("a {concept}",), (0.5, 0.2, 0.3), 0)  # the other protocol is untouched
+    assert len(seen) == 9 * 4 and len({p.prompt_id for p in both}) == len(both)  # "a k0" twice: two prompts, two ids
+    for split, templates in SEEN.items():
+        part = [p for p in seen if p.retriever_split == split]
+        assert {p.concept for p in part} == set(world.concept_split)  # every concept in every part
+        assert {p.template for p in part} == set(templates)
+    assert {p.generator_split for p in seen if p.concept.startswith("n")} == {"novel"}
+    save_prompts(both, tmp_path)
+    assert load_prompts(tmp_path) == both
+
+
+def test_a_prompts_file_without_a_protocol_column_reads_as_unseen_concepts(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old = build_prompts(_world(3, 3), ("a {concept}",), (0.5, 0.2, 0.3), 0)
+    save_prompts(old, tmp_path)
+    table = pq.read_table(tmp_path / "prompts.parquet").drop_columns(["protocol"])
+    pq.write_table(table, tmp_path / "prompts.parquet")
+    assert load_prompts(tmp_path) == old and {p.protocol for p in load_prompts(tmp_path)} == {"unseen_concepts"}
+
+
+@pytest.mark.parametrize("seen,match", [
+    ({"val_templates": ["a {concept}"]}, "both a train and a val template"),
+    ({"eval_templates": ["a picture of a {concept}"]}, "both a val and a eval template"),
+    ({"train_templates": []}, "train_templates: at least one"),
+])  # fmt: skip
+def test_seen_concepts_templates_must_be_disjoint(smoke_data, tmp_path, seen, match):
+    from realrag_core.config import ConfigError, parse_config
+
+    smoke_data["prompts"] = {"protocols": ["unseen_concepts", "seen_concepts"], "seen_concepts": seen}
+    with pytest.raises(ConfigError, match=match):
+        parse_config(smoke_data, tmp_path)
+    smoke_data["prompts"] = {"protocols": ["seen_concepts", "seen_concepts"]}
+    with pytest.raises(ConfigError, match="each once"):
+        parse_config(smoke_data, tmp_path)
