@@ -609,6 +609,12 @@ class SeenConceptsConfig(_Strict):
     train_templates: tuple[str, ...] = ("a {concept}",)
     val_templates: tuple[str, ...] = ("a picture of a {concept}",)
     eval_templates: tuple[str, ...] = ("an image of a {concept}",)
+    shared_templates: bool = Field(
+        False, description="allow one template in several splits, as the paper's single class-name prompt: the "
+        "splits are then the same texts (distinct prompts, one per split), validation chooses the learning rate on "
+        "the training prompts, and evaluation differs from training only by the images it is scored against (the "
+        "held-out photos of each class, source.held_out_fraction)"
+    )
 
     @model_validator(mode="after")
     def _disjoint(self):
@@ -616,11 +622,12 @@ class SeenConceptsConfig(_Strict):
         for name, templates in sets.items():
             if not templates or any("{concept}" not in t for t in templates):
                 raise ValueError(f"prompts.seen_concepts.{name}_templates: at least one, each with {{concept}}")
-        for a, b in (("train", "val"), ("train", "eval"), ("val", "eval")):
+        for a, b in (() if self.shared_templates else (("train", "val"), ("train", "eval"), ("val", "eval"))):
             shared = set(sets[a]) & set(sets[b])
             if shared:
                 raise ValueError(f"prompts.seen_concepts: {sorted(shared)} is both a {a} and a {b} template; the "
-                                 "evaluation prompts must be ones the retriever never trained or was chosen on")
+                                 "evaluation prompts must be ones the retriever never trained or was chosen on "
+                                 "(shared_templates: true for a single class-name prompt, as the paper's)")
         return self
 
     def by_split(self) -> dict[str, tuple[str, ...]]:

@@ -44,10 +44,12 @@ class Prompt:
     protocol: str = "unseen_concepts"
 
 
-def prompt_id(prompt: str, concept: str, protocol: str = "unseen_concepts") -> str:
-    """Stable id of a prompt; the same text under the seen-concepts protocol is another prompt (another split),
-    while unseen-concepts ids are those of every earlier version (its stored images stay valid)."""
-    key = f"{concept}\x00{prompt}" if protocol == "unseen_concepts" else f"{protocol}\x00{concept}\x00{prompt}"
+def prompt_id(prompt: str, concept: str, protocol: str = "unseen_concepts", split: str = "") -> str:
+    """Stable id of a prompt. Under seen_concepts the same text is another prompt per split (a single shared
+    template gives three prompts); unseen-concepts ids are those of every earlier version (its stored images
+    stay valid)."""
+    key = (f"{concept}\x00{prompt}" if protocol == "unseen_concepts"
+           else f"{protocol}\x00{split}\x00{concept}\x00{prompt}")  # fmt: skip
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -93,7 +95,7 @@ def build_prompts(world: World, templates: tuple[str, ...], fractions, seed: int
             for concept in world.concepts:
                 for template in seen_templates[split]:
                     text = template.format(concept=concept)
-                    prompts.append(Prompt(prompt_id(text, concept, "seen_concepts"), text, concept,
+                    prompts.append(Prompt(prompt_id(text, concept, "seen_concepts", split), text, concept,
                                           world.concept_split[concept], split, template, "seen_concepts"))  # fmt: skip
     return prompts
 

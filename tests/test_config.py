@@ -136,6 +136,7 @@ def test_every_example_profile_validates(tmp_path):
         assert cfg.artifacts_root.is_relative_to(tmp_path / "artifacts"), path.name  # paths resolve beside the file
         if path.name.startswith("cars_"):  # one database for every generator: the table is keyed by the encoder
             assert cfg.embeddings.table_uri == str(tmp_path / "artifacts" / "cars" / "lancedb")
+            assert cfg.prompts.protocols == ("seen_concepts",)  # the paper's protocol on the paper's data
     kinds = {p.name: load_config(p).generator for p in profiles}
     assert (kinds["cars_flux.yaml"].family, kinds["cars_omnigen.yaml"].kind) == ("flux", "diffusers_omnigen")
 

@@ -90,3 +90,16 @@ def test_seen_concepts_templates_must_be_disjoint(smoke_data, tmp_path, seen, ma
     smoke_data["prompts"] = {"protocols": ["seen_concepts", "seen_concepts"]}
     with pytest.raises(ConfigError, match="each once"):
         parse_config(smoke_data, tmp_path)
+
+
+def test_one_shared_class_name_template_gives_one_prompt_per_split(smoke_data, tmp_path):
+    """The paper's single class-name prompt: allowed only when asked for, and still three distinct prompts."""
+    from realrag_core.config import parse_config
+
+    one = ("a photo of a {concept}",)
+    prompts = build_prompts(_world(2, 2), one, (0.5, 0.2, 0.3), 0, ("seen_concepts",),
+                            {"train": one, "val": one, "eval": one})  # fmt: skip
+    assert len(prompts) == 12 and len({p.prompt_id for p in prompts}) == 12 and len({p.prompt for p in prompts}) == 4
+    smoke_data["prompts"] = {"protocols": ["seen_concepts"], "seen_concepts": {
+        "train_templates": list(one), "val_templates": list(one), "eval_templates": list(one), "shared_templates": True}}
+    assert parse_config(smoke_data, tmp_path).prompts.seen_concepts.shared_templates
