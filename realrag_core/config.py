@@ -737,7 +737,18 @@ class RetrieverConfig(_Strict):
     seeds: Seeds = Field((0, 1, 2), description="training seeds per retriever (each one is a model)")
     mask_same_concept: bool = True
     image_to_text: bool = False
+    validate_every: int | None = Field(
+        None, ge=1, description="early stopping: validate every N steps and keep the best model (never step 0: a "
+        "fit is always a real fine-tune); null: keep the last step"
+    )
     ablations: AblationConfig = AblationConfig()
+
+    @model_validator(mode="after")
+    def _early_stopping(self):
+        if self.validate_every is not None and self.trainable == "both":
+            raise ValueError("retriever.validate_every: early stopping re-embeds the database at every check when "
+                             "trainable is 'both'; use it with 'text' or 'text_head'")
+        return self
 
     @field_validator("lr_grid")
     @classmethod

@@ -227,10 +227,26 @@ def fit_one(cfg, base_folder: Path, train: Sequence[Prompt], val: Sequence[Promp
     r = cfg.retriever
     trainable = trainable or r.trainable
     model = load_clip(base_folder, cfg.device, cfg.precision)
+    best: dict = {}
+
+    def checkpoint(step: int, loss: float) -> None:  # early stopping: the best validated step so far
+        if (step + 1) % r.validate_every == 0 or step + 1 == r.steps:
+            model.model.eval()
+            score = validation_score(validate(model, val, table))
+            model.model.train()
+            if not best or score > best["score"]:
+                state = {k: v.detach().clone() for k, v in model.model.state_dict().items()}
+                best.update(score=score, step=step + 1, state=state)
+
+    early = r.validate_every is not None and trainable != "both" and bool(val)
     losses, seconds = timed(train_retriever, model, train, table, negatives_of, r.steps, r.batch_size, lr, seed,
-                            r.mask_same_concept, r.image_to_text, drop_positive, None, trainable)  # fmt: skip
+                            r.mask_same_concept, r.image_to_text, drop_positive, checkpoint if early else None,
+                            trainable)  # fmt: skip
+    if early:
+        model.model.load_state_dict(best["state"])
     validation = validate(model, val, table.reembedded(model) if trainable == "both" else table)
     return model, {"lr": lr, "seed": seed, "train_seconds": seconds, "final_loss": losses[-1], "losses": losses,
+                   "kept_step": best["step"] if early else r.steps,
                    "validation": validation, "score": validation_score(validation)[0]}  # fmt: skip
 
 
