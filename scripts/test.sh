@@ -18,4 +18,6 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "[test] ${need[*]} not found: the tests that need them will be skipped (apt-get install ${need[*]})"
   fi
 fi
-.venv/bin/python -m pytest "$@"
+# Two workers on a 2-core machine (pytest-xdist; REALRAG_TEST_WORKERS=0 runs in one process); tests that share a
+# folder outside tmp_path are grouped onto one worker (xdist_group).
+.venv/bin/python -m pytest -n "${REALRAG_TEST_WORKERS:-auto}" --dist loadgroup --durations 15 "$@"

@@ -16,6 +16,13 @@ from realrag_core.synthetic_world import draw_concept
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: the cores are shared out, not oversubscribed
+    import torch
+
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    torch.set_num_threads(_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))  # for the subprocesses tests start
+
 
 def smoke_dict(root: Path) -> dict:
     data = yaml.safe_load((PROJECT_ROOT / "configs" / "smoke.yaml").read_text())

@@ -25,7 +25,8 @@ from realrag_core.sources import iter_records, prepare_source
 from realrag_core.world import compute_world
 
 HAVE_CACHE = all((PROJECT_ROOT / ".cache" / "emoji-npm" / p.tarball).is_file() for p in PACKAGES.values())
-pytestmark = pytest.mark.skipif(not HAVE_CACHE, reason="demo npm packages not in .cache/emoji-npm (run scripts/setup.sh)")
+pytestmark = [pytest.mark.skipif(not HAVE_CACHE, reason="demo npm packages not in .cache/emoji-npm (run scripts/setup.sh)"),
+              pytest.mark.xdist_group("demo_cache")]  # one worker renders .cache/test-demo/source
 ROOT = PROJECT_ROOT / ".cache" / "test-demo"
 
 
