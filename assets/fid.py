@@ -18,7 +18,7 @@ from realrag_core.sources import iter_records
 from realrag_core.vector_table import open_table_readonly
 from realrag_core.world import load_world
 
-from ._metadata import inline_image
+from ._metadata import inline_image, results_table
 
 
 @dg.asset(
@@ -99,8 +99,9 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     store.write_report("fid", {"results": results, "paired": paired, "reference_set": ref_reports[first],
                                "reference_sets": ref_reports, "clip_score_model": scorer_name,
                                "inception": cfg.metrics.inception.model_dump(mode="json") if cfg.metrics.inception else None})  # fmt: skip
-    metadata = {("" if r["protocol"] == "unseen_concepts" else f"{r['protocol']}/") + f"{r['split']}/{r['arm']}/{r['metric']}": r["value"]
+    metadata = {("" if r["protocol"] == "unseen_concepts" else f"{r['protocol']}/") + f"{r['split']}/{r['arm']}/{r['metric']}": round(r["value"], 4)
                 for r in results if r["metric"] in ("concept_acc", "retrieval_acc", "kid_judge", "fid", "kid")}  # fmt: skip
+    metadata.update(results_table(results, paired))
     ref_report = ref_reports[first]
     metadata["reference_set"] = dg.MetadataValue.json({k: v for k, v in ref_report.items() if k != "near_duplicates"}
                                                       | {"near_duplicates": len(ref_report.get("near_duplicates", []))})

@@ -363,4 +363,12 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
     assert checks["retriever_weights_are_finite"].metadata["files"].value == 2 * len(smoke_data["retriever"]["seeds"])
     fid = _metadata(result, "fid")
     assert fid["seen_concepts/novel/oracle/retrieval_acc"] == 1.0 and fid["protocols"] == "unseen_concepts, seen_concepts"
+    table = fid["results_table"]  # the UI's table: every row labelled by its protocol, numbers rounded
+    records = [rec.data for rec in table.records]
+    assert {rec["protocol"] for rec in records} == {"unseen_concepts", "seen_concepts"}
+    assert [c.name for c in table.schema.columns] == ["protocol", "arm", "split", "metric", "value", "lo", "hi", "n"]
+    assert all(rec["value"] == round(rec["value"], 4) for rec in records)
+    by_key = {(x["protocol"], x["arm"], x["split"], x["metric"]): x["value"] for x in results}
+    assert all(abs(rec["value"] - by_key[(rec["protocol"], rec["arm"], rec["split"], rec["metric"])]) <= 5e-5 for rec in records)
+    assert {rec.data["protocol"] for rec in fid["paired_table"].records} == {"unseen_concepts", "seen_concepts"}
     assert json.loads((root / "reports" / "retriever_ablations.json").read_text())["protocol"] == "unseen_concepts"
