@@ -24,7 +24,7 @@ from .config import IndexConfig
 from .generators.base import Generator
 from .manifest import append_part, read_manifest, save_png
 from .prompts import Prompt
-from .vector_table import search
+from .vector_table import search_batch
 
 ARMS = ("none", "oracle", "clip", "contrastive", "reflective")
 SCHEMA = pa.schema(
@@ -55,8 +55,8 @@ def retrieve_top1(retriever: ClipBundle, prompts: Sequence[Prompt], table, index
                          "encoder, or rematerialize the retriever")  # fmt: skip
     text = retriever.embed_texts([p.prompt for p in prompts]).numpy()
     out = []
-    for vec in text:
-        row = search(table, vec, 1, index).to_pylist()[0]
+    for rows in search_batch(table, text, 1, index):  # every prompt in one batched query per chunk
+        row = rows[0]
         out.append(Retrieved(row["id"], row["path"], row["concept"], row["style"], 1.0 - float(row["_distance"])))
     return out
 

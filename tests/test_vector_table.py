@@ -114,3 +114,23 @@ def test_duplicates_left_by_concurrent_writers_are_repaired(tmp_path, s3_bucket)
     import lancedb
 
     assert sorted(lancedb.connect(uri).open_table("t").to_arrow()["id"].to_pylist()) == sorted(ids)
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_batched_search_returns_what_one_query_per_vector_returns(tmp_path, indexed):
+    from realrag_core.vector_table import search_batch
+
+    rng = np.random.default_rng(1)
+    table, _ = open_embedding_table(str(tmp_path), "t", DIM, "m")
+    rows, vecs = _rows([f"r{i}" for i in range(600)], rng)
+    upsert(table, rows)
+    cfg = IndexConfig(threshold_rows=500 if indexed else 10_000, type="IVF_PQ", num_partitions=4, num_sub_vectors=8,
+                      nprobes=4)  # fmt: skip
+    assert ensure_index(table, cfg).indexed == indexed
+    queries = rng.standard_normal((37, DIM)).astype(np.float32)
+    one_by_one = [search(table, q, 3, cfg).to_pylist() for q in queries]
+    for chunk in (1024, 10, 1):  # several chunks, and single-vector calls, give the same rows in query order
+        batched = search_batch(table, queries, 3, cfg, chunk=chunk)
+        assert [[r["id"] for r in rows] for rows in batched] == [[r["id"] for r in rows] for rows in one_by_one]
+        assert np.allclose([[r["_distance"] for r in rows] for rows in batched],
+                           [[r["_distance"] for r in rows] for rows in one_by_one], atol=1e-6)  # fmt: skip
