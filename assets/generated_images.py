@@ -51,6 +51,7 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     grid = image_grid([Image.open(store.generated_dir / r["path"]) for r in sample], [r["concept"] for r in sample], 8)
     return dg.MaterializeResult(metadata={
         "generated": report.generated, "skipped_done": report.skipped_done, "total": report.total,
+        "generator_calls": report.generator_calls,
         "seconds": report.seconds, "generator_id": info["generator_id"], "encoder_id": encoder.model_id,
         "dagster/row_count": len(rows), "shards": ", ".join(shards), "prompts": len(prompts),
         "sample": inline_image(grid, "G(T) samples"),

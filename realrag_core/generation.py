@@ -37,6 +37,7 @@ class GenerationReport:
     total: int
     seconds: float
     manifest: str
+    generator_calls: int = 0  # distinct (text, seed) generated: rows of prompts sharing a text share one image
 
 
 def generate_for_prompts(
@@ -51,12 +52,24 @@ def generate_for_prompts(
                                   done_table["generator_id"].to_pylist()):  # fmt: skip
             done.add((pid, seed, gid))
     todo = [(p, s) for p in prompts for s in seeds if (p.prompt_id, s, generator.generator_id) not in done]
+    # G(T) depends on (generator, text, seed) only (deterministic, batch-invariant): prompts that share a text
+    # (the same template under two protocols) share one generation
+    by_text: dict[tuple[str, int], list[tuple[Prompt, int]]] = {}
+    for p, s in todo:
+        by_text.setdefault((p.prompt, s), []).append((p, s))
+    unique = list(by_text)
     schema = manifest_schema(encoder.dim)
-    bar = tqdm(total=len(todo), desc="generated_images", unit="img", disable=not progress)
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i : i + batch_size]
-        images = generator.generate([p.prompt for p, _ in chunk], None, [s for _, s in chunk])
-        embeddings = encoder.embed_images(images).numpy()
+    bar = tqdm(total=len(unique), desc="generated_images", unit="img", disable=not progress)
+    for i in range(0, len(unique), batch_size):
+        keys = unique[i : i + batch_size]
+        made = generator.generate([text for text, _ in keys], None, [s for _, s in keys])
+        made_emb = encoder.embed_images(made).numpy()
+        chunk, images, embeddings = [], [], []
+        for key, img, emb in zip(keys, made, made_emb):
+            for item in by_text[key]:
+                chunk.append(item)
+                images.append(img)
+                embeddings.append(emb)
         rows = {f.name: [] for f in schema}
         for (p, s), img, emb in zip(chunk, images, embeddings):
             rel = Path("images") / p.prompt_id / f"{s}.png"
@@ -71,7 +84,7 @@ def generate_for_prompts(
                                ("embedding", emb)):  # fmt: skip
                 rows[key].append(value)
         append_part(folder, rows, schema)
-        bar.update(len(chunk))
+        bar.update(len(keys))
     bar.close()
     return GenerationReport(len(todo), len(prompts) * len(seeds) - len(todo), len(prompts) * len(seeds),
-                            round(time.perf_counter() - start, 2), str(folder / MANIFEST_DIR))  # fmt: skip
+                            round(time.perf_counter() - start, 2), str(folder / MANIFEST_DIR), len(unique))  # fmt: skip

@@ -22,6 +22,7 @@ class CountingGenerator:
 
     def generate(self, prompts, references, seeds):
         self.calls += 1
+        self.images = getattr(self, "images", 0) + len(prompts)
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("out of memory")
         # few colours on purpose: different prompts may give identical pixels
@@ -64,6 +65,23 @@ def test_a_crash_keeps_finished_batches_and_a_rerun_completes(encoder, tmp_path)
     assert m.num_rows == 10 and len({(r["prompt_id"], r["seed"]) for r in m.to_pylist()}) == 10
     again = generate_for_prompts(CountingGenerator(), encoder, PROMPTS, (0, 1), tmp_path, progress=False)
     assert again.generated == 0
+
+
+def test_prompts_that_share_a_text_share_one_generation(encoder, tmp_path):
+    """The same template under two protocols: two prompts, two rows, one G(T) per (text, seed)."""
+    import dataclasses
+
+    twins = [dataclasses.replace(p, prompt_id=p.prompt_id + "-seen", protocol="seen_concepts") for p in PROMPTS[:3]]
+    gen = CountingGenerator()
+    report = generate_for_prompts(gen, encoder, PROMPTS + twins, (0, 1), tmp_path, batch_size=4, progress=False)
+    assert report.generated == report.total == 16 and report.generator_calls == gen.images == 10
+    rows = {(r["prompt_id"], r["seed"]): r for r in read_manifest(tmp_path).to_pylist()}
+    assert len(rows) == 16
+    for twin in twins:
+        for seed in (0, 1):
+            a, b = rows[(twin.prompt_id, seed)], rows[(twin.prompt_id[: -len("-seen")], seed)]
+            assert (tmp_path / a["path"]).read_bytes() == (tmp_path / b["path"]).read_bytes()
+            assert a["embedding"] == b["embedding"] and a["image_id"] != b["image_id"]
 
 
 def test_a_rag_manifest_of_an_older_version_is_a_clear_error(tmp_path):
