@@ -2,7 +2,7 @@
 large to carry to a lent GPU machine, which has no package registry):
 
 - every generator route (SD, SDXL, SD3, FLUX IP-Adapter; OmniGen) on tiny random-weight models written by
-  ``realrag_core.generators.tiny``: determinism for fixed seeds, the reference changes the output, no reference
+  ``realrag_core.testing.tiny_models``: determinism for fixed seeds, the reference changes the output, no reference
   at scale 0 equals the base pipeline, images/s;
 - the reflective retriever's loss and optimiser steps on a small open_clip model on the GPU (finite loss, the loss
   falls on a fixed batch);
@@ -35,7 +35,7 @@ def _px(images):
 
 def check_generators(root: Path, device: str, dtype: str) -> list[dict]:
     from realrag_core.config import DiffusersGeneratorConfig, OmniGenGeneratorConfig
-    from realrag_core.generators import tiny
+    from realrag_core.testing import tiny_models as tiny
     from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
     from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
 
@@ -119,7 +119,8 @@ def check_retriever_steps(device: str) -> dict:
 def check_fid(device: str, root: Path) -> dict:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from realrag_core.metrics import INCEPTION_SIZE, to_uint8, write_random_inception
+    from realrag_core.metrics import INCEPTION_SIZE, to_uint8
+    from realrag_core.testing.inception import write_random_inception
 
     write_random_inception(root / "inception.pth")  # random weights: nothing to download there
     fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(root / "inception.pth")).to(device)

@@ -87,7 +87,7 @@ def user_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory):
     """Random weights for torchmetrics' Inception (the real ones cannot be downloaded here)."""
-    from realrag_core.metrics import write_random_inception
+    from realrag_core.testing.inception import write_random_inception
 
     return write_random_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
 

@@ -141,6 +141,22 @@ def test_realrag_core_never_imports_dagster():
             assert not any(n.split(".")[0] == "dagster" for n in names), path
 
 
+def test_the_library_never_imports_its_test_support():
+    """realrag_core.testing (tiny random-weight models, a random Inception) ships, but only tests, benchmarks and
+    the GPU check use it."""
+    for path in (PROJECT_ROOT / "realrag_core").rglob("*.py"):
+        if "testing" in path.relative_to(PROJECT_ROOT / "realrag_core").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")] + [a.name for a in node.names]
+            assert not any(n in ("realrag_core.testing", ".testing", "..testing") or n.startswith(("realrag_core.testing.", ".testing.", "..testing."))
+                           or (isinstance(node, ast.ImportFrom) and node.level and n == "testing") for n in names), path  # fmt: skip
+
+
 def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, tmp_path):
     import yaml
 

@@ -13,7 +13,7 @@ from realrag_core.config import ConfigError, DiffusersGeneratorConfig, load_conf
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
 from realrag_core.generators.registry import diffusers_generator_id
-from realrag_core.generators.tiny import (write_tiny_flux_ip_adapter, write_tiny_sd3_ip_adapter, write_tiny_sd_ip_adapter,
+from realrag_core.testing.tiny_models import (write_tiny_flux_ip_adapter, write_tiny_sd3_ip_adapter, write_tiny_sd_ip_adapter,
                                           write_tiny_sdxl_ip_adapter)
 
 # family: (writer, subfolder, weight file, image encoder: relative to subfolder, or None = the folder the writer made)
@@ -245,7 +245,7 @@ def test_the_generator_stages_run_through_the_assets_with_every_route(family, sm
     from pipelines.definitions import ALL_ASSETS
     from pipelines.partitions import ALL_SHARDS
     from pipelines.resources import RealRagConfigResource
-    from realrag_core.generators.tiny import write_tiny_omnigen
+    from realrag_core.testing.tiny_models import write_tiny_omnigen
     from realrag_core.manifest import read_manifest
 
     sampling = {"steps": 3, "image_size": 32, "batch_size": 8}
