@@ -64,20 +64,62 @@ def results_table(results: list[dict], paired: list[dict], digits: int = 4) -> d
     def r(x):
         return None if x is None else round(float(x), digits)
 
-    result_schema = dg.TableSchema(columns=[
-        dg.TableColumn("protocol"), dg.TableColumn("arm"), dg.TableColumn("split"), dg.TableColumn("metric"),
-        dg.TableColumn("value", "float"), dg.TableColumn("lo", "float", "95% interval, lower"),
-        dg.TableColumn("hi", "float", "95% interval, upper"), dg.TableColumn("n", "int")])  # fmt: skip
-    paired_schema = dg.TableSchema(columns=[
-        dg.TableColumn("protocol"), dg.TableColumn("a_minus_b"), dg.TableColumn("split"),
-        dg.TableColumn("diff", "float"), dg.TableColumn("lo", "float"), dg.TableColumn("hi", "float"),
-        dg.TableColumn("detectable_min", "float", "2.8 standard errors: 95% confidence, 80% power"),
-        dg.TableColumn("n", "int")])  # fmt: skip
-    rows = [dg.TableRecord({"protocol": x.get("protocol", "unseen_concepts"), "arm": x["arm"], "split": x["split"],
-                            "metric": x["metric"], "value": r(x["value"]), "lo": r(x.get("lo")), "hi": r(x.get("hi")),
-                            "n": int(x["n"])}) for x in results if not x["metric"].startswith("retrieved_style/")]  # fmt: skip
-    pairs = [dg.TableRecord({"protocol": p.get("protocol", "unseen_concepts"), "a_minus_b": f"{p['a']} - {p['b']}",
-                             "split": p["split"], "diff": r(p["diff"]), "lo": r(p["lo"]), "hi": r(p["hi"]),
-                             "detectable_min": r(p.get("mde")), "n": int(p["n"])}) for p in paired]  # fmt: skip
-    return {"results_table": dg.MetadataValue.table(rows, result_schema),
-            "paired_table": dg.MetadataValue.table(pairs, paired_schema)}
+    result_schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("protocol"),
+            dg.TableColumn("arm"),
+            dg.TableColumn("split"),
+            dg.TableColumn("metric"),
+            dg.TableColumn("value", "float"),
+            dg.TableColumn("lo", "float", "95% interval, lower"),
+            dg.TableColumn("hi", "float", "95% interval, upper"),
+            dg.TableColumn("n", "int"),
+        ]
+    )
+    paired_schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("protocol"),
+            dg.TableColumn("a_minus_b"),
+            dg.TableColumn("split"),
+            dg.TableColumn("diff", "float"),
+            dg.TableColumn("lo", "float"),
+            dg.TableColumn("hi", "float"),
+            dg.TableColumn("detectable_min", "float", "2.8 standard errors: 95% confidence, 80% power"),
+            dg.TableColumn("n", "int"),
+        ]
+    )
+    rows = [
+        dg.TableRecord(
+            {
+                "protocol": x.get("protocol", "unseen_concepts"),
+                "arm": x["arm"],
+                "split": x["split"],
+                "metric": x["metric"],
+                "value": r(x["value"]),
+                "lo": r(x.get("lo")),
+                "hi": r(x.get("hi")),
+                "n": int(x["n"]),
+            }
+        )
+        for x in results
+        if not x["metric"].startswith("retrieved_style/")
+    ]
+    pairs = [
+        dg.TableRecord(
+            {
+                "protocol": p.get("protocol", "unseen_concepts"),
+                "a_minus_b": f"{p['a']} - {p['b']}",
+                "split": p["split"],
+                "diff": r(p["diff"]),
+                "lo": r(p["lo"]),
+                "hi": r(p["hi"]),
+                "detectable_min": r(p.get("mde")),
+                "n": int(p["n"]),
+            }
+        )
+        for p in paired
+    ]
+    return {
+        "results_table": dg.MetadataValue.table(rows, result_schema),
+        "paired_table": dg.MetadataValue.table(pairs, paired_schema),
+    }

@@ -6,8 +6,15 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from pipelines.resources import RealRagConfigResource
-from realrag_core.checks import (Outcome, beats_zero_shot_outcome, coverage_outcome, embeddings_outcome,
-                                 finite_weights_outcome, negatives_outcome, results_outcome)
+from realrag_core.checks import (
+    Outcome,
+    beats_zero_shot_outcome,
+    coverage_outcome,
+    embeddings_outcome,
+    finite_weights_outcome,
+    negatives_outcome,
+    results_outcome,
+)
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import ARMS
 from realrag_core.store import retriever_key
@@ -21,8 +28,9 @@ from .retriever import contrastive_retriever, retriever
 
 def _result(outcome: Outcome) -> dg.AssetCheckResult:
     severity = dg.AssetCheckSeverity.WARN if outcome.warning_only else dg.AssetCheckSeverity.ERROR
-    return dg.AssetCheckResult(passed=outcome.passed, severity=severity, description=outcome.summary,
-                               metadata=outcome.numbers)  # fmt: skip
+    return dg.AssetCheckResult(
+        passed=outcome.passed, severity=severity, description=outcome.summary, metadata=outcome.numbers
+    )
 
 
 def _table(realrag: RealRagConfigResource):
@@ -30,8 +38,11 @@ def _table(realrag: RealRagConfigResource):
     return open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
 
 
-@dg.asset_check(asset=image_embeddings, blocking=True,
-                description="Every vector finite and unit-norm, every id once, every row written by the table's model.")
+@dg.asset_check(
+    asset=image_embeddings,
+    blocking=True,
+    description="Every vector finite and unit-norm, every id once, every row written by the table's model.",
+)
 def embeddings_are_finite_unit_norm_unique(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     table = _table(realrag)
     model_id, _ = table_model(table)
@@ -39,21 +50,29 @@ def embeddings_are_finite_unit_norm_unique(realrag: RealRagConfigResource) -> dg
     def batches():  # streamed record batches: bounded memory on large tables
         query = table.search().select(["id", VECTOR_COLUMN, "model_id"]).limit(None)
         for batch in query.to_batches(65536):
-            yield (batch.column("id").to_pylist(), batch.column(VECTOR_COLUMN).to_numpy(zero_copy_only=False).tolist(),
-                   batch.column("model_id").to_pylist())  # fmt: skip
+            yield (
+                batch.column("id").to_pylist(),
+                batch.column(VECTOR_COLUMN).to_numpy(zero_copy_only=False).tolist(),
+                batch.column("model_id").to_pylist(),
+            )
 
     return _result(embeddings_outcome(batches(), model_id))
 
 
-@dg.asset_check(asset=image_embeddings,
-                description="A row for every valid image the last run saw; extra rows (images since removed) warn.")
+@dg.asset_check(
+    asset=image_embeddings,
+    description="A row for every valid image the last run saw; extra rows (images since removed) warn.",
+)
 def embeddings_cover_every_valid_image(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     return _result(coverage_outcome(_table(realrag).count_rows(), realrag.store().read_report("image_embeddings")))
 
 
-@dg.asset_check(asset=reflective_negatives, blocking=True,
-                description="k negatives per current generated image, ranked by finite similarity, none of the "
-                "prompt's concept (default policy), all from the current table version.")  # fmt: skip
+@dg.asset_check(
+    asset=reflective_negatives,
+    blocking=True,
+    description="k negatives per current generated image, ranked by finite similarity, none of the "
+    "prompt's concept (default policy), all from the current table version.",
+)
 def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     cfg, store = realrag.load(), realrag.store()
     generator_id = (store.read_report("generated_images") or {}).get("generator_id")
@@ -64,20 +83,33 @@ def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.Ass
 
 
 def _weights_check(name: str, asset):
-    @dg.asset_check(asset=asset, name=f"{name}_weights_are_finite", blocking=True,
-                    description="Every tensor of every training seed's checkpoint finite.")  # fmt: skip
+    @dg.asset_check(
+        asset=asset,
+        name=f"{name}_weights_are_finite",
+        blocking=True,
+        description="Every tensor of every training seed's checkpoint finite.",
+    )
     def check(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
         store = realrag.store()
-        return _result(finite_weights_outcome(sorted(
-            path for protocol in realrag.load().prompts.protocols
-            for path in store.retriever_dir(name, protocol).glob("seed_*/open_clip_model.safetensors"))))
+        return _result(
+            finite_weights_outcome(
+                sorted(
+                    path
+                    for protocol in realrag.load().prompts.protocols
+                    for path in store.retriever_dir(name, protocol).glob("seed_*/open_clip_model.safetensors")
+                )
+            )
+        )
 
     return check
 
 
 def _zero_shot_check(name: str, asset):
-    @dg.asset_check(asset=asset, name=f"{name}_validation_not_below_zero_shot",
-                    description="Validation top-1 (mean over seeds) at least the zero-shot model's; warns otherwise.")
+    @dg.asset_check(
+        asset=asset,
+        name=f"{name}_validation_not_below_zero_shot",
+        description="Validation top-1 (mean over seeds) at least the zero-shot model's; warns otherwise.",
+    )
     def check(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
         store, merged = realrag.store(), {"validation": {}, "validation_zero_shot": {}}
         for protocol in realrag.load().prompts.protocols:  # every protocol's retrievers, splits labelled by it
@@ -102,8 +134,12 @@ def results_are_complete_and_finite(realrag: RealRagConfigResource) -> dg.AssetC
 
 
 ALL_CHECKS = [
-    embeddings_are_finite_unit_norm_unique, embeddings_cover_every_valid_image, negatives_are_complete_and_current,
-    _weights_check("retriever", retriever), _weights_check("contrastive_retriever", contrastive_retriever),
-    _zero_shot_check("retriever", retriever), _zero_shot_check("contrastive_retriever", contrastive_retriever),
+    embeddings_are_finite_unit_norm_unique,
+    embeddings_cover_every_valid_image,
+    negatives_are_complete_and_current,
+    _weights_check("retriever", retriever),
+    _weights_check("contrastive_retriever", contrastive_retriever),
+    _zero_shot_check("retriever", retriever),
+    _zero_shot_check("contrastive_retriever", contrastive_retriever),
     results_are_complete_and_finite,
 ]

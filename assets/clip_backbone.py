@@ -32,10 +32,15 @@ def clip_backbone(
     store = realrag.store()
     info = build_demo_clip(cfg, load_world(store.world_dir), store.clip_dir, store.reports_dir, config.force_retrain)
     store.write_report("clip_backbone", info)
-    return dg.MaterializeResult(metadata={
-        **trained_model_metadata(info, store.reports_dir / "clip_backbone_loss.png"),
-        "eval_images": info["eval_images"],
-        **flat("zero_shot", info["zero_shot"]),
-        **flat("selection", {k: v for k, v in (info.get("selection") or {}).items() if k in ("top1", "top5", "queries")}),
-        "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            **trained_model_metadata(info, store.reports_dir / "clip_backbone_loss.png"),
+            "eval_images": info["eval_images"],
+            **flat("zero_shot", info["zero_shot"]),
+            **flat(
+                "selection",
+                {k: v for k, v in (info.get("selection") or {}).items() if k in ("top1", "top5", "queries")},
+            ),
+            "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),
+        }
+    )

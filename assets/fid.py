@@ -59,35 +59,55 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         scorer = load_clip(folder, cfg.device, cfg.precision)
     results, paired, ref_reports, grid = [], [], {}, None
     for protocol in cfg.prompts.protocols:
-        ids = {(r[0], r[1]): r[2] for r in made["retrievers"] if (r[3] if len(r) > 3 else "unseen_concepts") == protocol}
+        ids = {
+            (r[0], r[1]): r[2] for r in made["retrievers"] if (r[3] if len(r) > 3 else "unseen_concepts") == protocol
+        }
         eval_prompts = of_protocol(all_prompts, protocol, cfg.rag.retriever_splits)
         pids = {p.prompt_id for p in eval_prompts}
         rows = [r for r in current_rows(manifest_rows, made["generator_id"], ids) if r["prompt_id"] in pids]
         # one order whatever runs wrote the manifest's parts: the bootstrap draws the same samples
-        rows.sort(key=lambda r: (r["arm"], -1 if r["retriever_seed"] is None else r["retriever_seed"], r["prompt_id"], r["seed"]))
+        rows.sort(
+            key=lambda r: (
+                r["arm"],
+                -1 if r["retriever_seed"] is None else r["retriever_seed"],
+                r["prompt_id"],
+                r["seed"],
+            )
+        )
         # rag_images is partitioned by prompt shard: score only when every (prompt, seed) has every arm
         arms_of = collections.defaultdict(set)
         for r in rows:
             arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
-        require_complete(f"rag_images ({protocol})", [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds],
-                         [k for k, v in arms_of.items() if len(v) == len(ids)], len(SHARD_NAMES))  # fmt: skip
+        require_complete(
+            f"rag_images ({protocol})",
+            [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds],
+            [k for k, v in arms_of.items() if len(v) == len(ids)],
+            len(SHARD_NAMES),
+        )
         eval_concepts = {p.concept for p in eval_prompts}
         by_split = {s: {c for c in eval_concepts if world.concept_split[c] == s} for s in ("known", "novel")}
         reference, ref_report = {}, {"style": None}
         if cfg.world.styles.reference:
             threshold = cfg.metrics.near_duplicate_threshold
             reference, ref_report = fid_reference_set(
-                iter_records(cfg.source), cfg.world.styles.reference, by_split,
+                iter_records(cfg.source),
+                cfg.world.styles.reference,
+                by_split,
                 load_clip(store.clip_dir, cfg.device, cfg.precision) if threshold is not None else None,
                 open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name) if threshold is not None else None,
-                cfg.embeddings.index, threshold)  # fmt: skip
+                cfg.embeddings.index,
+                threshold,
+            )
             for d in ref_report["near_duplicates"]:
-                context.log.warning(f"reference image {d['path']} is a near-duplicate of database image "
-                                    f"{d['database_id']} (cosine {d['cosine']:.3f}): left out of FID/KID and CLIP-I")  # fmt: skip
+                context.log.warning(
+                    f"reference image {d['path']} is a near-duplicate of database image "
+                    f"{d['database_id']} (cosine {d['cosine']:.3f}): left out of FID/KID and CLIP-I"
+                )
         else:
             context.log.warning("world.styles.reference is not set: no FID reference set, no FID/KID or CLIP-I")
-        part_results, part_paired = evaluate(rows, store.rag_dir, judge, world.concepts, reference,
-                                             cfg.clip.eval_caption, scorer, cfg.metrics.inception)  # fmt: skip
+        part_results, part_paired = evaluate(
+            rows, store.rag_dir, judge, world.concepts, reference, cfg.clip.eval_caption, scorer, cfg.metrics.inception
+        )
         results += [{"protocol": protocol, **r} for r in part_results]
         paired += [{"protocol": protocol, **r} for r in part_paired]
         ref_reports[protocol] = ref_report
@@ -96,21 +116,37 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     paths = write_results(results, paired, store.reports_dir, cfg.metrics.min_fid_samples)
     grid.save(store.reports_dir / "results_grid.png")
     first = cfg.prompts.protocols[0]
-    store.write_report("fid", {"results": results, "paired": paired, "reference_set": ref_reports[first],
-                               "reference_sets": ref_reports, "clip_score_model": scorer_name,
-                               "inception": cfg.metrics.inception.model_dump(mode="json") if cfg.metrics.inception else None})  # fmt: skip
-    metadata = {("" if r["protocol"] == "unseen_concepts" else f"{r['protocol']}/") + f"{r['split']}/{r['arm']}/{r['metric']}": round(r["value"], 4)
-                for r in results if r["metric"] in ("concept_acc", "retrieval_acc", "kid_judge", "fid", "kid")}  # fmt: skip
+    store.write_report(
+        "fid",
+        {
+            "results": results,
+            "paired": paired,
+            "reference_set": ref_reports[first],
+            "reference_sets": ref_reports,
+            "clip_score_model": scorer_name,
+            "inception": cfg.metrics.inception.model_dump(mode="json") if cfg.metrics.inception else None,
+        },
+    )
+    metadata = {
+        ("" if r["protocol"] == "unseen_concepts" else f"{r['protocol']}/")
+        + f"{r['split']}/{r['arm']}/{r['metric']}": round(r["value"], 4)
+        for r in results
+        if r["metric"] in ("concept_acc", "retrieval_acc", "kid_judge", "fid", "kid")
+    }
     metadata.update(results_table(results, paired))
     ref_report = ref_reports[first]
-    metadata["reference_set"] = dg.MetadataValue.json({k: v for k, v in ref_report.items() if k != "near_duplicates"}
-                                                      | {"near_duplicates": len(ref_report.get("near_duplicates", []))})
+    metadata["reference_set"] = dg.MetadataValue.json(
+        {k: v for k, v in ref_report.items() if k != "near_duplicates"}
+        | {"near_duplicates": len(ref_report.get("near_duplicates", []))}
+    )
     metadata["protocols"] = ", ".join(cfg.prompts.protocols)
     metadata["clip_score_model"] = scorer_name
-    return dg.MaterializeResult(metadata={
-        **metadata,
-        "results": dg.MetadataValue.md(paths["md"].read_text()),
-        "chart": inline_image(paths["chart"], "judge concept accuracy by arm"),
-        "grid": inline_image(grid, "prompt | no-RAG | retrieved | RAG"),
-        "results_path": dg.MetadataValue.path(str(paths["parquet"])),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "results": dg.MetadataValue.md(paths["md"].read_text()),
+            "chart": inline_image(paths["chart"], "judge concept accuracy by arm"),
+            "grid": inline_image(grid, "prompt | no-RAG | retrieved | RAG"),
+            "results_path": dg.MetadataValue.path(str(paths["parquet"])),
+        }
+    )

@@ -38,8 +38,9 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     shards = selected_shards(context)
     prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.generation.retriever_splits]
     prompts = in_shards(prompts, shards, len(SHARD_NAMES))
-    report = generate_for_prompts(gen, encoder, prompts, cfg.generation.seeds, store.generated_dir,
-                                  cfg.generator.sampling.batch_size)  # fmt: skip
+    report = generate_for_prompts(
+        gen, encoder, prompts, cfg.generation.seeds, store.generated_dir, cfg.generator.sampling.batch_size
+    )
     manifest = read_manifest(store.generated_dir)
     store.write_report("generated_images", {**report.__dict__, "generator_id": info["generator_id"]})
     from PIL import Image
@@ -49,10 +50,18 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     rows = [r for r in columns if r["prompt_id"] in ids and r["generator_id"] == info["generator_id"]]
     sample = rows[:16]
     grid = image_grid([Image.open(store.generated_dir / r["path"]) for r in sample], [r["concept"] for r in sample], 8)
-    return dg.MaterializeResult(metadata={
-        "generated": report.generated, "skipped_done": report.skipped_done, "total": report.total,
-        "generator_calls": report.generator_calls,
-        "seconds": report.seconds, "generator_id": info["generator_id"], "encoder_id": encoder.model_id,
-        "dagster/row_count": len(rows), "shards": ", ".join(shards), "prompts": len(prompts),
-        "sample": inline_image(grid, "G(T) samples"),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "generated": report.generated,
+            "skipped_done": report.skipped_done,
+            "total": report.total,
+            "generator_calls": report.generator_calls,
+            "seconds": report.seconds,
+            "generator_id": info["generator_id"],
+            "encoder_id": encoder.model_id,
+            "dagster/row_count": len(rows),
+            "shards": ", ".join(shards),
+            "prompts": len(prompts),
+            "sample": inline_image(grid, "G(T) samples"),
+        }
+    )

@@ -30,7 +30,9 @@ from ._metadata import RetrainConfig, inline_image
         "reference effect: how often a reference of another concept makes the judge name that concept."
     ),
 )
-def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig) -> dg.MaterializeResult:
+def generator(
+    context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig
+) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     world = load_world(store.world_dir)
@@ -42,8 +44,13 @@ def generator(context: dg.AssetExecutionContext, realrag: RealRagConfigResource,
     judged = store.read_report("judge") or {}
     ceiling = judged.get("ceiling", {})
     held_out = judged.get("ceiling_split", "database")  # the reference style's images, which the judge never saw
-    report = {**info, "checks": checks, "reference_effect": effect, "ceiling_split": held_out,
-              "ceiling": {k: ceiling.get(f"{held_out}/{k}") for k in ("known", "novel")}}  # fmt: skip
+    report = {
+        **info,
+        "checks": checks,
+        "reference_effect": effect,
+        "ceiling_split": held_out,
+        "ceiling": {k: ceiling.get(f"{held_out}/{k}") for k in ("known", "novel")},
+    }
     report["bars"] = generator_bars(checks, report["ceiling"])
     grid.save(store.reports_dir / "generator_grid.png")
     store.write_report("generator", report)

@@ -32,9 +32,13 @@ def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     world = load_world(store.world_dir)
     scope = Scope(frozenset(cfg.world.styles.database), world.concept_split)
     report = embed_source(
-        cfg.source, scope, load_clip(store.clip_dir, cfg.device, cfg.precision), cfg.lancedb_uri, cfg.embeddings,
+        cfg.source,
+        scope,
+        load_clip(store.clip_dir, cfg.device, cfg.precision),
+        cfg.lancedb_uri,
+        cfg.embeddings,
         store.rejects_dir / "image_embeddings.parquet",
-    )  # fmt: skip
+    )
     metadata = report.as_metadata()
     store.write_report("image_embeddings", metadata)
     metadata["world_hash"] = world.hash

@@ -1,7 +1,6 @@
 """Foundation: make the configured image source ready (build the demo world, draw the smoke world, or
 check a user's folder) and show a sample of it."""
 
-
 import dagster as dg
 
 from pipelines.resources import RealRagConfigResource

@@ -25,12 +25,16 @@ from ._metadata import RetrainConfig, flat, trained_model_metadata
         "compared with), and for information its accuracy per style on images it did train on."
     ),
 )
-def judge(context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig) -> dg.MaterializeResult:
+def judge(
+    context: dg.AssetExecutionContext, realrag: RealRagConfigResource, config: RetrainConfig
+) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     info = build_judge(cfg, load_world(store.world_dir), store.judge_dir, store.reports_dir, config.force_retrain)
     store.write_report("judge", info)
-    return dg.MaterializeResult(metadata={
-        **trained_model_metadata(info, store.reports_dir / "judge_loss.png"),
-        **flat("ceiling", {k: v["acc"] for k, v in info["ceiling"].items()}),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            **trained_model_metadata(info, store.reports_dir / "judge_loss.png"),
+            **flat("ceiling", {k: v["acc"] for k, v in info["ceiling"].items()}),
+        }
+    )

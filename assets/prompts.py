@@ -26,13 +26,27 @@ from realrag_core.world import load_world
 def prompts(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
-    items = build_prompts(load_world(store.world_dir), cfg.prompts.templates, cfg.prompts.split_fractions,
-                          cfg.prompts.seed, cfg.prompts.protocols, cfg.prompts.seen_concepts.by_split())  # fmt: skip
+    items = build_prompts(
+        load_world(store.world_dir),
+        cfg.prompts.templates,
+        cfg.prompts.split_fractions,
+        cfg.prompts.seed,
+        cfg.prompts.protocols,
+        cfg.prompts.seen_concepts.by_split(),
+    )
     path = save_prompts(items, store.world_dir)
     counts = collections.Counter(
-        f"{p.retriever_split}/{p.generator_split}" if p.protocol == "unseen_concepts"
-        else f"{p.protocol}/{p.retriever_split}/{p.generator_split}" for p in items
+        f"{p.retriever_split}/{p.generator_split}"
+        if p.protocol == "unseen_concepts"
+        else f"{p.protocol}/{p.retriever_split}/{p.generator_split}"
+        for p in items
     )
     store.write_report("prompts", {"prompts": len(items), **counts})
-    return dg.MaterializeResult(metadata={"prompts": len(items), **{f"prompts/{k}": v for k, v in sorted(counts.items())},
-                                          "path": dg.MetadataValue.path(str(path)), "dagster/row_count": len(items)})  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "prompts": len(items),
+            **{f"prompts/{k}": v for k, v in sorted(counts.items())},
+            "path": dg.MetadataValue.path(str(path)),
+            "dagster/row_count": len(items),
+        }
+    )

@@ -51,21 +51,43 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
             arms["oracle"] = [(None, OracleRetriever(cfg.rag.oracle_seed))]
         for arm, name in (("contrastive", "contrastive_retriever"), ("reflective", "retriever")):
             arms[arm] = []
-            for rseed, model, table_name in load_retrievers(store.retriever_dir(name, protocol), cfg.device, cfg.precision):
+            for rseed, model, table_name in load_retrievers(
+                store.retriever_dir(name, protocol), cfg.device, cfg.precision
+            ):
                 arms[arm].append((rseed, model))
                 if table_name:  # its image tower was trained: it searches the table that tower embedded
                     tables[(arm, rseed)] = open_table_readonly(cfg.lancedb_uri, table_name)
-        ids = {(arm, rseed): (model.model_id_for(table) if isinstance(model, OracleRetriever)
-                              else model.model_id if model is not None else "")
-               for arm, models in arms.items() for rseed, model in models}  # fmt: skip
+        ids = {
+            (arm, rseed): (
+                model.model_id_for(table)
+                if isinstance(model, OracleRetriever)
+                else model.model_id
+                if model is not None
+                else ""
+            )
+            for arm, models in arms.items()
+            for rseed, model in models
+        }
         retriever_ids += [(a, s, i, protocol) for (a, s), i in ids.items()]
         prompts = in_shards(of_protocol(all_prompts, protocol, cfg.rag.retriever_splits), shards, len(SHARD_NAMES))
-        report = generate_arms(gen, arms, prompts, cfg.rag.seeds, table, cfg.embeddings.index, store.rag_dir,
-                               cfg.generator.sampling.batch_size, tables=tables)  # fmt: skip
+        report = generate_arms(
+            gen,
+            arms,
+            prompts,
+            cfg.rag.seeds,
+            table,
+            cfg.embeddings.index,
+            store.rag_dir,
+            cfg.generator.sampling.batch_size,
+            tables=tables,
+        )
         totals.update({k: v for k, v in report.items() if k != "seconds"})
         pids = {p.prompt_id for p in prompts}
-        rows = [r for r in current_rows(read_manifest(store.rag_dir).to_pylist(), gen.generator_id, ids)
-                if r["prompt_id"] in pids]  # fmt: skip
+        rows = [
+            r
+            for r in current_rows(read_manifest(store.rag_dir).to_pylist(), gen.generator_id, ids)
+            if r["prompt_id"] in pids
+        ]
         hit.update((protocol, r["arm"], r["retrieved_concept"] == r["concept"]) for r in rows if r["arm"] != "none")
         totals["dagster/row_count"] += len(rows)
         totals["prompts"] += len(prompts)
@@ -75,6 +97,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
             n = hit[(protocol, arm, True)] + hit[(protocol, arm, False)]
             metadata[f"{pre}retrieval_top1/{arm}"] = hit[(protocol, arm, True)] / n if n else 0.0
     metadata.update(totals)
-    store.write_report("rag_images", {**metadata, "generator_id": gen.generator_id,
-                                      "retrievers": [list(r) for r in retriever_ids]})  # fmt: skip
+    store.write_report(
+        "rag_images", {**metadata, "generator_id": gen.generator_id, "retrievers": [list(r) for r in retriever_ids]}
+    )
     return dg.MaterializeResult(metadata=metadata)

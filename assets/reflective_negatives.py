@@ -40,38 +40,61 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     # the manifest keeps other generators' images for reuse; only the current generator's G(T) are mined
     manifest = manifest.filter(pc.equal(manifest["generator_id"], made["generator_id"]))
     if manifest.num_rows == 0:
-        raise ValueError(f"no generated images of the current generator {made['generator_id']!r}: "
-                         "rematerialize generated_images")  # fmt: skip
+        raise ValueError(
+            f"no generated images of the current generator {made['generator_id']!r}: rematerialize generated_images"
+        )
     # one order whatever runs wrote the manifest's parts (shard by shard or all at once): same negatives, same file
     manifest = manifest.sort_by([("prompt_id", "ascending"), ("seed", "ascending"), ("image_id", "ascending")])
     # generated_images is partitioned by prompt shard: mine only when every shard is there
-    expected = [(p.prompt_id, seed) for p in load_prompts(store.world_dir)
-                if p.retriever_split in cfg.generation.retriever_splits for seed in cfg.generation.seeds]  # fmt: skip
+    expected = [
+        (p.prompt_id, seed)
+        for p in load_prompts(store.world_dir)
+        if p.retriever_split in cfg.generation.retriever_splits
+        for seed in cfg.generation.seeds
+    ]
     done = zip(manifest["prompt_id"].to_pylist(), manifest["seed"].to_pylist())
     require_complete("generated_images", expected, done, len(SHARD_NAMES))
     table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
     model_id, _ = table_model(table)
     encoders = set(manifest["encoder_id"].to_pylist())
     if encoders != {model_id}:
-        raise ValueError(f"generated images were embedded by {sorted(encoders)}, the table by {model_id!r}: "
-                         "rematerialize generated_images")  # fmt: skip
+        raise ValueError(
+            f"generated images were embedded by {sorted(encoders)}, the table by {model_id!r}: "
+            "rematerialize generated_images"
+        )
     rows = read_rows(table)
     generated = np.stack(manifest["embedding"].to_numpy(zero_copy_only=False))
     vectors = np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False))
     previous = pq.read_table(store.negatives_path).to_pylist() if store.negatives_path.is_file() else []
-    old_ids = (ids_at_version(cfg.lancedb_uri, cfg.embeddings.table_name, previous[0]["table_version"])
-               if previous and cfg.mining.incremental else None)  # fmt: skip
+    old_ids = (
+        ids_at_version(cfg.lancedb_uri, cfg.embeddings.table_name, previous[0]["table_version"])
+        if previous and cfg.mining.incremental
+        else None
+    )
     start = time.perf_counter()
     if old_ids is not None:
         negatives, stats = mine_incremental(
-            generated, manifest["image_id"].to_pylist(), manifest["concept"], vectors, rows["id"], rows["concept"],
-            previous_negatives(previous, cfg.mining.k, cfg.mining.policy, model_id), old_ids, cfg.mining.k,
+            generated,
+            manifest["image_id"].to_pylist(),
+            manifest["concept"],
+            vectors,
+            rows["id"],
+            rows["concept"],
+            previous_negatives(previous, cfg.mining.k, cfg.mining.policy, model_id),
+            old_ids,
+            cfg.mining.k,
             cfg.mining.policy,
-        )  # fmt: skip
+        )
         stats["mode"] = "incremental"
     else:
-        negatives = mine_negatives(generated, manifest["concept"].to_pylist(), vectors, rows["concept"].to_pylist(),
-                                   cfg.mining.k, cfg.mining.policy)  # fmt: skip
+        negatives = mine_negatives(
+            generated,
+            manifest["concept"].to_pylist(),
+            vectors,
+            rows["concept"].to_pylist(),
+            cfg.mining.k,
+            cfg.mining.policy,
+        )
         stats = {"mode": "full", "compared_pairs": len(generated) * len(vectors)}
     stats["mine_seconds"] = round(time.perf_counter() - start, 3)
     context.log.info(f"re-mined {stats['mode']}: {stats}")
@@ -79,13 +102,24 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     pq.write_table(out, store.negatives_path)
     same = sum(a == b for a, b in zip(out["concept"].to_pylist(), out["negative_concept"].to_pylist()))
     styles = collections.Counter(out["negative_style"].to_pylist())
-    report = {"rows": out.num_rows, "generated_images": manifest.num_rows, "k": cfg.mining.k,
-              "policy": cfg.mining.policy, "table_version": table.version, "negatives_version": negatives_version(out.to_pylist()),
-              "same_concept_negatives": same,
-              "mean_similarity": float(np.mean(out["similarity"].to_numpy())), "negative_styles": dict(styles),
-              **{f"mining/{k}": v for k, v in stats.items()}}  # fmt: skip
+    report = {
+        "rows": out.num_rows,
+        "generated_images": manifest.num_rows,
+        "k": cfg.mining.k,
+        "policy": cfg.mining.policy,
+        "table_version": table.version,
+        "negatives_version": negatives_version(out.to_pylist()),
+        "same_concept_negatives": same,
+        "mean_similarity": float(np.mean(out["similarity"].to_numpy())),
+        "negative_styles": dict(styles),
+        **{f"mining/{k}": v for k, v in stats.items()},
+    }
     store.write_report("reflective_negatives", report)
-    return dg.MaterializeResult(metadata={**{k: v for k, v in report.items() if k != "negative_styles"},
-                                          **{f"negative_styles/{k}": v for k, v in styles.items()},
-                                          "dagster/row_count": out.num_rows,
-                                          "path": dg.MetadataValue.path(str(store.negatives_path))})  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in report.items() if k != "negative_styles"},
+            **{f"negative_styles/{k}": v for k, v in styles.items()},
+            "dagster/row_count": out.num_rows,
+            "path": dg.MetadataValue.path(str(store.negatives_path)),
+        }
+    )

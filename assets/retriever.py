@@ -23,9 +23,9 @@ from realrag_core.embed_reader import Scope
 from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
 from realrag_core.world import load_world
 
-ROW_COLUMNS = ("id", "concept", "style", "path", VECTOR_COLUMN)
-
 from ._metadata import flat, inline_image
+
+ROW_COLUMNS = ("id", "concept", "style", "path", VECTOR_COLUMN)
 
 
 def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.MaterializeResult:
@@ -34,15 +34,23 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
     negatives = pq.read_table(store.negatives_path).to_pylist() if reflective else None
     if reflective and negatives and {r["table_version"] for r in negatives} != {table.version}:
-        raise ValueError(f"negatives were mined on table version(s) {sorted({r['table_version'] for r in negatives})}, "
-                         f"the table is at {table.version}: rematerialize reflective_negatives")  # fmt: skip
+        raise ValueError(
+            f"negatives were mined on table version(s) {sorted({r['table_version'] for r in negatives})}, "
+            f"the table is at {table.version}: rematerialize reflective_negatives"
+        )
     world = load_world(store.world_dir)
 
     def reembed(model):  # trainable "both": the database as this model's image tower sees it, in its own table
         table_name = f"{cfg.embeddings.table_name}__{model.model_id.split(':')[-1]}"
-        report = embed_source(cfg.source, Scope(frozenset(cfg.world.styles.database), world.concept_split), model,
-                              cfg.lancedb_uri, cfg.embeddings.model_copy(update={"table_name": table_name}),
-                              store.rejects_dir / f"{table_name}.parquet", progress=False)  # fmt: skip
+        report = embed_source(
+            cfg.source,
+            Scope(frozenset(cfg.world.styles.database), world.concept_split),
+            model,
+            cfg.lancedb_uri,
+            cfg.embeddings.model_copy(update={"table_name": table_name}),
+            store.rejects_dir / f"{table_name}.parquet",
+            progress=False,
+        )
         return table_name, report.table_version
 
     prompts = load_prompts(store.world_dir)
@@ -51,24 +59,51 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     for protocol in cfg.prompts.protocols:  # one set of retrievers per protocol, each chosen on its own validation
         key = retriever_key(name, protocol)
         plot = store.reports_dir / f"{key}_loss.png"
-        info = build_retriever(cfg, store.clip_dir, of_protocol(prompts, protocol), rows, table.version, negatives,
-                               store.retriever_dir(name, protocol), plot, f"{name} ({protocol})", reembed,
-                               negatives_version(negatives) if negatives else None)  # fmt: skip
+        info = build_retriever(
+            cfg,
+            store.clip_dir,
+            of_protocol(prompts, protocol),
+            rows,
+            table.version,
+            negatives,
+            store.retriever_dir(name, protocol),
+            plot,
+            f"{name} ({protocol})",
+            reembed,
+            negatives_version(negatives) if negatives else None,
+        )
         info["protocol"] = protocol
         store.write_report(key, info)
         pre = "" if protocol == "unseen_concepts" else f"{protocol}/"
-        metadata.update({f"{pre}{k}": v for k, v in {
-            "model_ids": ", ".join(s["model_id"] for s in info["seeds"]), "seeds": len(info["seeds"]),
-            "chosen_lr": info["chosen_lr"], "table_version": info["table_version"],
-            "resumed_fits": info["resumed_fits"],
-            "negatives_version": info["negatives_version"] or "none (contrastive baseline)", "train_seconds": info["train_seconds"],
-            "negatives_per_prompt": info["negatives_per_prompt"], "train_prompts": info["train_prompts"],
-            **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
-            **flat("validation_mean_over_seeds", {s: {k: m[k] for k in ("top1", "top5", "top1_min", "top1_max", "queries")}
-                                                  for s, m in info["validation"].items()}),
-            **flat("validation_zero_shot", {s: {k: m[k] for k in ("top1", "top5")} for s, m in info["validation_zero_shot"].items()}),
-            "loss_curve": inline_image(plot, f"loss curve (first seed, {protocol})"),
-        }.items()})  # fmt: skip
+        metadata.update(
+            {
+                f"{pre}{k}": v
+                for k, v in {
+                    "model_ids": ", ".join(s["model_id"] for s in info["seeds"]),
+                    "seeds": len(info["seeds"]),
+                    "chosen_lr": info["chosen_lr"],
+                    "table_version": info["table_version"],
+                    "resumed_fits": info["resumed_fits"],
+                    "negatives_version": info["negatives_version"] or "none (contrastive baseline)",
+                    "train_seconds": info["train_seconds"],
+                    "negatives_per_prompt": info["negatives_per_prompt"],
+                    "train_prompts": info["train_prompts"],
+                    **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
+                    **flat(
+                        "validation_mean_over_seeds",
+                        {
+                            s: {k: m[k] for k in ("top1", "top5", "top1_min", "top1_max", "queries")}
+                            for s, m in info["validation"].items()
+                        },
+                    ),
+                    **flat(
+                        "validation_zero_shot",
+                        {s: {k: m[k] for k in ("top1", "top5")} for s, m in info["validation_zero_shot"].items()},
+                    ),
+                    "loss_curve": inline_image(plot, f"loss curve (first seed, {protocol})"),
+                }.items()
+            }
+        )
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -134,12 +169,16 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     negatives = pq.read_table(store.negatives_path).to_pylist()
     generated = read_manifest(store.generated_dir)
     protocol = ablation_protocol(cfg)
-    reports = {name: json.loads((store.retriever_dir(name, protocol) / RETRIEVER_FILE).read_text())
-               for name in ("retriever", "contrastive_retriever")}  # fmt: skip
+    reports = {
+        name: json.loads((store.retriever_dir(name, protocol) / RETRIEVER_FILE).read_text())
+        for name in ("retriever", "contrastive_retriever")
+    }
     for name, report in reports.items():
         if report["table_version"] != table.version:
-            raise ValueError(f"{name} was trained on table version {report['table_version']}, the table is at "
-                             f"{table.version}: rematerialize it")  # fmt: skip
+            raise ValueError(
+                f"{name} was trained on table version {report['table_version']}, the table is at "
+                f"{table.version}: rematerialize it"
+            )
 
     def progress(variant, seed):
         context.log.info(f"ablation {variant}, seed {seed}: done")
@@ -154,17 +193,31 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
         untrained = untrained_like(gen, cfg.generator.train.seed)
         folder = Path(store.root) / "ablations" / "generated_untrained"
         chosen = [p for p in prompts if p.retriever_split in cfg.generation.retriever_splits]
-        generate_for_prompts(untrained, encoder, chosen, cfg.generation.seeds, folder, cfg.generator.sampling.batch_size)
+        generate_for_prompts(
+            untrained, encoder, chosen, cfg.generation.seeds, folder, cfg.generator.sampling.batch_size
+        )
         manifest = read_manifest(folder)
         other_generated["untrained"] = manifest.filter(pc.equal(manifest["generator_id"], untrained.generator_id))
-    rows = run_ablations(cfg, store.clip_dir, prompts, read_rows(table, ROW_COLUMNS), generated, negatives,
-                         table.version, reports["retriever"], reports["contrastive_retriever"], progress,
-                         other_generated)  # fmt: skip
+    rows = run_ablations(
+        cfg,
+        store.clip_dir,
+        prompts,
+        read_rows(table, ROW_COLUMNS),
+        generated,
+        negatives,
+        table.version,
+        reports["retriever"],
+        reports["contrastive_retriever"],
+        progress,
+        other_generated,
+    )
     paths = write_ablations(rows, store.reports_dir)
     store.write_report("retriever_ablations", {"rows": rows, "protocol": protocol})
-    return dg.MaterializeResult(metadata={
-        "protocol": protocol,
-        **{f"{r['variant']}/val_top1": r["val_top1"] for r in rows},
-        "table": dg.MetadataValue.md(paths["md"].read_text()),
-        "chart": inline_image(paths["chart"], "validation top-1 by variant"),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "protocol": protocol,
+            **{f"{r['variant']}/val_top1": r["val_top1"] for r in rows},
+            "table": dg.MetadataValue.md(paths["md"].read_text()),
+            "chart": inline_image(paths["chart"], "validation top-1 by variant"),
+        }
+    )

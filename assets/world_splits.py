@@ -24,8 +24,11 @@ def world_splits(context: dg.AssetExecutionContext, realrag: RealRagConfigResour
     world = compute_world(iter_records(cfg.source), cfg.world)
     store = realrag.store()
     path = save_world(world, store.world_dir)
-    counts = {"concepts": len(world.concepts), "known": len(world.concepts_in("known")),
-              "novel": len(world.concepts_in("novel"))}  # fmt: skip
+    counts = {
+        "concepts": len(world.concepts),
+        "known": len(world.concepts_in("known")),
+        "novel": len(world.concepts_in("novel")),
+    }
     store.write_report("world_splits", {"hash": world.hash, **counts})
     return dg.MaterializeResult(
         metadata={

@@ -27,9 +27,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}  # fmt: skip
+    info = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -69,16 +74,23 @@ def check(value: float, target: str) -> bool:
     return value >= float(bound) if op == ">=" else value <= float(bound)
 
 
-def write(name: str, title: str, params: dict, measured: dict, ratios: dict[str, tuple[float, str | None]],
-          notes: str = "") -> Path:  # fmt: skip
+def write(
+    name: str, title: str, params: dict, measured: dict, ratios: dict[str, tuple[float, str | None]], notes: str = ""
+) -> Path:
     """One benchmark's figures: ``ratios`` maps a name to (value, target or None); each gets met: true/false."""
     RESULTS.mkdir(exist_ok=True)
     record = {
-        "benchmark": name, "title": title, "date": dt.date.today().isoformat(), "machine": machine(),
-        "params": params, "measured": measured,
-        "ratios": {k: {"value": v, "target": t, "met": None if t is None else check(v, t)} for k, (v, t) in ratios.items()},
+        "benchmark": name,
+        "title": title,
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "params": params,
+        "measured": measured,
+        "ratios": {
+            k: {"value": v, "target": t, "met": None if t is None else check(v, t)} for k, (v, t) in ratios.items()
+        },
         "notes": notes,
-    }  # fmt: skip
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     write_table()
@@ -90,8 +102,10 @@ def write(name: str, title: str, params: dict, measured: dict, ratios: dict[str,
 
 
 def write_table() -> Path:
-    rows = ["| benchmark | ratio | value | target | met | parameters | machine | date |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| benchmark | ratio | value | target | met | parameters | machine | date |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         m = r["machine"]
@@ -99,9 +113,13 @@ def write_table() -> Path:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         for key, v in r["ratios"].items():
             met = "" if v["met"] is None else ("yes" if v["met"] else "**no**")
-            rows.append(f"| {r['title']} | {key} | {v['value']:.4g} | {v['target'] or ''} | {met} | {params} | {where} "
-                        f"| {r['date']} |")  # fmt: skip
+            rows.append(
+                f"| {r['title']} | {key} | {v['value']:.4g} | {v['target'] or ''} | {met} | {params} | {where} "
+                f"| {r['date']} |"
+            )
     out = RESULTS / "README.md"
-    out.write_text("# Latest benchmark figures\n\nWritten by the scripts in bench/ (one JSON each here); the "
-                   "README quotes this table.\n\n" + "\n".join(rows) + "\n")  # fmt: skip
+    out.write_text(
+        "# Latest benchmark figures\n\nWritten by the scripts in bench/ (one JSON each here); the "
+        "README quotes this table.\n\n" + "\n".join(rows) + "\n"
+    )
     return out

@@ -73,7 +73,12 @@ def exact_top(table: np.ndarray, queries: np.ndarray, k: int, block: int = 65536
 def latency(table, queries, k, **opts) -> tuple[float, list[np.ndarray]]:
     times, hits = [], []
     for q in queries:
-        search = table.search(q, vector_column_name=VECTOR_COLUMN).distance_type("cosine").limit(k).select(["row", "_distance"])
+        search = (
+            table.search(q, vector_column_name=VECTOR_COLUMN)
+            .distance_type("cosine")
+            .limit(k)
+            .select(["row", "_distance"])
+        )
         if opts.get("flat"):
             search = search.bypass_vector_index()
         else:
@@ -109,9 +114,15 @@ def main() -> None:
     measured, best = {"fitted": fitted}, None
     with tempfile.TemporaryDirectory() as tmp:
         db = lancedb.connect(tmp)
-        batches = [pa.table({"row": np.arange(i, min(i + 100_000, len(data))),
-                             VECTOR_COLUMN: pa.FixedSizeListArray.from_arrays(data[i : i + 100_000].reshape(-1), args.dim)})
-                   for i in range(0, len(data), 100_000)]  # fmt: skip
+        batches = [
+            pa.table(
+                {
+                    "row": np.arange(i, min(i + 100_000, len(data))),
+                    VECTOR_COLUMN: pa.FixedSizeListArray.from_arrays(data[i : i + 100_000].reshape(-1), args.dim),
+                }
+            )
+            for i in range(0, len(data), 100_000)
+        ]
         table = db.create_table("ann", batches[0])
         for b in batches[1:]:
             table.add(b)
@@ -127,7 +138,11 @@ def main() -> None:
         measured["numpy_exact_ms"] = round(numpy_ms * 1000, 2)
         print(f"exact search in memory (numpy, table loaded): {numpy_ms * 1000:.1f} ms/query", flush=True)
         for kind, params, probes in settings:
-            config = IvfPq(distance_type="cosine", **params) if kind == "IVF_PQ" else HnswSq(distance_type="cosine", **params)
+            config = (
+                IvfPq(distance_type="cosine", **params)
+                if kind == "IVF_PQ"
+                else HnswSq(distance_type="cosine", **params)
+            )
             start = time.perf_counter()
             table.create_index(VECTOR_COLUMN, config=config, replace=True)
             build = time.perf_counter() - start
@@ -135,8 +150,13 @@ def main() -> None:
                 ms, hits = latency(table, queries, 10, nprobes=nprobes, refine=refine)
                 recall = float(np.mean([len(set(h) & set(t)) / 10 for h, t in zip(hits, truth)]))
                 key = f"{kind} {params} nprobes={nprobes} refine={refine}"
-                measured[key] = {"build_s": round(build, 1), "recall_at_10": round(recall, 4), "ms": round(ms * 1000, 2),
-                                 "speedup": round(flat_ms / ms, 1), "speedup_vs_numpy": round(numpy_ms / ms, 1)}  # fmt: skip
+                measured[key] = {
+                    "build_s": round(build, 1),
+                    "recall_at_10": round(recall, 4),
+                    "ms": round(ms * 1000, 2),
+                    "speedup": round(flat_ms / ms, 1),
+                    "speedup_vs_numpy": round(numpy_ms / ms, 1),
+                }
                 print(key, measured[key], flush=True)
                 if recall >= 0.98 and (best is None or flat_ms / ms > best[1]["speedup"]):
                     best = (key, measured[key])
@@ -144,8 +164,14 @@ def main() -> None:
     if best:
         ratios["its recall@10"] = (best[1]["recall_at_10"], ">= 0.98")
         ratios["its speedup vs exact in memory (numpy)"] = (best[1]["speedup_vs_numpy"], ">= 10")
-    write("ann", "Vector index vs exact search", {"rows": args.rows, "dim": args.dim, "queries": args.queries},
-          measured, ratios, notes=f"best: {best[0] if best else 'none reached recall 0.98'}")  # fmt: skip
+    write(
+        "ann",
+        "Vector index vs exact search",
+        {"rows": args.rows, "dim": args.dim, "queries": args.queries},
+        measured,
+        ratios,
+        notes=f"best: {best[0] if best else 'none reached recall 0.98'}",
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def main() -> None:
     base = statistics.median(results[0])
     for workers, rates in results.items():
         med = statistics.median(rates)
-        print(f"workers={workers}: {med:7.1f} img/s (median of {len(rates)}; {report.inserted} images)  "
-              f"ratio vs 0 workers: {med / base:.2f}x")
+        print(
+            f"workers={workers}: {med:7.1f} img/s (median of {len(rates)}; {report.inserted} images)  "
+            f"ratio vs 0 workers: {med / base:.2f}x"
+        )
 
 
 if __name__ == "__main__":

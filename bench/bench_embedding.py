@@ -73,8 +73,12 @@ def efficiency(clip: ClipBundle, source, n: int, batch: int, workers: int, work:
     the same images, decoded and preprocessed beforehand; one warm-up pass of each first (the first forward
     passes build oneDNN kernels and allocator pools)."""
     cfg = EmbeddingsConfig(batch_size=batch, num_workers=workers, table_name="bench")
-    pixels = torch.stack([clip.preprocess(Image.open(source.image_dir / f).convert("RGB"))
-                          for f in sorted(p.name for p in source.image_dir.glob("img*"))])  # fmt: skip
+    pixels = torch.stack(
+        [
+            clip.preprocess(Image.open(source.image_dir / f).convert("RGB"))
+            for f in sorted(p.name for p in source.image_dir.glob("img*"))
+        ]
+    )
     name = clip.model_id.split(":")[-1]
 
     def pipeline(db: str) -> float:
@@ -94,8 +98,12 @@ def efficiency(clip: ClipBundle, source, n: int, batch: int, workers: int, work:
     embed_source(warm, scope(batch), clip, str(work / f"warm-db-{name}"), cfg, work / "rejects.parquet", progress=False)
     runs = [(pipeline(str(work / f"db-{name}-{workers}-{r}")), model_only()) for r in range(rounds)]
     best_pipeline, best_model = max(p for p, _ in runs), max(m for _, m in runs)
-    return {"pipeline_img_s": round(best_pipeline, 1), "model_only_img_s": round(best_model, 1),
-            "ratio": best_pipeline / best_model, "rounds": [[round(p, 1), round(m, 1)] for p, m in runs]}  # fmt: skip
+    return {
+        "pipeline_img_s": round(best_pipeline, 1),
+        "model_only_img_s": round(best_model, 1),
+        "ratio": best_pipeline / best_model,
+        "rounds": [[round(p, 1), round(m, 1)] for p, m in runs],
+    }
 
 
 def rss_child(n: int, work: Path) -> None:
@@ -103,15 +111,29 @@ def rss_child(n: int, work: Path) -> None:
     clip = demo_clip(work / "clip")
     reset_peak_rss()  # the peak of the embedding run, not of writing the source folder
     base = peak_rss_mb()
-    report = embed_source(source, scope(n), clip, str(work / f"db{n}"), EmbeddingsConfig(batch_size=256, num_workers=0),
-                          work / f"rejects{n}.parquet", progress=False)  # fmt: skip
-    print(json.dumps({"images": report.inserted, "peak_rss_mb": peak_rss_mb(), "before_mb": base,
-                      "seconds": report.seconds}))  # fmt: skip
+    report = embed_source(
+        source,
+        scope(n),
+        clip,
+        str(work / f"db{n}"),
+        EmbeddingsConfig(batch_size=256, num_workers=0),
+        work / f"rejects{n}.parquet",
+        progress=False,
+    )
+    print(
+        json.dumps(
+            {"images": report.inserted, "peak_rss_mb": peak_rss_mb(), "before_mb": base, "seconds": report.seconds}
+        )
+    )
 
 
 def rss(n: int, work: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--work", str(work)], check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(n), "--work", str(work)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -129,24 +151,50 @@ def main() -> None:
         return rss_child(args.rss_child, Path(args.work))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        vit = efficiency(vit_b_32(), make_source(work / "photos", args.images, 256), args.images, args.batch,
-                         args.workers, work)  # fmt: skip
-        print(f"ViT-B-32 224 px: pipeline {vit['pipeline_img_s']} img/s, model alone {vit['model_only_img_s']} img/s",
-              flush=True)  # fmt: skip
-        demo = efficiency(demo_clip(work / "democlip"), make_source(work / "small", args.images * 4, 64, "PNG"),
-                          args.images * 4, args.batch, args.workers, work)  # fmt: skip
-        print(f"demo CLIP 64 px: pipeline {demo['pipeline_img_s']} img/s, model alone {demo['model_only_img_s']} img/s",
-              flush=True)  # fmt: skip
+        vit = efficiency(
+            vit_b_32(), make_source(work / "photos", args.images, 256), args.images, args.batch, args.workers, work
+        )
+        print(
+            f"ViT-B-32 224 px: pipeline {vit['pipeline_img_s']} img/s, model alone {vit['model_only_img_s']} img/s",
+            flush=True,
+        )
+        demo = efficiency(
+            demo_clip(work / "democlip"),
+            make_source(work / "small", args.images * 4, 64, "PNG"),
+            args.images * 4,
+            args.batch,
+            args.workers,
+            work,
+        )
+        print(
+            f"demo CLIP 64 px: pipeline {demo['pipeline_img_s']} img/s, model alone {demo['model_only_img_s']} img/s",
+            flush=True,
+        )
         small, large = rss(args.rss_small, work), rss(args.rss_large, work)
-        print(f"peak RSS: {small['peak_rss_mb']:.0f} MB at {small['images']:,} images, {large['peak_rss_mb']:.0f} MB "
-              f"at {large['images']:,}")  # fmt: skip
-    write("embedding", "Embedding pipeline",
-          {"images": args.images, "batch": args.batch, "workers": args.workers, "rss_small": args.rss_small,
-           "rss_large": args.rss_large},
-          {"vit_b_32": vit, "demo_clip": demo, "rss_small": small, "rss_large": large},
-          {"ViT-B-32 pipeline / model-only img/s": (vit["ratio"], ">= 0.9"),
-           "demo CLIP pipeline / model-only img/s": (demo["ratio"], None),
-           f"peak RSS {args.rss_large:,} / {args.rss_small:,} images": (large["peak_rss_mb"] / small["peak_rss_mb"], "<= 1.2")})  # fmt: skip
+        print(
+            f"peak RSS: {small['peak_rss_mb']:.0f} MB at {small['images']:,} images, {large['peak_rss_mb']:.0f} MB "
+            f"at {large['images']:,}"
+        )
+    write(
+        "embedding",
+        "Embedding pipeline",
+        {
+            "images": args.images,
+            "batch": args.batch,
+            "workers": args.workers,
+            "rss_small": args.rss_small,
+            "rss_large": args.rss_large,
+        },
+        {"vit_b_32": vit, "demo_clip": demo, "rss_small": small, "rss_large": large},
+        {
+            "ViT-B-32 pipeline / model-only img/s": (vit["ratio"], ">= 0.9"),
+            "demo CLIP pipeline / model-only img/s": (demo["ratio"], None),
+            f"peak RSS {args.rss_large:,} / {args.rss_small:,} images": (
+                large["peak_rss_mb"] / small["peak_rss_mb"],
+                "<= 1.2",
+            ),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -20,20 +20,44 @@ import time
 
 import torch
 
-SD15 = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768,
-            attention_head_dim=8)  # fmt: skip
-SDXL = dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=2816)  # fmt: skip
-TINY = {"block_out_channels": (32, 64), "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"), "sample_size": 16, "cross_attention_dim": 32,
-        "attention_head_dim": 8, "layers_per_block": 1, "transformer_layers_per_block": 1,
-        "norm_num_groups": 8}  # fmt: skip
+SD15 = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+)
+SDXL = dict(
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+)
+TINY = {
+    "block_out_channels": (32, 64),
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "sample_size": 16,
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "layers_per_block": 1,
+    "transformer_layers_per_block": 1,
+    "norm_num_groups": 8,
+}
 
 
 def sync(device: str) -> None:
@@ -55,13 +79,17 @@ def timed(fn, device: str, warmup: int, iters: int) -> float:
 
 def unet_inputs(cfg: dict, batch: int, device: str, dtype) -> dict:
     size, text_len = cfg["sample_size"], 77
-    kwargs = {"sample": torch.randn(batch, 4, size, size, device=device, dtype=dtype),
-              "timestep": torch.full((batch,), 500, device=device),
-              "encoder_hidden_states": torch.randn(batch, text_len, cfg["cross_attention_dim"], device=device, dtype=dtype)}  # fmt: skip
+    kwargs = {
+        "sample": torch.randn(batch, 4, size, size, device=device, dtype=dtype),
+        "timestep": torch.full((batch,), 500, device=device),
+        "encoder_hidden_states": torch.randn(batch, text_len, cfg["cross_attention_dim"], device=device, dtype=dtype),
+    }
     if cfg.get("addition_embed_type") == "text_time":
         pooled = cfg["projection_class_embeddings_input_dim"] - 6 * cfg["addition_time_embed_dim"]
-        kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(batch, pooled, device=device, dtype=dtype),
-                                       "time_ids": torch.zeros(batch, 6, device=device, dtype=dtype)}  # fmt: skip
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(batch, pooled, device=device, dtype=dtype),
+            "time_ids": torch.zeros(batch, 6, device=device, dtype=dtype),
+        }
     return kwargs
 
 
@@ -82,8 +110,12 @@ def main() -> None:
         dtype = torch.float32
     torch.backends.cuda.matmul.allow_tf32 = True
     start, rows = time.perf_counter(), []
-    info = {"device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
-            "dtype": str(dtype), "torch": torch.__version__, "tiny": args.tiny}  # fmt: skip
+    info = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "dtype": str(dtype),
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+    }
     print(json.dumps(info), flush=True)
 
     clip_name = "ViT-B-32" if args.tiny else "ViT-L-14"
@@ -94,16 +126,32 @@ def main() -> None:
     pixels = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
     with torch.no_grad():
         sec = timed(lambda: clip.encode_image(pixels), device, 2, 3 if args.tiny else 20)
-    rows.append({"model": f"open_clip {clip_name} image tower", "batch": batch, "mode": "eager",
-                 "per_s": batch / sec, "unit": "images/s"})  # fmt: skip
+    rows.append(
+        {
+            "model": f"open_clip {clip_name} image tower",
+            "batch": batch,
+            "mode": "eager",
+            "per_s": batch / sec,
+            "unit": "images/s",
+        }
+    )
     print(rows[-1], flush=True)
     clip = None  # free its memory before the UNets
 
     for name, cfg in (("SD1.5-size UNet", SD15), ("SDXL-size UNet", SDXL)):
         if args.tiny:
-            cfg = {**cfg, **TINY} if "addition_embed_type" not in cfg else {
-                **cfg, **TINY, "attention_head_dim": 8, "projection_class_embeddings_input_dim": 32 + 6 * 8,
-                "addition_time_embed_dim": 8, "transformer_layers_per_block": 1}  # fmt: skip
+            cfg = (
+                {**cfg, **TINY}
+                if "addition_embed_type" not in cfg
+                else {
+                    **cfg,
+                    **TINY,
+                    "attention_head_dim": 8,
+                    "projection_class_embeddings_input_dim": 32 + 6 * 8,
+                    "addition_time_embed_dim": 8,
+                    "transformer_layers_per_block": 1,
+                }
+            )
         with torch.device(device):
             unet = UNet2DConditionModel(**cfg).to(dtype).eval()
         params = sum(p.numel() for p in unet.parameters())
@@ -111,8 +159,14 @@ def main() -> None:
             inputs = unet_inputs(cfg, batch, device, dtype)
             with torch.no_grad():
                 sec = timed(lambda: unet(**inputs), device, 2, 3 if args.tiny else 10)
-            eager = {"model": name, "params_m": round(params / 1e6), "batch": batch, "mode": "eager (SDPA)",
-                     "per_s": 1 / sec, "unit": "steps/s"}  # fmt: skip
+            eager = {
+                "model": name,
+                "params_m": round(params / 1e6),
+                "batch": batch,
+                "mode": "eager (SDPA)",
+                "per_s": 1 / sec,
+                "unit": "steps/s",
+            }
             rows.append(eager)
             print(rows[-1], flush=True)
             if args.no_compile:
@@ -128,8 +182,15 @@ def main() -> None:
                 sync(device)
                 compile_s = time.perf_counter() - t0
                 sec = timed(lambda: compiled(**inputs), device, 1, 3 if args.tiny else 10)
-            rows.append({**eager, "mode": "torch.compile", "per_s": 1 / sec, "compile_s": round(compile_s, 1),
-                         "speedup": round(eager["per_s"] and (1 / sec) / eager["per_s"], 2)})  # fmt: skip
+            rows.append(
+                {
+                    **eager,
+                    "mode": "torch.compile",
+                    "per_s": 1 / sec,
+                    "compile_s": round(compile_s, 1),
+                    "speedup": round(eager["per_s"] and (1 / sec) / eager["per_s"], 2),
+                }
+            )
             print(rows[-1], flush=True)
             torch._dynamo.reset()
         unet = None

@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--concepts", type=int, default=1_000)
     parser.add_argument("--k", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3, help="incremental runs (the best counts); the full one runs once")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="incremental runs (the best counts); the full one runs once"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     table = unit(rng, args.rows, args.dim)
@@ -47,8 +49,10 @@ def main() -> None:
     print(f"previous mining over {n_old:,} rows ...", flush=True)
     first = mine_negatives(generated, gen_c, table[:n_old], concepts[:n_old], args.k)
     old_ids = ids[:n_old]
-    previous = {g: [(old_ids[int(j)].as_py(), float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
-                for i, g in enumerate(gen_ids)}  # fmt: skip
+    previous = {
+        g: [(old_ids[int(j)].as_py(), float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
+        for i, g in enumerate(gen_ids)
+    }
     print(f"full re-mine over {args.rows:,} rows ...", flush=True)
     start = time.perf_counter()
     full = mine_negatives(generated, gen_c, table, concepts, args.k)
@@ -62,18 +66,30 @@ def main() -> None:
     assert same, "incremental and full re-mining disagree"
     inc_s = min(inc_times)
     pairs_full = args.queries * args.rows
-    print(f"table {args.rows:,} rows (+{args.rows - n_old:,} = {args.added:.1%}), {args.queries:,} generated images, "
-          f"dim {args.dim}, k={args.k}")  # fmt: skip
+    print(
+        f"table {args.rows:,} rows (+{args.rows - n_old:,} = {args.added:.1%}), {args.queries:,} generated images, "
+        f"dim {args.dim}, k={args.k}"
+    )
     print(f"full re-mine        {full_s:9.3f} s   compared pairs {pairs_full:,}")
     print(f"incremental re-mine {inc_s:9.3f} s   compared pairs {stats['compared_pairs']:,}")
-    write("incremental_mining", "Incremental re-mine vs full",
-          {k: getattr(args, k) for k in ("rows", "added", "queries", "dim", "concepts", "k", "repeat")},
-          {"full_seconds": round(full_s, 3), "incremental_seconds": round(inc_s, 3),
-           "incremental_runs": [round(t, 3) for t in inc_times], "compared_pairs_full": pairs_full,
-           "compared_pairs_incremental": stats["compared_pairs"], "same_negatives": same,
-           "peak_rss_mb": round(peak_rss_mb())},
-          {"time incremental / full": (inc_s / full_s, "<= 0.02"),
-           "compared pairs incremental / full": (stats["compared_pairs"] / pairs_full, None)})  # fmt: skip
+    write(
+        "incremental_mining",
+        "Incremental re-mine vs full",
+        {k: getattr(args, k) for k in ("rows", "added", "queries", "dim", "concepts", "k", "repeat")},
+        {
+            "full_seconds": round(full_s, 3),
+            "incremental_seconds": round(inc_s, 3),
+            "incremental_runs": [round(t, 3) for t in inc_times],
+            "compared_pairs_full": pairs_full,
+            "compared_pairs_incremental": stats["compared_pairs"],
+            "same_negatives": same,
+            "peak_rss_mb": round(peak_rss_mb()),
+        },
+        {
+            "time incremental / full": (inc_s / full_s, "<= 0.02"),
+            "compared pairs incremental / full": (stats["compared_pairs"] / pairs_full, None),
+        },
+    )
 
 
 if __name__ == "__main__":

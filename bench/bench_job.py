@@ -28,8 +28,17 @@ from _results import write
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = {"in_process": "realrag", "multiprocess": "realrag_multiprocess"}
-PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir",
-             "weights", "model_cache"}  # fmt: skip
+PATH_KEYS = {
+    "artifacts_root",
+    "npm_cache",
+    "image_dir",
+    "captions",
+    "root",
+    "shipped_weights",
+    "cache_dir",
+    "weights",
+    "model_cache",
+}
 
 
 def rooted_profile(config: Path, new_root: Path) -> dict:
@@ -73,7 +82,15 @@ def run_executor(name: str, config: Path, work: Path) -> dict:
     profile = work / f"{name}.yaml"
     profile.write_text(yaml.safe_dump(rooted_profile(config, work / f"artifacts_{name}")))
     env = {**os.environ, "DAGSTER_HOME": str(home), "REALRAG_CONFIG": str(profile), "TQDM_DISABLE": "1"}
-    cmd = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", JOBS[name]]
+    cmd = [
+        str(Path(sys.executable).parent / "dagster"),
+        "job",
+        "execute",
+        "-m",
+        "pipelines.definitions",
+        "-j",
+        JOBS[name],
+    ]
     print(f"[{name}] {' '.join(cmd[-4:])} on {config} ...", flush=True)
     start_wall, start = time.time(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -99,17 +116,26 @@ def run_executor(name: str, config: Path, work: Path) -> dict:
     computing = intervals_union([(s["start"], s["start"] + s["seconds"]) for s in steps])
     first, last = steps[0]["start"], max(s["start"] + s["seconds"] for s in steps)
     out = {
-        "job": JOBS[name], "wall_seconds": round(wall, 1), "steps": len(steps), "computing_seconds": round(computing, 1),
-        "overhead_seconds": round(wall - computing, 1), "overhead_share": (wall - computing) / wall,
-        "before_run_start": round(run_start - start_wall, 1), "run_start_to_first_step": round(first - run_start, 1),
-        "gaps_between_steps": round((last - first) - computing, 1), "after_last_step": round(start_wall + wall - last, 1),
+        "job": JOBS[name],
+        "wall_seconds": round(wall, 1),
+        "steps": len(steps),
+        "computing_seconds": round(computing, 1),
+        "overhead_seconds": round(wall - computing, 1),
+        "overhead_share": (wall - computing) / wall,
+        "before_run_start": round(run_start - start_wall, 1),
+        "run_start_to_first_step": round(first - run_start, 1),
+        "gaps_between_steps": round((last - first) - computing, 1),
+        "after_last_step": round(start_wall + wall - last, 1),
         "run_end_to_exit": round(start_wall + wall - run_end, 1),
         "per_step": [{"step": s["step"], "seconds": round(s["seconds"], 2)} for s in steps],
-    }  # fmt: skip
-    print(f"[{name}] wall {wall:.1f} s, steps computing {computing:.1f} s, overhead {wall - computing:.1f} s "
-          f"({out['overhead_share']:.1%}): before the run {out['before_run_start']} s, to the first step "
-          f"{out['run_start_to_first_step']} s, between steps {out['gaps_between_steps']} s, after the last "
-          f"{out['after_last_step']} s", flush=True)  # fmt: skip
+    }
+    print(
+        f"[{name}] wall {wall:.1f} s, steps computing {computing:.1f} s, overhead {wall - computing:.1f} s "
+        f"({out['overhead_share']:.1%}): before the run {out['before_run_start']} s, to the first step "
+        f"{out['run_start_to_first_step']} s, between steps {out['gaps_between_steps']} s, after the last "
+        f"{out['after_last_step']} s",
+        flush=True,
+    )
     return out
 
 
@@ -134,11 +160,12 @@ def main() -> None:
     ratios = {f"Dagster overhead / wall time ({n})": (r["overhead_share"], None) for n, r in results.items()}
     if {"in_process", "multiprocess"} <= set(results):
         ratios["wall time multiprocess / in process"] = (
-            results["multiprocess"]["wall_seconds"] / results["in_process"]["wall_seconds"], None)
+            results["multiprocess"]["wall_seconds"] / results["in_process"]["wall_seconds"],
+            None,
+        )
     config = args.config.resolve()
     shown = str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config)
-    write(f"job_{profile}", f"Main job ({profile} profile)", {"config": shown, "executors": names},
-          results, ratios)  # fmt: skip
+    write(f"job_{profile}", f"Main job ({profile} profile)", {"config": shown, "executors": names}, results, ratios)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def child(args) -> None:
 
 def run_child(args, rows: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--rows", str(rows)] + [
-        f"--{k}={getattr(args, k)}" for k in ("queries", "dim", "concepts", "k")]  # fmt: skip
+        f"--{k}={getattr(args, k)}" for k in ("queries", "dim", "concepts", "k")
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -99,22 +100,37 @@ def main() -> None:
     full = run_child(args, args.rows)
     after = matmul_rate()
     peak = max(before, after)  # the machine's rate drifts (shared CPU): the better measurement is its capability
-    print(f"torch.mm fp32 2048^3 after mining: {after / 1e9:.1f} GFLOP/s; the ratio uses the better, {peak / 1e9:.1f}",
-          flush=True)  # fmt: skip
+    print(
+        f"torch.mm fp32 2048^3 after mining: {after / 1e9:.1f} GFLOP/s; the ratio uses the better, {peak / 1e9:.1f}",
+        flush=True,
+    )
     seconds, extra, q_extra = full["seconds"], full["extra_mb"], quarter["extra_mb"]
     achieved = 2 * args.queries * args.rows * args.dim / seconds
-    print(f"mining {args.queries:,} x {args.rows:,} x {args.dim}: {seconds:.2f} s, {achieved / 1e9:.1f} GFLOP/s; "
-          f"memory growth while mining {extra:.0f} MB ({q_extra:.0f} MB at {args.rows // 4:,} rows)")  # fmt: skip
-    write("exact_mining", "Exact mining (blocked matmul)",
-          {k: getattr(args, k) for k in ("rows", "queries", "dim", "concepts", "k")},
-          {"matmul_gflops": round(peak / 1e9, 1), "matmul_gflops_before_after": [round(before / 1e9, 1), round(after / 1e9, 1)],
-           "mining_seconds": round(seconds, 2), "mining_gflops": round(achieved / 1e9, 1),
-           "mining_extra_rss_mb": round(extra), "mining_extra_rss_mb_quarter_table": round(q_extra),
-           "quarter_table_seconds": round(quarter["seconds"], 2), "table_mb": round(full["table_mb"])},
-          {"achieved / matmul FLOP/s": (achieved / peak, ">= 0.7"),
-           "memory growth full / quarter table": (extra / max(q_extra, 1.0), "<= 1.2")},
-          notes="Mining and its memory are measured in fresh processes (one per table size); the matmul rate is the "
-                "best of torch.mm on 2048^3 fp32 before and after, in this process.")  # fmt: skip
+    print(
+        f"mining {args.queries:,} x {args.rows:,} x {args.dim}: {seconds:.2f} s, {achieved / 1e9:.1f} GFLOP/s; "
+        f"memory growth while mining {extra:.0f} MB ({q_extra:.0f} MB at {args.rows // 4:,} rows)"
+    )
+    write(
+        "exact_mining",
+        "Exact mining (blocked matmul)",
+        {k: getattr(args, k) for k in ("rows", "queries", "dim", "concepts", "k")},
+        {
+            "matmul_gflops": round(peak / 1e9, 1),
+            "matmul_gflops_before_after": [round(before / 1e9, 1), round(after / 1e9, 1)],
+            "mining_seconds": round(seconds, 2),
+            "mining_gflops": round(achieved / 1e9, 1),
+            "mining_extra_rss_mb": round(extra),
+            "mining_extra_rss_mb_quarter_table": round(q_extra),
+            "quarter_table_seconds": round(quarter["seconds"], 2),
+            "table_mb": round(full["table_mb"]),
+        },
+        {
+            "achieved / matmul FLOP/s": (achieved / peak, ">= 0.7"),
+            "memory growth full / quarter table": (extra / max(q_extra, 1.0), "<= 1.2"),
+        },
+        notes="Mining and its memory are measured in fresh processes (one per table size); the matmul rate is the "
+        "best of torch.mm on 2048^3 fp32 before and after, in this process.",
+    )
 
 
 if __name__ == "__main__":

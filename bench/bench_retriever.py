@@ -27,8 +27,15 @@ from _results import write
 from realrag_core.clip_backbone import load_clip
 from realrag_core.config import load_config
 from realrag_core.prompts import load_prompts
-from realrag_core.retriever import (TableView, load_pixels, negatives_by_prompt, table_view, train_retriever, validate,
-                                    validation_score)  # fmt: skip
+from realrag_core.retriever import (
+    TableView,
+    load_pixels,
+    negatives_by_prompt,
+    table_view,
+    train_retriever,
+    validate,
+    validation_score,
+)
 from realrag_core.store import ArtifactStore
 from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
 
@@ -65,8 +72,11 @@ def run(arm: str, cfg, store: ArtifactStore, data: dict, steps: int, every: int,
         val_table = data["table"]
         if arm == "both":  # the image tower changed: validate against the table as it now embeds it
             pixels = data["pixels"]
-            val_table = TableView(val_table.ids, val_table.concepts,
-                                  torch.cat([clip.embed_pixels(pixels[i : i + 256]) for i in range(0, len(pixels), 256)]))  # fmt: skip
+            val_table = TableView(
+                val_table.ids,
+                val_table.concepts,
+                torch.cat([clip.embed_pixels(pixels[i : i + 256]) for i in range(0, len(pixels), 256)]),
+            )
         score = validation_score(validate(clip, data["val"], val_table))[0]
         clip.model.train()
         state["val_seconds"] += time.perf_counter() - t0
@@ -75,14 +85,35 @@ def run(arm: str, cfg, store: ArtifactStore, data: dict, steps: int, every: int,
         if target is not None and state["reached"] is None and score >= target - 1e-9:
             state["reached"] = {"step": step + 1, "train_seconds": round(train_s, 2)}
 
-    losses = train_retriever(clip, data["train"], table, data["negatives_of"], steps, r.batch_size, data["lr"],
-                             data["seed"], r.mask_same_concept, r.image_to_text, data["drop_positive"], on_step,
-                             "both" if arm == "both" else "text")  # fmt: skip
+    losses = train_retriever(
+        clip,
+        data["train"],
+        table,
+        data["negatives_of"],
+        steps,
+        r.batch_size,
+        data["lr"],
+        data["seed"],
+        r.mask_same_concept,
+        r.image_to_text,
+        data["drop_positive"],
+        on_step,
+        "both" if arm == "both" else "text",
+    )
     train_s = time.perf_counter() - state["start"] - state["val_seconds"]
-    out = {"steps": steps, "train_seconds": round(train_s, 2), "samples_per_s": round(steps * r.batch_size / train_s, 1),
-           "final_loss": losses[-1], "losses": losses, "curve": state["curve"], "reached": state["reached"]}  # fmt: skip
-    print(f"{arm:10s} {out['samples_per_s']:8.1f} samples/s over {steps} steps; target reached: {state['reached']}",
-          flush=True)  # fmt: skip
+    out = {
+        "steps": steps,
+        "train_seconds": round(train_s, 2),
+        "samples_per_s": round(steps * r.batch_size / train_s, 1),
+        "final_loss": losses[-1],
+        "losses": losses,
+        "curve": state["curve"],
+        "reached": state["reached"],
+    }
+    print(
+        f"{arm:10s} {out['samples_per_s']:8.1f} samples/s over {steps} steps; target reached: {state['reached']}",
+        flush=True,
+    )
     return out
 
 
@@ -103,16 +134,23 @@ def main() -> None:
     base = load_clip(store.clip_dir, cfg.device, cfg.precision)
     lr, seed = report["chosen_lr"], cfg.retriever.seeds[0]
     demo = next(g for g in report["lr_grid"] if g["lr"] == lr and g["seed"] == seed)
-    data = {"table": table_view(rows), "pixels": load_pixels(rows["path"].to_pylist(), base), "lr": lr, "seed": seed,
-            "train": [p for p in prompts if p.retriever_split == "train"],
-            "val": [p for p in prompts if p.retriever_split == "val"],
-            "negatives_of": negatives_by_prompt(pq.read_table(store.negatives_path).to_pylist()),
-            "drop_positive": cfg.mining.policy == "exclude_positive"}  # fmt: skip
+    data = {
+        "table": table_view(rows),
+        "pixels": load_pixels(rows["path"].to_pylist(), base),
+        "lr": lr,
+        "seed": seed,
+        "train": [p for p in prompts if p.retriever_split == "train"],
+        "val": [p for p in prompts if p.retriever_split == "val"],
+        "negatives_of": negatives_by_prompt(pq.read_table(store.negatives_path).to_pylist()),
+        "drop_positive": cfg.mining.policy == "exclude_positive",
+    }
     check = RecomputedFeatures(base, data["pixels"])[torch.arange(64)]
     feature_gap = float((check - data["table"].embeddings[:64]).abs().max())
     steps, target = cfg.retriever.steps, demo["score"]
-    print(f"demo: lr {lr:g}, seed {seed}, {steps} steps, batch {cfg.retriever.batch_size}: validation top-1 "
-          f"{target:.3f} in the asset's run; cached vs recomputed features differ by at most {feature_gap:.1e}")  # fmt: skip
+    print(
+        f"demo: lr {lr:g}, seed {seed}, {steps} steps, batch {cfg.retriever.batch_size}: validation top-1 "
+        f"{target:.3f} in the asset's run; cached vs recomputed features differ by at most {feature_gap:.1e}"
+    )
     cached = run("cached", cfg, store, data, steps, args.every, target)
     stop = (cached["reached"] or {"step": steps})["step"]
     recomputed = run("recomputed", cfg, store, data, stop, args.every, target)
@@ -120,21 +158,43 @@ def main() -> None:
     loss_gap = max(abs(a - b) for a, b in zip(cached["losses"], recomputed["losses"]))
     print(f"largest loss difference cached vs recomputed over {stop} steps: {loss_gap:.2e}")
     reached = cached["reached"] and recomputed["reached"]
-    ratios = {"samples/s cached / recomputed image tower": (cached["samples_per_s"] / recomputed["samples_per_s"], None),
-              "samples/s cached / both towers trained": (cached["samples_per_s"] / both["samples_per_s"], None)}  # fmt: skip
+    ratios = {
+        "samples/s cached / recomputed image tower": (cached["samples_per_s"] / recomputed["samples_per_s"], None),
+        "samples/s cached / both towers trained": (cached["samples_per_s"] / both["samples_per_s"], None),
+    }
     if reached:
         ratios["time to demo val top-1: recomputed / cached"] = (
-            recomputed["reached"]["train_seconds"] / cached["reached"]["train_seconds"], None)
+            recomputed["reached"]["train_seconds"] / cached["reached"]["train_seconds"],
+            None,
+        )
     for arm in (cached, recomputed, both):
         arm.pop("losses")
-    write("retriever_training", "Retriever training",
-          {"config": args.config or "configs/demo.yaml", "lr": lr, "seed": seed, "steps": steps,
-           "batch_size": cfg.retriever.batch_size, "validate_every": args.every, "both_steps": args.both_steps,
-           "table_rows": len(data["table"].ids), "train_prompts": len(data["train"]), "val_prompts": len(data["val"])},
-          {"demo_val_top1": target, "feature_gap": feature_gap, "loss_gap": loss_gap, "cached": cached,
-           "recomputed": recomputed, "both": both},
-          ratios,
-          notes="" if reached else "the demo's validation top-1 was not reached again within the demo's steps")  # fmt: skip
+    write(
+        "retriever_training",
+        "Retriever training",
+        {
+            "config": args.config or "configs/demo.yaml",
+            "lr": lr,
+            "seed": seed,
+            "steps": steps,
+            "batch_size": cfg.retriever.batch_size,
+            "validate_every": args.every,
+            "both_steps": args.both_steps,
+            "table_rows": len(data["table"].ids),
+            "train_prompts": len(data["train"]),
+            "val_prompts": len(data["val"]),
+        },
+        {
+            "demo_val_top1": target,
+            "feature_gap": feature_gap,
+            "loss_gap": loss_gap,
+            "cached": cached,
+            "recomputed": recomputed,
+            "both": both,
+        },
+        ratios,
+        notes="" if reached else "the demo's validation top-1 was not reached again within the demo's steps",
+    )
     print(json.dumps({"cached_reached": cached["reached"], "recomputed_reached": recomputed["reached"]}))
 
 

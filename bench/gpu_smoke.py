@@ -39,26 +39,41 @@ def check_generators(root: Path, device: str, dtype: str) -> list[dict]:
     from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
     from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
 
-    layouts = {"sd": (tiny.write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors", "image_encoder"),
-               "sdxl": (tiny.write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors", "image_encoder"),
-               "sd3": (tiny.write_tiny_sd3_ip_adapter, "", "ip-adapter.safetensors", None),
-               "flux": (tiny.write_tiny_flux_ip_adapter, "", "ip_adapter.safetensors", None)}  # fmt: skip
+    layouts = {
+        "sd": (tiny.write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors", "image_encoder"),
+        "sdxl": (tiny.write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors", "image_encoder"),
+        "sd3": (tiny.write_tiny_sd3_ip_adapter, "", "ip-adapter.safetensors", None),
+        "flux": (tiny.write_tiny_flux_ip_adapter, "", "ip_adapter.safetensors", None),
+    }
     sampling = {"steps": 4, "image_size": 32, "batch_size": 4}
     rows = []
     for family in [*layouts, "omnigen"]:
         start = time.perf_counter()
         if family == "omnigen":
-            spec = OmniGenGeneratorConfig(kind="diffusers_omnigen", model=str(tiny.write_tiny_omnigen(root / family)),
-                                          dtype=dtype, sampling={**sampling, "guidance": 2.5})  # fmt: skip
+            spec = OmniGenGeneratorConfig(
+                kind="diffusers_omnigen",
+                model=str(tiny.write_tiny_omnigen(root / family)),
+                dtype=dtype,
+                sampling={**sampling, "guidance": 2.5},
+            )
             gen = OmniGenGenerator(load_omnigen_pipeline(spec, device), spec, "gpu-smoke")
         else:
             write, subfolder, weight, encoder = layouts[family]
             pipeline_dir, ip_repo = write(root / family)
             spec = DiffusersGeneratorConfig(
-                kind="diffusers_ip_adapter", family=family, model=str(pipeline_dir), dtype=dtype,
-                ip_adapter={"repo": str(ip_repo), "scale": 1.0, "subfolder": subfolder, "weight_name": weight,
-                            "image_encoder_folder": encoder or str(ip_repo / "image_encoder")},
-                sampling={**sampling, "guidance": 2.0})  # fmt: skip
+                kind="diffusers_ip_adapter",
+                family=family,
+                model=str(pipeline_dir),
+                dtype=dtype,
+                ip_adapter={
+                    "repo": str(ip_repo),
+                    "scale": 1.0,
+                    "subfolder": subfolder,
+                    "weight_name": weight,
+                    "image_encoder_folder": encoder or str(ip_repo / "image_encoder"),
+                },
+                sampling={**sampling, "guidance": 2.0},
+            )
             gen = DiffusersIPAdapterGenerator(load_pipeline(spec, device), spec, "gpu-smoke")
         load_s = time.perf_counter() - start
         prompts, seeds = ["a red circle"] * 4, [0, 1, 0, 1]
@@ -69,10 +84,14 @@ def check_generators(root: Path, device: str, dtype: str) -> list[dict]:
         seconds = time.perf_counter() - t0
         again = gen.generate(prompts, [RED, RED, BLUE, None], seeds)
         a, b = _px(first), _px(again)
-        row = {"check": f"generator/{family}", "load_s": round(load_s, 1), "images_per_s": round(4 / seconds, 2),
-               "deterministic": bool(np.abs(a - b).max() <= 1.0),  # bf16 kernels may differ by a rounding step
-               "reference_changes_output": bool(np.abs(a[0] - a[2]).mean() > 0.01),
-               "size": list(first[0].size)}  # fmt: skip
+        row = {
+            "check": f"generator/{family}",
+            "load_s": round(load_s, 1),
+            "images_per_s": round(4 / seconds, 2),
+            "deterministic": bool(np.abs(a - b).max() <= 1.0),  # bf16 kernels may differ by a rounding step
+            "reference_changes_output": bool(np.abs(a[0] - a[2]).mean() > 0.01),
+            "size": list(first[0].size),
+        }
         row["ok"] = row["deterministic"] and row["reference_changes_output"] and row["size"] == [32, 32]
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -94,7 +113,9 @@ def check_retriever_steps(device: str) -> dict:
     batch = 16
     pixels = torch.randn(batch, 3, 224, 224, device=device)
     tokens = tokenizer([f"a photo of object {i}" for i in range(batch)]).to(device)
-    negatives = torch.nn.functional.normalize(torch.randn(batch, 1, model.text_projection.shape[1], device=device), dim=-1)
+    negatives = torch.nn.functional.normalize(
+        torch.randn(batch, 1, model.text_projection.shape[1], device=device), dim=-1
+    )
     losses = []
     start = time.perf_counter()
     for _ in range(10):
@@ -109,8 +130,12 @@ def check_retriever_steps(device: str) -> dict:
         losses.append(loss.item())
     if device == "cuda":
         torch.cuda.synchronize()
-    row = {"check": "retriever/reflective_loss_steps", "steps_per_s": round(10 / (time.perf_counter() - start), 2),
-           "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}  # fmt: skip
+    row = {
+        "check": "retriever/reflective_loss_steps",
+        "steps_per_s": round(10 / (time.perf_counter() - start), 2),
+        "first_loss": round(losses[0], 4),
+        "last_loss": round(losses[-1], 4),
+    }
     row["ok"] = all(np.isfinite(losses)) and losses[-1] < losses[0]
     print(json.dumps(row), flush=True)
     return row
@@ -130,8 +155,12 @@ def check_fid(device: str, root: Path) -> dict:
     fid.update(to_uint8(reds, INCEPTION_SIZE).to(device), real=True)
     fid.update(to_uint8(blues, INCEPTION_SIZE).to(device), real=False)
     value = float(fid.compute())
-    row = {"check": "metrics/inception_fid", "value_random_weights": value, "seconds": round(time.perf_counter() - start, 2),
-           "ok": bool(np.isfinite(value))}  # fmt: skip
+    row = {
+        "check": "metrics/inception_fid",
+        "value_random_weights": value,
+        "seconds": round(time.perf_counter() - start, 2),
+        "ok": bool(np.isfinite(value)),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -149,8 +178,14 @@ def main() -> int:
         rows.append(check_retriever_steps(args.device))
         rows.append(check_fid(args.device, Path(tmp)))
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    summary = {"device": device, "dtype": dtype, "torch": torch.__version__, "seconds": round(time.perf_counter() - start),
-               "ok": all(r["ok"] for r in rows), "rows": rows}  # fmt: skip
+    summary = {
+        "device": device,
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "seconds": round(time.perf_counter() - start),
+        "ok": all(r["ok"] for r in rows),
+        "rows": rows,
+    }
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2))

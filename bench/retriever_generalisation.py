@@ -58,7 +58,10 @@ def main(argv=None) -> None:
     prompts = of_protocol(load_prompts(store.world_dir), "unseen_concepts")
     train = [p for p in prompts if p.retriever_split == "train"]
     val = [p for p in prompts if p.retriever_split == "val"]
-    rows = read_rows(open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name), ("id", "concept", "style", "path", VECTOR_COLUMN))
+    rows = read_rows(
+        open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name),
+        ("id", "concept", "style", "path", VECTOR_COLUMN),
+    )
     table = table_view(rows)
     report = json.loads((store.checkpoint_dir("contrastive_retriever") / "retriever.json").read_text())
     lr = report["chosen_lr"]
@@ -69,34 +72,69 @@ def main(argv=None) -> None:
         ("recipe", f"the contrastive recipe (lr {lr:g}, {r.steps} steps, text tower)", {}, train),
         ("lower_lr", f"lr {lr / 3:g}", {"lr": lr / 3}, train),
         ("early_stopping", "validate every 25 steps, keep the best (never step 0)", {"validate_every": 25}, train),
-        ("longer_early_stopping", f"{2 * r.steps} steps, validate every 25, keep the best",
-         {"validate_every": 25, "steps": 2 * r.steps}, train),
-        ("projection_only", "only the final norm and text projection train (text_head)", {"trainable": "text_head"}, train),
+        (
+            "longer_early_stopping",
+            f"{2 * r.steps} steps, validate every 25, keep the best",
+            {"validate_every": 25, "steps": 2 * r.steps},
+            train,
+        ),
+        (
+            "projection_only",
+            "only the final norm and text projection train (text_head)",
+            {"trainable": "text_head"},
+            train,
+        ),
         ("image_to_text", "the image->text term of the loss kept", {"image_to_text": True}, train),
-        ("more_templates", f"training prompts under the base CLIP's captions too ({', '.join(captions)})", {},
-         more_templates(train, captions)),
+        (
+            "more_templates",
+            f"training prompts under the base CLIP's captions too ({', '.join(captions)})",
+            {},
+            more_templates(train, captions),
+        ),
     ]
-    out = {"config": args.config, "protocol": "unseen_concepts", "zero_shot_val_top1": zero, "val_prompts": len(val),
-           "seeds": args.seeds, "variants": []}  # fmt: skip
+    out = {
+        "config": args.config,
+        "protocol": "unseen_concepts",
+        "zero_shot_val_top1": zero,
+        "val_prompts": len(val),
+        "seeds": args.seeds,
+        "variants": [],
+    }
     for name, changed, update, train_prompts in variants:
-        cfg_v = cfg.model_copy(update={"retriever": r.model_copy(update={k: v for k, v in update.items() if k != "lr"})})
+        cfg_v = cfg.model_copy(
+            update={"retriever": r.model_copy(update={k: v for k, v in update.items() if k != "lr"})}
+        )
         scores, steps, start = [], [], time.perf_counter()
         for seed in args.seeds:
             _, run = fit_one(cfg_v, store.clip_dir, train_prompts, val, table, {}, False, update.get("lr", lr), seed)
             scores.append(run["score"])
             steps.append(run["kept_step"])
-        row = {"variant": name, "changed": changed, "val_top1": float(np.mean(scores)), "min": min(scores),
-               "max": max(scores), "minus_zero_shot": float(np.mean(scores)) - zero, "kept_steps": steps,
-               "train_prompts": len(train_prompts), "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        row = {
+            "variant": name,
+            "changed": changed,
+            "val_top1": float(np.mean(scores)),
+            "min": min(scores),
+            "max": max(scores),
+            "minus_zero_shot": float(np.mean(scores)) - zero,
+            "kept_steps": steps,
+            "train_prompts": len(train_prompts),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         out["variants"].append(row)
         print(json.dumps(row), flush=True)
     folder = ROOT / "bench" / "results"
     (folder / "retriever_generalisation.json").write_text(json.dumps(out, indent=1))
-    lines = [f"zero-shot validation top-1 {zero:.3f} (n={len(val)} prompts, unseen_concepts); seeds {args.seeds}", "",
-             "| variant | what changed | val top-1 (mean) [seed range] | minus zero-shot | kept steps |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"zero-shot validation top-1 {zero:.3f} (n={len(val)} prompts, unseen_concepts); seeds {args.seeds}",
+        "",
+        "| variant | what changed | val top-1 (mean) [seed range] | minus zero-shot | kept steps |",
+        "|---|---|---|---|---|",
+    ]
     for v in out["variants"]:
-        lines.append(f"| {v['variant']} | {v['changed']} | {v['val_top1']:.3f} [{v['min']:.3f}, {v['max']:.3f}] | "
-                     f"{v['minus_zero_shot']:+.3f} | {', '.join(map(str, v['kept_steps']))} |")  # fmt: skip
+        lines.append(
+            f"| {v['variant']} | {v['changed']} | {v['val_top1']:.3f} [{v['min']:.3f}, {v['max']:.3f}] | "
+            f"{v['minus_zero_shot']:+.3f} | {', '.join(map(str, v['kept_steps']))} |"
+        )
     (folder / "retriever_generalisation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

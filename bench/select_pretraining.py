@@ -30,8 +30,13 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from realrag_core.clip_backbone import ClipBundle, create_untrained, save_clip, train_clip, TRAINING_FILE  # noqa: E402
-from realrag_core.clip_pretrain import (base_clip_records, judge_records, load_images, selection_scores,  # noqa: E402
-                                        training_key)
+from realrag_core.clip_pretrain import (  # noqa: E402
+    base_clip_records,
+    judge_records,
+    load_images,
+    selection_scores,  # noqa: E402
+    training_key,
+)
 from realrag_core.config import load_config  # noqa: E402
 from realrag_core.sources import iter_records  # noqa: E402
 from realrag_core.world import compute_world  # noqa: E402
@@ -39,16 +44,20 @@ from realrag_core.world import compute_world  # noqa: E402
 
 def results_table(folder: Path) -> str:
     """Every recorded candidate as a markdown table: recipe changes, training set, score along the way."""
-    lines = ["| model | candidate | steps | train images | selection score at 400 / 800 / 1,200 / 1,600 ... (final, 95%) | final loss | s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| model | candidate | steps | train images | selection score at 400 / 800 / 1,200 / 1,600 ... (final, 95%) | final loss | s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for path in sorted(folder.glob("*.json")):
         r = json.loads(path.read_text())
         metric = "top1" if r["model"] == "clip" else "acc"
         lo, hi = ("top1_lo", "top1_hi") if r["model"] == "clip" else ("lo", "hi")
         points = " / ".join(f"{p[metric]:.3f}" for p in r["trajectory"])
         last = r["trajectory"][-1]
-        lines.append(f"| {r['model']} | {r['name']} | {r['train']['steps']} | {r['train_images']} | {points} "
-                     f"[{last[lo]:.2f}, {last[hi]:.2f}] | {r['final_loss']:.3f} | {r['seconds']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['model']} | {r['name']} | {r['train']['steps']} | {r['train_images']} | {points} "
+            f"[{last[lo]:.2f}, {last[hi]:.2f}] | {r['final_loss']:.3f} | {r['seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -90,8 +99,16 @@ def main(argv=None) -> None:
         bundle = ClipBundle(model, eval_tf, tokenizer, "candidate")
         s = selection_scores(bundle, cfg, world, records, args.model, cache)
         model.train()
-        point = {"step": step, "loss": loss, "seconds": round(time.perf_counter() - start, 1),
-                 **{k: v for k, v in s.items() if k in ("top1", "top1_lo", "top1_hi", "top5", "mrr", "acc", "lo", "hi", "n", "queries", "images")}}  # fmt: skip
+        point = {
+            "step": step,
+            "loss": loss,
+            "seconds": round(time.perf_counter() - start, 1),
+            **{
+                k: v
+                for k, v in s.items()
+                if k in ("top1", "top1_lo", "top1_hi", "top5", "mrr", "acc", "lo", "hi", "n", "queries", "images")
+            },
+        }
         trajectory.append(point)
         print(json.dumps(point), flush=True)
 
@@ -103,21 +120,41 @@ def main(argv=None) -> None:
     losses = train_clip(model, tokenizer, train_tf, images, [r.concept for r in kept], train, seed, on_step)
     bar.close()
     result = {
-        "model": args.model, "name": args.name, "architecture": arch.model_dump(mode="json"),
-        "train": train.model_dump(mode="json"), "seed": seed,
+        "model": args.model,
+        "name": args.name,
+        "architecture": arch.model_dump(mode="json"),
+        "train": train.model_dump(mode="json"),
+        "seed": seed,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_images": len(kept), "train_concepts": len({r.concept for r in kept}),
-        "train_styles": sorted({r.style for r in kept}), "selection_concepts": len(world.selection),
-        "trajectory": trajectory, "final_loss": losses[-1], "seconds": round(time.perf_counter() - start, 1),
-        "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }  # fmt: skip
+        "train_images": len(kept),
+        "train_concepts": len({r.concept for r in kept}),
+        "train_styles": sorted({r.style for r in kept}),
+        "selection_concepts": len(world.selection),
+        "trajectory": trajectory,
+        "final_loss": losses[-1],
+        "seconds": round(time.perf_counter() - start, 1),
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
     if args.save:
         key = training_key(arch, train, seed, kept)
         model_id = save_clip(model, folder)
-        (folder / TRAINING_FILE).write_text(json.dumps({
-            "key": key, "model_id": model_id, "train_seconds": result["seconds"], "train_images": len(kept),
-            "train_concepts": result["train_concepts"], "train_styles": result["train_styles"],
-            "params": result["params"], "final_loss": losses[-1], "losses": losses, "selection": trajectory[-1]}))  # fmt: skip
+        (folder / TRAINING_FILE).write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "model_id": model_id,
+                    "train_seconds": result["seconds"],
+                    "train_images": len(kept),
+                    "train_concepts": result["train_concepts"],
+                    "train_styles": result["train_styles"],
+                    "params": result["params"],
+                    "final_loss": losses[-1],
+                    "losses": losses,
+                    "selection": trajectory[-1],
+                }
+            )
+        )
         result["saved"] = {"folder": str(folder), "key": key, "model_id": model_id}
     out = Path(os.environ.get("REALRAG_BENCH_RESULTS", ROOT / "bench" / "results")) / "selection"
     out.mkdir(parents=True, exist_ok=True)

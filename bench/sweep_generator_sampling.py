@@ -3,6 +3,7 @@ counts, side by side on the same weights, prompts, references and seeds: what `g
 
 Run after README command 1:  .venv/bin/python bench/sweep_generator_sampling.py [ddim:25,ddim:15,...]
 """
+
 import sys
 import time
 
@@ -31,15 +32,28 @@ for v in variants:
     res, grid = check_generator(gen, judge, world, records, cfg)
     seconds = time.perf_counter() - start
     grid.save(store.reports_dir / f"generator_grid_{kind}_{steps}.png")
-    row = {"sampler": kind, "steps": int(steps), "seconds": round(seconds, 1),
-           **{k: round(r["acc"], 3) for k, r in res.items()}, "n": res["known/text_only"]["n"]}  # fmt: skip
+    row = {
+        "sampler": kind,
+        "steps": int(steps),
+        "seconds": round(seconds, 1),
+        **{k: round(r["acc"], 3) for k, r in res.items()},
+        "n": res["known/text_only"]["n"],
+    }
     rows.append(row)
     print(row, flush=True)
 first = rows[0]
-write("sweep_generator_sampling", "demo generator: samplers side by side",
-      {"weights": info.get("key"), "guidance": gen.guidance, "n_per_cell": first["n"]},
-      {"rows": rows},
-      {f"{r['sampler']}:{r['steps']} time / {first['sampler']}:{first['steps']}": (round(r["seconds"] / first["seconds"], 3), None)
-       for r in rows[1:]},
-      "judge top-1 of the generator's property checks for each sampler; text bar known/text_only, reference bar "
-      "novel/text_and_reference")  # fmt: skip
+write(
+    "sweep_generator_sampling",
+    "demo generator: samplers side by side",
+    {"weights": info.get("key"), "guidance": gen.guidance, "n_per_cell": first["n"]},
+    {"rows": rows},
+    {
+        f"{r['sampler']}:{r['steps']} time / {first['sampler']}:{first['steps']}": (
+            round(r["seconds"] / first["seconds"], 3),
+            None,
+        )
+        for r in rows[1:]
+    },
+    "judge top-1 of the generator's property checks for each sampler; text bar known/text_only, reference bar "
+    "novel/text_and_reference",
+)

@@ -36,10 +36,12 @@ def celery_job():
     except ImportError:
         return None
     return dg.define_asset_job(
-        "realrag_celery", selection=dg.AssetSelection.all(), tags=ALL_SHARDS,
+        "realrag_celery",
+        selection=dg.AssetSelection.all(),
+        tags=ALL_SHARDS,
         executor_def=celery_executor.configured(executor_config(), name="realrag_celery_executor"),
         description="Every RealRAG stage as Celery tasks (dagster-celery) on the workers listening on the broker.",
-    )  # fmt: skip
+    )
 
 
 def _worker_app():

@@ -24,25 +24,42 @@ from pipelines.resources import RealRagConfigResource
 from pipelines.sensors import retrain_job, retrain_schedule, source_growth
 
 ALL_ASSETS = [
-    image_source, world_splits, prompts, clip_backbone, judge, generator,
-    image_embeddings, generated_images, reflective_negatives, retriever, contrastive_retriever, retriever_ablations,
-    rag_images, fid,
+    image_source,
+    world_splits,
+    prompts,
+    clip_backbone,
+    judge,
+    generator,
+    image_embeddings,
+    generated_images,
+    reflective_negatives,
+    retriever,
+    contrastive_retriever,
+    retriever_ablations,
+    rag_images,
+    fid,
 ]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s), and
 # every prompt shard of the partitioned stages in that one run (its tags select the whole shard range).
 realrag_job = dg.define_asset_job(
-    "realrag", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor, tags=ALL_SHARDS,
+    "realrag",
+    selection=dg.AssetSelection.all(),
+    executor_def=dg.in_process_executor,
+    tags=ALL_SHARDS,
     description="Every RealRAG stage on the configured profile ($REALRAG_CONFIG, default configs/demo.yaml), every "
     "prompt shard in one run.",
-)  # fmt: skip
+)
 
 # The same, each step in its own process (Dagster's multiprocess executor): independent stages run side by side;
 # the `gpu` pool still lets one torch-heavy step run at a time (dagster.yaml). Same results (tested).
 realrag_multiprocess_job = dg.define_asset_job(
-    "realrag_multiprocess", selection=dg.AssetSelection.all(), executor_def=dg.multiprocess_executor, tags=ALL_SHARDS,
+    "realrag_multiprocess",
+    selection=dg.AssetSelection.all(),
+    executor_def=dg.multiprocess_executor,
+    tags=ALL_SHARDS,
     description="Every RealRAG stage, each step in its own process (needs a persistent instance: DAGSTER_HOME).",
-)  # fmt: skip
+)
 
 # The same stages as Kubernetes Jobs (dagster-k8s), when it is installed: README "Scaling out"
 realrag_k8s_job = k8s_job(ALL_ASSETS)

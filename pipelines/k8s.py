@@ -32,17 +32,25 @@ def gpu_steps(assets) -> list[str]:
 def executor_config(assets, environ=os.environ) -> dict:
     gpus = int(environ.get("REALRAG_K8S_GPUS", "1"))
     quantity = str(gpus)  # Kubernetes quantities are strings
-    gpu = {"container_config": {"resources": {"limits": {"nvidia.com/gpu": quantity}, "requests": {"nvidia.com/gpu": quantity}}}}
+    gpu = {
+        "container_config": {
+            "resources": {"limits": {"nvidia.com/gpu": quantity}, "requests": {"nvidia.com/gpu": quantity}}
+        }
+    }
     return {
         "job_image": environ.get("REALRAG_K8S_IMAGE", "realrag:latest"),
         "job_namespace": environ.get("REALRAG_K8S_NAMESPACE", "realrag"),
         "env_vars": [f"REALRAG_CONFIG={environ.get('REALRAG_K8S_CONFIG', MOUNT_PATH + '/profile.yaml')}"],
         "env_secrets": [environ["REALRAG_K8S_SECRET"]] if environ.get("REALRAG_K8S_SECRET") else [],
-        "volumes": [{"name": "artifacts",
-                     "persistent_volume_claim": {"claim_name": environ.get("REALRAG_K8S_PVC", "realrag-artifacts")}}],
+        "volumes": [
+            {
+                "name": "artifacts",
+                "persistent_volume_claim": {"claim_name": environ.get("REALRAG_K8S_PVC", "realrag-artifacts")},
+            }
+        ],
         "volume_mounts": [{"name": "artifacts", "mount_path": MOUNT_PATH}],
         "per_step_k8s_config": {name: gpu for name in gpu_steps(assets)} if gpus else {},
-    }  # fmt: skip
+    }
 
 
 def k8s_job(assets):
@@ -53,7 +61,9 @@ def k8s_job(assets):
     except ImportError:
         return None
     return dg.define_asset_job(
-        "realrag_k8s", selection=dg.AssetSelection.all(), tags=ALL_SHARDS,
+        "realrag_k8s",
+        selection=dg.AssetSelection.all(),
+        tags=ALL_SHARDS,
         executor_def=k8s_job_executor.configured(executor_config(assets), name="realrag_k8s_executor"),
         description="Every RealRAG stage as Kubernetes Jobs (dagster-k8s), a GPU per torch-heavy step.",
-    )  # fmt: skip
+    )

@@ -11,11 +11,16 @@ from realrag_core.shards import shard_names
 _OPS = location_operations()
 SHARD_NAMES = shard_names(_OPS.prompt_shards)
 PROMPT_SHARDS = dg.StaticPartitionsDefinition(SHARD_NAMES)
-SHARD_BACKFILL = (dg.BackfillPolicy.single_run() if _OPS.shards_per_run is None
-                  else dg.BackfillPolicy.multi_run(max_partitions_per_run=_OPS.shards_per_run))  # fmt: skip
+SHARD_BACKFILL = (
+    dg.BackfillPolicy.single_run()
+    if _OPS.shards_per_run is None
+    else dg.BackfillPolicy.multi_run(max_partitions_per_run=_OPS.shards_per_run)
+)
 # run tags that make a run cover every shard (the main job carries them: one run, every prompt)
-ALL_SHARDS = {"dagster/asset_partition_range_start": SHARD_NAMES[0],
-              "dagster/asset_partition_range_end": SHARD_NAMES[-1]}  # fmt: skip
+ALL_SHARDS = {
+    "dagster/asset_partition_range_start": SHARD_NAMES[0],
+    "dagster/asset_partition_range_end": SHARD_NAMES[-1],
+}
 
 
 def selected_shards(context: dg.AssetExecutionContext) -> list[str]:

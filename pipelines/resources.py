@@ -24,8 +24,9 @@ class RealRagConfigResource(dg.ConfigurableResource):
 
     config_path: str = Field(default="", description="YAML profile; empty: $REALRAG_CONFIG, then configs/demo.yaml")
     overrides: dict[str, Any] = Field(
-        default_factory=dict, description="dotted keys set on top of the profile for this run, e.g. "
-        "{'mining.k': 3, 'retriever.lr_grid': [0.0001], 'rag.seeds': [0]} (validated like the YAML)"
+        default_factory=dict,
+        description="dotted keys set on top of the profile for this run, e.g. "
+        "{'mining.k': 3, 'retriever.lr_grid': [0.0001], 'rag.seeds': [0]} (validated like the YAML)",
     )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

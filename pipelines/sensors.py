@@ -10,27 +10,35 @@ GROWTH_CHAIN = [dg.AssetKey("image_embeddings"), dg.AssetKey("reflective_negativ
 
 
 @dg.sensor(
-    asset_selection=dg.AssetSelection.assets(*GROWTH_CHAIN), minimum_interval_seconds=300,
+    asset_selection=dg.AssetSelection.assets(*GROWTH_CHAIN),
+    minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Source grew or changed (captions file, class folders or exported manifest; metadata only) -> "
     "embed the new images and re-mine the negatives incrementally. The cursor is the source's fingerprint.",
-)  # fmt: skip
+)
 def source_growth(context: dg.SensorEvaluationContext, realrag: RealRagConfigResource):
     fingerprint = source_fingerprint(realrag.load().source)
     if fingerprint["digest"] == context.cursor:
         return dg.SkipReason(f"source unchanged ({fingerprint['entries']} entries checked)")
     context.update_cursor(fingerprint["digest"])
-    return dg.RunRequest(run_key=f"source-{fingerprint['digest']}", asset_selection=GROWTH_CHAIN,
-                         tags={"realrag/trigger": "source_growth"})  # fmt: skip
+    return dg.RunRequest(
+        run_key=f"source-{fingerprint['digest']}",
+        asset_selection=GROWTH_CHAIN,
+        tags={"realrag/trigger": "source_growth"},
+    )
 
 
 retrain_job = dg.define_asset_job(
-    "retrain_retrievers", selection=dg.AssetSelection.assets("retriever", "contrastive_retriever"),
-    executor_def=dg.in_process_executor, description="Both retrievers on the current negatives and table.",
-)  # fmt: skip
+    "retrain_retrievers",
+    selection=dg.AssetSelection.assets("retriever", "contrastive_retriever"),
+    executor_def=dg.in_process_executor,
+    description="Both retrievers on the current negatives and table.",
+)
 
 retrain_schedule = dg.ScheduleDefinition(
-    name="retrain_retrievers_schedule", job=retrain_job, cron_schedule=location_operations().retrain_cron,
+    name="retrain_retrievers_schedule",
+    job=retrain_job,
+    cron_schedule=location_operations().retrain_cron,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Retrains the retrievers on operations.retrain_cron (turn on in the UI's Automation page).",
-)  # fmt: skip
+)

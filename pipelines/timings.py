@@ -18,9 +18,14 @@ def latest_step_times(instance: dg.DagsterInstance, job_name: str = "realrag") -
         return None, []
     run = runs[0]
     stats = instance.get_run_step_stats(run.run_id)
-    rows = [{"asset": s.step_key, "status": s.status.value if s.status else None,
-             "seconds": round(s.end_time - s.start_time, 1) if s.end_time and s.start_time else None}
-            for s in sorted(stats, key=lambda s: s.start_time or 0)]  # fmt: skip
+    rows = [
+        {
+            "asset": s.step_key,
+            "status": s.status.value if s.status else None,
+            "seconds": round(s.end_time - s.start_time, 1) if s.end_time and s.start_time else None,
+        }
+        for s in sorted(stats, key=lambda s: s.start_time or 0)
+    ]
     return run.run_id, rows
 
 

@@ -42,8 +42,10 @@ class SyncReport:
 
     def summary(self) -> str:
         verb = "downloaded" if self.direction == "pull" else "uploaded"
-        return (f"{self.direction}: {len(self.copied)} files {verb} ({self.bytes / 1e6:.1f} MB), "
-                f"{len(self.deleted)} deleted, {self.unchanged} unchanged")  # fmt: skip
+        return (
+            f"{self.direction}: {len(self.copied)} files {verb} ({self.bytes / 1e6:.1f} MB), "
+            f"{len(self.deleted)} deleted, {self.unchanged} unchanged"
+        )
 
 
 def is_remote(uri: str | None) -> bool:
@@ -97,7 +99,7 @@ class ArtifactSync:
         out = {}
         for info in infos:
             if info.type == pafs.FileType.File:
-                rel = info.path[len(self.base) + 1:]
+                rel = info.path[len(self.base) + 1 :]
                 if not self._skipped(rel):
                     out[rel] = info
         return out

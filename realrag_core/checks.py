@@ -20,8 +20,9 @@ class Outcome:
     warning_only: bool = False  # failed, but not bad enough to stop later stages
 
 
-def embeddings_outcome(batches: Iterable[tuple[list[str], np.ndarray, list[str]]], model_id: str,
-                       norm_tolerance: float = 1e-3) -> Outcome:  # fmt: skip
+def embeddings_outcome(
+    batches: Iterable[tuple[list[str], np.ndarray, list[str]]], model_id: str, norm_tolerance: float = 1e-3
+) -> Outcome:
     """``batches`` of (ids, vectors [n, d], model ids) from the table: every vector finite and unit-norm, every
     id once, every row written by the table's model."""
     rows = nonfinite = off_norm = other_model = 0
@@ -36,8 +37,13 @@ def embeddings_outcome(batches: Iterable[tuple[list[str], np.ndarray, list[str]]
         other_model += sum(m != model_id for m in models)
         seen.update(ids)
     duplicates = sum(c - 1 for c in seen.values() if c > 1)
-    numbers = {"rows": rows, "nonfinite": nonfinite, "not_unit_norm": off_norm, "duplicate_ids": duplicates,
-               "rows_of_another_model": other_model}  # fmt: skip
+    numbers = {
+        "rows": rows,
+        "nonfinite": nonfinite,
+        "not_unit_norm": off_norm,
+        "duplicate_ids": duplicates,
+        "rows_of_another_model": other_model,
+    }
     bad = {k: v for k, v in numbers.items() if k != "rows" and v}
     summary = "every vector finite, unit-norm, one row per id" if not bad else f"bad rows: {bad}"
     return Outcome(not bad and rows > 0, summary if rows else "the table is empty", numbers)
@@ -63,8 +69,7 @@ def _ranked_by_similarity(rows: list[dict]) -> bool:
     return all(math.isfinite(x) for x in sims) and all(a >= b - 1e-6 for a, b in zip(sims, sims[1:]))
 
 
-def negatives_outcome(negatives: list[dict], generated: list[dict], k: int, policy: str,
-                      table_version: int) -> Outcome:  # fmt: skip
+def negatives_outcome(negatives: list[dict], generated: list[dict], k: int, policy: str, table_version: int) -> Outcome:
     """Every generated image of the current generator has exactly k negatives ranked 1..k with finite,
     non-increasing similarities; none is of the prompt's concept under ``exclude_concept``; all were mined from
     the current table version."""
@@ -78,12 +83,23 @@ def negatives_outcome(negatives: list[dict], generated: list[dict], k: int, poli
     same_concept = sum(n["concept"] == n["negative_concept"] for n in negatives) if policy == "exclude_concept" else 0
     stale = sum(n["table_version"] != table_version for n in negatives)
     foreign = len(set(by_image) - wanted)
-    numbers = {"generated_images": len(wanted), "rows": len(negatives), "k": k, "missing_images": missing,
-               "wrong_count": wrong_k, "unordered_or_nonfinite": unordered, "same_concept": same_concept,
-               "rows_from_another_table_version": stale, "images_not_current": foreign}  # fmt: skip
+    numbers = {
+        "generated_images": len(wanted),
+        "rows": len(negatives),
+        "k": k,
+        "missing_images": missing,
+        "wrong_count": wrong_k,
+        "unordered_or_nonfinite": unordered,
+        "same_concept": same_concept,
+        "rows_from_another_table_version": stale,
+        "images_not_current": foreign,
+    }
     bad = {key: v for key, v in numbers.items() if key not in ("generated_images", "rows", "k") and v}
-    return Outcome(not bad and len(wanted) > 0,
-                   f"{k} negative(s) for each of {len(wanted)} generated images" if not bad else f"bad: {bad}", numbers)
+    return Outcome(
+        not bad and len(wanted) > 0,
+        f"{k} negative(s) for each of {len(wanted)} generated images" if not bad else f"bad: {bad}",
+        numbers,
+    )
 
 
 def finite_weights_outcome(files: list[Path]) -> Outcome:
@@ -114,19 +130,29 @@ def beats_zero_shot_outcome(report: dict | None) -> Outcome:
         if m["top1"] < zero:
             worse.append(f"{split} {m['top1']:.3f} < {zero:.3f}")
     passed = not worse
-    return Outcome(passed, "validation top-1 >= zero-shot" if passed else "below zero-shot: " + "; ".join(worse),
-                   numbers, warning_only=True)
+    return Outcome(
+        passed,
+        "validation top-1 >= zero-shot" if passed else "below zero-shot: " + "; ".join(worse),
+        numbers,
+        warning_only=True,
+    )
 
 
-def results_outcome(results: list[dict], arms: Iterable[str], splits: Iterable[str],
-                    metrics: Iterable[str] = ("concept_acc", "clip_t"),
-                    protocols: Iterable[str] = ("unseen_concepts",)) -> Outcome:  # fmt: skip
+def results_outcome(
+    results: list[dict],
+    arms: Iterable[str],
+    splits: Iterable[str],
+    metrics: Iterable[str] = ("concept_acc", "clip_t"),
+    protocols: Iterable[str] = ("unseen_concepts",),
+) -> Outcome:
     """Every (protocol, arm, split) has every required metric, and every value in the table is finite."""
     have = {(r.get("protocol", "unseen_concepts"), r["arm"], r["split"], r["metric"]) for r in results}
-    missing = [f"{p}/{a}/{s}/{m}" for p in protocols for a in arms for s in splits for m in metrics
-               if (p, a, s, m) not in have]  # fmt: skip
-    nonfinite = [f"{r['arm']}/{r['split']}/{r['metric']}" for r in results
-                 if r["value"] is None or not math.isfinite(r["value"])]  # fmt: skip
+    missing = [
+        f"{p}/{a}/{s}/{m}" for p in protocols for a in arms for s in splits for m in metrics if (p, a, s, m) not in have
+    ]
+    nonfinite = [
+        f"{r['arm']}/{r['split']}/{r['metric']}" for r in results if r["value"] is None or not math.isfinite(r["value"])
+    ]
     numbers = {"rows": len(results), "missing": len(missing), "nonfinite": len(nonfinite)}
     passed = not missing and not nonfinite
     summary = "complete and finite" if passed else f"missing {missing[:5]}, non-finite {nonfinite[:5]}"

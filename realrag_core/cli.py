@@ -48,15 +48,19 @@ def generate(args: argparse.Namespace) -> int:
         table = open_table_readonly(cfg.lancedb_uri, table_name or cfg.embeddings.table_name)
         prompt = Prompt("cli", args.prompt, "", "", "", "")
         [hit] = retrieve_top1(retriever, [prompt], table, cfg.embeddings.index)
-        print(f"retrieved ({args.retriever}, {retriever.model_id}): {hit.path}\n"
-              f"  concept {hit.concept!r}, style {hit.style!r}, cosine similarity {hit.similarity:.3f}")  # fmt: skip
+        print(
+            f"retrieved ({args.retriever}, {retriever.model_id}): {hit.path}\n"
+            f"  concept {hit.concept!r}, style {hit.style!r}, cosine similarity {hit.similarity:.3f}"
+        )
         reference = Image.open(hit.path).convert("RGB")
     image = gen.generate([args.prompt], [reference] if reference is not None else None, [args.seed])[0]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
-    print(f"wrote {out} ({image.width}x{image.height}) with {info['generator_id']}, seed {args.seed}"
-          + (", reference-conditioned" if reference is not None else ", text only"))  # fmt: skip
+    print(
+        f"wrote {out} ({image.width}x{image.height}) with {info['generator_id']}, seed {args.seed}"
+        + (", reference-conditioned" if reference is not None else ", text only")
+    )
     return 0
 
 

@@ -32,8 +32,12 @@ WEIGHTS_NAME = "open_clip_model.safetensors"
 TRAINING_FILE = "training.json"  # what made the weights: its "key" is what later stages check
 NAME_FILE = "model_name.txt"  # present for pretrained models: their open_clip name and tag
 # Emoji sit on white; mean/std 0.5 keeps white at +1 and the artwork's colours spread around 0.
-PREPROCESS_CFG = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
-                  "resize_mode": "shortest"}  # fmt: skip
+PREPROCESS_CFG = {
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+}
 
 
 @dataclass
@@ -50,8 +54,11 @@ class ClipBundle:
         return int(self.model.text_projection.shape[1])
 
     def _autocast(self):
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=getattr(torch, self.precision),
-                              enabled=self.precision != "float32")  # fmt: skip
+        return torch.autocast(
+            device_type=torch.device(self.device).type,
+            dtype=getattr(torch, self.precision),
+            enabled=self.precision != "float32",
+        )
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
@@ -148,8 +155,11 @@ def train_clip(
         raise ValueError("contrastive training needs at least two concepts")
     # plain (unfused) AdamW by default: the shipped demo generator's text encoder was trained so, and another
     # kernel's rounding would drift a re-made encoder away from the features the generator learned on
-    optimizer = (adamw(model.parameters(), cfg.lr, cfg.weight_decay) if cfg.fused_optimizer
-                 else torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))  # fmt: skip
+    optimizer = (
+        adamw(model.parameters(), cfg.lr, cfg.weight_decay)
+        if cfg.fused_optimizer
+        else torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_with_warmup(s, cfg.steps, cfg.warmup_steps)
     )
@@ -161,7 +171,9 @@ def train_clip(
         idx = [rng.choice(by_concept[c]) for c in chosen]
         # the flip draws come from their own generator, so hflip 0 leaves the old recipes' random streams as they were
         flips = [flip_rng.random() < cfg.hflip for _ in idx] if cfg.hflip else [False] * len(idx)
-        pixels = torch.stack([train_transform(ImageOps.mirror(images[i]) if f else images[i]) for i, f in zip(idx, flips)])
+        pixels = torch.stack(
+            [train_transform(ImageOps.mirror(images[i]) if f else images[i]) for i, f in zip(idx, flips)]
+        )
         captions = [rng.choice(cfg.captions).format(concept=c) for c in chosen]
         image_features, text_features, logit_scale = model(pixels, tokenizer(captions))
         if cfg.image_text_weight == 1.0:
@@ -170,7 +182,8 @@ def train_clip(
             logits = logit_scale * text_features @ image_features.T
             labels = torch.arange(len(idx))
             loss = (F.cross_entropy(logits, labels) + cfg.image_text_weight * F.cross_entropy(logits.T, labels)) / (
-                1 + cfg.image_text_weight)
+                1 + cfg.image_text_weight
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -216,7 +229,10 @@ def load_clip(folder: Path, device: str = "cpu", precision: str = "float32") -> 
 
 
 def retrieval_accuracy(
-    text_emb: torch.Tensor, query_concepts: Sequence[str], image_emb: torch.Tensor, image_concepts: Sequence[str],
+    text_emb: torch.Tensor,
+    query_concepts: Sequence[str],
+    image_emb: torch.Tensor,
+    image_concepts: Sequence[str],
     ks=(1, 5),
 ) -> dict[str, float]:
     """Text->image concept accuracy: a query hits at k if one of its k nearest images shows its concept.
@@ -238,7 +254,10 @@ def retrieval_accuracy(
 
 
 def zero_shot_report(
-    bundle: ClipBundle, images: Sequence[Image.Image], concepts: Sequence[str], split_of: dict[str, str],
+    bundle: ClipBundle,
+    images: Sequence[Image.Image],
+    concepts: Sequence[str],
+    split_of: dict[str, str],
     caption: str,
 ) -> dict[str, dict[str, float]]:
     """Text->image top-1/top-5 per split, querying every concept's caption against all given images."""

@@ -40,7 +40,6 @@ from .stats import wilson_interval
 from .world import World
 
 
-
 def training_key_of(folder: Path) -> str:
     """The training key stored beside weights made by :func:`train_or_reuse`."""
     path = folder / TRAINING_FILE
@@ -72,15 +71,25 @@ def training_key(arch: ClipArchitecture, train: ClipTrainConfig, seed: int, reco
 
 
 def train_or_reuse(
-    arch: ClipArchitecture, train: ClipTrainConfig, seed: int, records: Sequence[ImageRecord], folder: Path,
-    plot: Path, title: str, force: bool = False,
+    arch: ClipArchitecture,
+    train: ClipTrainConfig,
+    seed: int,
+    records: Sequence[ImageRecord],
+    folder: Path,
+    plot: Path,
+    title: str,
+    force: bool = False,
 ) -> dict:
     """Weights in ``folder`` for exactly these inputs are reused; otherwise train with ClipLoss and save."""
     key = training_key(arch, train, seed, records)
     meta_path = folder / TRAINING_FILE
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if (not force and previous.get("key") == key and (folder / WEIGHTS_NAME).is_file()
-            and previous.get("model_id") == model_id_of(folder / WEIGHTS_NAME)):  # fmt: skip
+    if (
+        not force
+        and previous.get("key") == key
+        and (folder / WEIGHTS_NAME).is_file()
+        and previous.get("model_id") == model_id_of(folder / WEIGHTS_NAME)
+    ):
         return {**previous, "reused": True}
     images, kept = load_images(records)
     model, train_tf, _, tokenizer = create_untrained(folder, arch, seed, train.augment_scale)
@@ -115,8 +124,11 @@ def base_clip_records(cfg: RealRagConfig, world: World, records: Sequence[ImageR
     nor selection concepts. So no image of a world (or selection) concept by the database artist is ever seen."""
     roles = cfg.world.styles
     held = set(world.concepts) | set(world.selection)
-    return [r for r in records
-            if r.style in roles.clip_pretrain or (r.style in roles.outside_world and r.concept not in held)]  # fmt: skip
+    return [
+        r
+        for r in records
+        if r.style in roles.clip_pretrain or (r.style in roles.outside_world and r.concept not in held)
+    ]
 
 
 def judge_records(cfg: RealRagConfig, world: World, records: Sequence[ImageRecord]) -> list[ImageRecord]:
@@ -134,8 +146,14 @@ def held_out_images(concepts, records: Sequence[ImageRecord], styles) -> tuple[l
     return images, [r.concept for r in kept]
 
 
-def selection_scores(bundle: ClipBundle, cfg: RealRagConfig, world: World, records: Sequence[ImageRecord],
-                     which: str, cached: dict | None = None) -> dict:  # fmt: skip
+def selection_scores(
+    bundle: ClipBundle,
+    cfg: RealRagConfig,
+    world: World,
+    records: Sequence[ImageRecord],
+    which: str,
+    cached: dict | None = None,
+) -> dict:
     """The score a pre-training recipe is chosen by, on the selection concepts (never the world's):
     ``clip``: text->image top-1 among the selection concepts' database-style images (zero-shot: the base CLIP
     never saw them); ``judge``: top-1 concept among the selection concepts of their reference-style images."""
@@ -155,8 +173,11 @@ def selection_scores(bundle: ClipBundle, cfg: RealRagConfig, world: World, recor
         image_emb = bundle.embed_images(images)
         queries = sorted(set(concepts))
         text_emb = bundle.embed_texts([caption.format(concept=c) for c in queries])
-        return {**retrieval_accuracy(text_emb, queries, image_emb, concepts), "queries": len(queries),
-                "images": len(images)}  # fmt: skip
+        return {
+            **retrieval_accuracy(text_emb, queries, image_emb, concepts),
+            "queries": len(queries),
+            "images": len(images),
+        }
     return {**accuracy(classify(bundle, images, sorted(world.selection), caption), concepts), "images": len(images)}
 
 
@@ -182,8 +203,10 @@ def take_shipped(shipped: Path | None, key: str, folder: Path, force: bool) -> b
         return False
     made_for = training_key_of(shipped)
     if made_for != key:
-        print(f"[{folder.name}] shipped weights in {shipped} were made for another recipe or data "
-              f"({made_for} != {key}): refusing them and training")  # fmt: skip
+        print(
+            f"[{folder.name}] shipped weights in {shipped} were made for another recipe or data "
+            f"({made_for} != {key}): refusing them and training"
+        )
         return False
     if shipped.resolve() != folder.resolve():
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +218,9 @@ def take_shipped(shipped: Path | None, key: str, folder: Path, force: bool) -> b
 def _train_demo_model(spec, seed: int, train_records, folder: Path, plot: Path, title: str, force: bool) -> dict:
     key = training_key(spec.architecture, spec.train, seed, train_records)
     shipped = take_shipped(spec.shipped_weights, key, folder, force)
-    info = train_or_reuse(spec.architecture, spec.train, seed, train_records, folder, plot, title, force and not shipped)
+    info = train_or_reuse(
+        spec.architecture, spec.train, seed, train_records, folder, plot, title, force and not shipped
+    )
     if info.get("losses") and not plot.is_file():  # shipped or reused weights: their recorded curve
         line_plot(info["losses"], plot, f"{title} (open_clip ClipLoss)", "step", "loss")
     return {**info, "source": "shipped" if shipped else ("reused" if info["reused"] else "trained")}
@@ -213,18 +238,25 @@ def build_demo_clip(cfg: RealRagConfig, world: World, folder: Path, reports: Pat
         pretrain = base_clip_records(cfg, world, records)
         if not pretrain:
             raise ValueError(f"no images in the clip_pretrain styles {sorted(cfg.world.styles.clip_pretrain)}")
-        info = _train_demo_model(cfg.clip, cfg.world.seed, pretrain, folder, reports / "clip_backbone_loss.png",
-                                 "clip_backbone", force)  # fmt: skip
+        info = _train_demo_model(
+            cfg.clip, cfg.world.seed, pretrain, folder, reports / "clip_backbone_loss.png", "clip_backbone", force
+        )
         info["database_world_images_trained"] = sum(
-            r.style in set(cfg.world.styles.database) and r.concept in world.concept_split for r in pretrain)
+            r.style in set(cfg.world.styles.database) and r.concept in world.concept_split for r in pretrain
+        )
     bundle = load_clip(folder, cfg.device, cfg.precision)
     if world.selection and not isinstance(cfg.clip, PretrainedClipConfig):
         selection = selection_scores(bundle, cfg, world, records, "clip")
     database = [r for r in records if r.style in set(cfg.world.styles.database) and r.concept in world.concept_split]
     images, kept = load_images(database)
     zero_shot = zero_shot_report(bundle, images, [r.concept for r in kept], world.concept_split, cfg.clip.eval_caption)
-    return {**{k: v for k, v in info.items() if k != "losses"}, "zero_shot": zero_shot, "eval_images": len(kept),
-            "selection": selection, "loss_plot": "clip_backbone_loss.png"}  # fmt: skip
+    return {
+        **{k: v for k, v in info.items() if k != "losses"},
+        "zero_shot": zero_shot,
+        "eval_images": len(kept),
+        "selection": selection,
+        "loss_plot": "clip_backbone_loss.png",
+    }
 
 
 def build_judge(cfg: RealRagConfig, world: World, folder: Path, reports: Path, force: bool = False) -> dict:
@@ -257,7 +289,13 @@ def build_judge(cfg: RealRagConfig, world: World, folder: Path, reports: Path, f
         groups["reference"] = {ref}
     for name, styles in groups.items():
         for split in ("known", "novel"):
-            ceiling[f"{name}/{split}"] = score([i for i, r in enumerate(kept)
-                                                if r.style in styles and world.concept_split[r.concept] == split])  # fmt: skip
-    return {**{k: v for k, v in info.items() if k != "losses"}, "ceiling": ceiling, "selection": selection,
-            "ceiling_split": "reference" if ref else "database", "loss_plot": "judge_loss.png"}  # fmt: skip
+            ceiling[f"{name}/{split}"] = score(
+                [i for i, r in enumerate(kept) if r.style in styles and world.concept_split[r.concept] == split]
+            )
+    return {
+        **{k: v for k, v in info.items() if k != "losses"},
+        "ceiling": ceiling,
+        "selection": selection,
+        "ceiling_split": "reference" if ref else "database",
+        "loss_plot": "judge_loss.png",
+    }

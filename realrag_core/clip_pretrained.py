@@ -20,7 +20,6 @@ from .clip_backbone import CONFIG_NAME, TRAINING_FILE, WEIGHTS_NAME, save_clip
 from .config import PretrainedClipConfig
 
 
-
 def pretrained_name(spec: PretrainedClipConfig) -> str:
     return f"open_clip:{spec.model}/{spec.pretrained or 'random'}"
 
@@ -52,11 +51,17 @@ def materialize_pretrained(spec: PretrainedClipConfig, folder: Path, force: bool
         if open_clip.get_pretrained_cfg(spec.model, spec.pretrained).get("quick_gelu"):
             model_cfg["quick_gelu"] = True  # e.g. OpenAI's weights: the saved config must rebuild the same model
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).write_text(json.dumps(
-        {"model_cfg": model_cfg, "preprocess_cfg": dict(model.visual.preprocess_cfg)}, indent=2))  # fmt: skip
+    (folder / CONFIG_NAME).write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": dict(model.visual.preprocess_cfg)}, indent=2)
+    )
     name = pretrained_name(spec)
-    info = {"key": key, "model_id": save_clip(model, folder, name), "model_name": name, "pretrained": spec.pretrained,
-            "load_seconds": round(time.perf_counter() - start, 1),
-            "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+    info = {
+        "key": key,
+        "model_id": save_clip(model, folder, name),
+        "model_name": name,
+        "pretrained": spec.pretrained,
+        "load_seconds": round(time.perf_counter() - start, 1),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
     meta.write_text(json.dumps(info))
     return {**info, "reused": False}

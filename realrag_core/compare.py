@@ -61,8 +61,10 @@ def compare_markdown(rows: list[dict]) -> str:
     index = {(r["profile"], r["protocol"], r["split"], r["arm"], r["metric"]): r for r in rows}
     keys = sorted({(r["profile"], r["dataset"], r["generator"], r["encoder"]) for r in rows})
     protocols = list(dict.fromkeys(r["protocol"] for r in rows))
-    lines = ["| dataset | generator | encoder | protocol | split | arm | " + " | ".join(metrics) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(metrics)]  # fmt: skip
+    lines = [
+        "| dataset | generator | encoder | protocol | split | arm | " + " | ".join(metrics) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(metrics),
+    ]
     for profile, dataset, generator, encoder in keys:
         for protocol in protocols:
             for split in ("known", "novel"):
@@ -72,8 +74,11 @@ def compare_markdown(rows: list[dict]) -> str:
                         r = index.get((profile, protocol, split, arm, m))
                         cells.append("-" if r is None else f"{r['value']:.3f} (n={r['n']})")
                     if any(c != "-" for c in cells):
-                        lines.append(f"| {dataset} | {generator} | {encoder} | {protocol} | {split} | {arm} | "
-                                     + " | ".join(cells) + " |")  # fmt: skip
+                        lines.append(
+                            f"| {dataset} | {generator} | {encoder} | {protocol} | {split} | {arm} | "
+                            + " | ".join(cells)
+                            + " |"
+                        )
     return "\n".join(lines) + "\n"
 
 

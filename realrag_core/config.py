@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
@@ -89,9 +98,12 @@ class ClassFolderSourceConfig(_Strict):
     caption_template: str = "a photo of a {concept}"
     style: str = "photo"
     held_out_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0, description="share of each class's images (chosen by a hash of the file name, so adding "
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of each class's images (chosen by a hash of the file name, so adding "
         "images never moves old ones) given the style `held_out_style` instead: name it world.styles.reference "
-        "to keep an FID reference set out of the database"
+        "to keep an FID reference set out of the database",
     )
     held_out_style: str = "held_out"
 
@@ -140,8 +152,13 @@ class HFDatasetSourceConfig(_Strict):
 
 
 SourceConfig = Annotated[
-    Union[EmojiDemoSourceConfig, SyntheticSourceConfig, CaptionFileSourceConfig, ClassFolderSourceConfig,
-          HFDatasetSourceConfig],
+    Union[
+        EmojiDemoSourceConfig,
+        SyntheticSourceConfig,
+        CaptionFileSourceConfig,
+        ClassFolderSourceConfig,
+        HFDatasetSourceConfig,
+    ],
     Field(discriminator="kind"),
 ]
 
@@ -164,17 +181,21 @@ class StyleRoles(_Strict):
         description="styles drawn by one artist (near-duplicates); a style not listed is its own artist",
     )
     outside_world: tuple[str, ...] = Field(
-        (), description="styles whose images of concepts *outside* the world (and outside the selection concepts) "
+        (),
+        description="styles whose images of concepts *outside* the world (and outside the selection concepts) "
         "the demo CLIP also pre-trains on: the database and reference artists may be named here, the way a real "
-        "CLIP has seen the photo domain but not these objects' photos. Never an image of a world concept"
+        "CLIP has seen the photo domain but not these objects' photos. Never an image of a world concept",
     )
 
     def world_roles(self) -> dict:
         """The roles that decide the world (database and reference, with their artists): what the world hash
         records. Pre-training styles are not among them, so adding an artist never redraws the world."""
         styles = set(self.database) | ({self.reference} - {None})
-        return {"reference": self.reference, "database": list(self.database),
-                "artists": {s: self.artist_of(s) for s in sorted(styles)}}  # fmt: skip
+        return {
+            "reference": self.reference,
+            "database": list(self.database),
+            "artists": {s: self.artist_of(s) for s in sorted(styles)},
+        }
 
     def artist_of(self, style: str) -> str:
         for artist, styles in self.artists.items():
@@ -212,14 +233,17 @@ class WorldConfig(_Strict):
         None, ge=1, description="exact count of concepts the generator knows (overrides known_fraction)"
     )
     novel_concepts: tuple[str, ...] | None = Field(
-        None, description="for a pretrained generator: the concepts it cannot know (e.g. objects released after its "
-        "training cut-off); every other concept is known. Overrides known_fraction and num_known"
+        None,
+        description="for a pretrained generator: the concepts it cannot know (e.g. objects released after its "
+        "training cut-off); every other concept is known. Overrides known_fraction and num_known",
     )
     require_all_styles: bool = Field(True, description="keep only concepts drawn in the database and reference styles")
     selection_concepts: int = Field(
-        0, ge=0, description="concepts outside the world, drawn in the database and reference styles, chosen by "
+        0,
+        ge=0,
+        description="concepts outside the world, drawn in the database and reference styles, chosen by "
         "seed and treated exactly like world concepts by every pre-trained model (none sees their database- or "
-        "reference-style images): every choice of a pre-training recipe is measured on them, never on the world"
+        "reference-style images): every choice of a pre-training recipe is measured on them, never on the world",
     )
     styles: StyleRoles
 
@@ -289,11 +313,19 @@ class ClipTrainConfig(_Strict):
     augment_scale: tuple[float, float] = Field((0.7, 1.0), description="RandomResizedCrop scale range")
     # Added for issue 16's recipes. Training keys leave these out while they hold their defaults, so weights made
     # before they existed keep their keys (``ClipTrainConfig.key_dump``).
-    hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of mirroring a training image (artists draw "
-                         "objects facing either way)")
+    hflip: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="probability of mirroring a training image (artists draw objects facing either way)",
+    )
     fused_optimizer: bool = Field(False, description="torch's fused AdamW kernel (same update rule, other rounding)")
-    image_text_weight: float = Field(1.0, ge=0.0, le=1.0, description="weight of the image->text term of the "
-                                     "symmetric contrastive loss (1: open_clip ClipLoss as is)")
+    image_text_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="weight of the image->text term of the symmetric contrastive loss (1: open_clip ClipLoss as is)",
+    )
 
     @field_validator("captions")
     @classmethod
@@ -317,8 +349,9 @@ class DemoClipConfig(_Strict):
     train: ClipTrainConfig = ClipTrainConfig()
     eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
     shipped_weights: Path | None = Field(
-        None, description="weights made by this recipe on this data (scripts/train_demo_models.sh), used only when "
-        "their stored training key matches; otherwise the asset trains"
+        None,
+        description="weights made by this recipe on this data (scripts/train_demo_models.sh), used only when "
+        "their stored training key matches; otherwise the asset trains",
     )
 
 
@@ -328,8 +361,9 @@ class PretrainedClipConfig(_Strict):
     kind: Literal["open_clip_pretrained"]
     model: str = Field(description="open_clip model name, e.g. ViT-B-32, ViT-L-14 (open_clip.list_models())")
     pretrained: str | None = Field(
-        None, description="open_clip pretrained tag (e.g. laion2b_s34b_b79k, openai; open_clip.list_pretrained()) or "
-        "a checkpoint file; null: random weights"
+        None,
+        description="open_clip pretrained tag (e.g. laion2b_s34b_b79k, openai; open_clip.list_pretrained()) or "
+        "a checkpoint file; null: random weights",
     )
     cache_dir: Path | None = Field(None, description="open_clip's weight cache folder (null: its default)")
     eval_caption: str = Field("a {concept}", description="text query used for zero-shot retrieval")
@@ -378,8 +412,9 @@ class DemoUNetConfig(_Strict):
     norm_num_groups: int = Field(8, ge=1)
     spatial_reference: bool = True
     global_text: bool = Field(
-        False, description="also add the prompt's pooled CLIP text embedding to the timestep embedding (diffusers "
-        "class_embed_type 'projection'), so every resolution sees the text, not only the cross-attention levels"
+        False,
+        description="also add the prompt's pooled CLIP text embedding to the timestep embedding (diffusers "
+        "class_embed_type 'projection'), so every resolution sees the text, not only the cross-attention levels",
     )
 
     @model_validator(mode="after")
@@ -423,44 +458,60 @@ class GeneratorTrainConfig(_Strict):
     seed: int = 0
     mix: GeneratorMix = GeneratorMix()
     ema_decay: float | None = Field(
-        0.999, ge=0.0, lt=1.0, description="keep an exponential moving average of the weights (diffusers EMAModel, "
-        "with warm-up) and save it; null saves the raw weights"
+        0.999,
+        ge=0.0,
+        lt=1.0,
+        description="keep an exponential moving average of the weights (diffusers EMAModel, "
+        "with warm-up) and save it; null saves the raw weights",
     )
     paired_augment: PairedAugment | None = Field(
         None, description="augment examples that have a reference, target and reference alike; null: off"
     )
     unfamiliar_text: float | None = Field(
-        None, ge=0.0, le=1.0, description="share of text+reference examples whose caption is swapped for the caption "
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of text+reference examples whose caption is swapped for the caption "
         "of a concept outside the world (text only: its images are never used), so the model learns to follow the "
-        "reference when the text names something it does not know, as a RAG prompt of a novel concept does; null: off"
+        "reference when the text names something it does not know, as a RAG prompt of a novel concept does; null: off",
     )
     outside_share: float | None = Field(
-        None, ge=0.0, le=1.0, description="share of the reference-conditioned examples (text + reference and reference "
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of the reference-conditioned examples (text + reference and reference "
         "only) taken from the source's concepts outside the world, with their own captions and references, so the "
         "reference pathway learns to carry many concepts while the text pathway learns only the known ones; no world "
-        "concept is added (known still means exactly the world concepts trained on); null: off"
+        "concept is added (known still means exactly the world concepts trained on); null: off",
     )
     styles: tuple[str, ...] | None = Field(
-        None, description="styles whose images of known concepts it trains on; null: the database styles and its "
-        "text encoder's styles"
+        None,
+        description="styles whose images of known concepts it trains on; null: the database styles and its "
+        "text encoder's styles",
     )
     reference_pool: Literal["other_style", "other_artist", "same_artist"] = Field(
-        "other_artist", description="where a training example's reference comes from: any other style of its "
+        "other_artist",
+        description="where a training example's reference comes from: any other style of its "
         "concept, only styles of another artist, or only the same artist's other styles (examples of an "
-        "artist with a single style then train without a reference)"
+        "artist with a single style then train without a reference)",
     )
 
 
 class SamplingConfig(_Strict):
     steps: int = Field(25, ge=1)
     scheduler: Literal["ddim", "dpmsolver++", "unipc"] = Field(
-        "ddim", description="diffusers sampler: DDIMScheduler (eta 0), DPMSolverMultistepScheduler (DPM-Solver++ 2M) "
-        "or UniPCMultistepScheduler; all deterministic (bench/sweep_generator_sampling.py compares them)"
+        "ddim",
+        description="diffusers sampler: DDIMScheduler (eta 0), DPMSolverMultistepScheduler (DPM-Solver++ 2M) "
+        "or UniPCMultistepScheduler; all deterministic (bench/sweep_generator_sampling.py compares them)",
     )
-    guidance: float = Field(3.0, ge=1.0, description="classifier-free guidance (text scale when reference_guidance is set)")
+    guidance: float = Field(
+        3.0, ge=1.0, description="classifier-free guidance (text scale when reference_guidance is set)"
+    )
     reference_guidance: float | None = Field(
-        None, ge=1.0, description="InstructPix2Pix-style separate scale for the reference (3 UNet passes a step); "
-        "null: one joint scale for text and reference"
+        None,
+        ge=1.0,
+        description="InstructPix2Pix-style separate scale for the reference (3 UNet passes a step); "
+        "null: one joint scale for text and reference",
     )
     batch_size: int = Field(64, ge=1)
 
@@ -504,9 +555,10 @@ class IPAdapterConfig(_Strict):
     subfolder: str = "models"
     weight_name: str = "ip-adapter_sd15.safetensors"
     image_encoder_folder: str | None = Field(
-        "image_encoder", description="sd/sdxl: relative to subfolder, or 'models/image_encoder' for the ViT-H SDXL "
+        "image_encoder",
+        description="sd/sdxl: relative to subfolder, or 'models/image_encoder' for the ViT-H SDXL "
         "adapters; sd3/flux: the encoder's own hub id or absolute folder (google/siglip-so400m-patch14-384 for "
-        "InstantX's SD3.5 adapter, openai/clip-vit-large-patch14 for XLabs' FLUX adapter)"
+        "InstantX's SD3.5 adapter, openai/clip-vit-large-patch14 for XLabs' FLUX adapter)",
     )
     revision: str | None = Field(None, description="pin a commit of the adapter repository")
     scale: float = Field(0.6, ge=0.0, description="IP-Adapter scale for prompts with a reference")
@@ -545,8 +597,9 @@ class DiffusersGeneratorConfig(_DiffusersPipelineConfig):
 
     kind: Literal["diffusers_ip_adapter"]
     family: Literal["sd", "sdxl", "sd3", "flux"] = Field(
-        "sd", description="sd: SD 1.x/2.x-class UNets; sdxl: SDXL; sd3: SD3/3.5 (InstantX adapter); flux: FLUX.1 "
-        "(XLabs adapter)"
+        "sd",
+        description="sd: SD 1.x/2.x-class UNets; sdxl: SDXL; sd3: SD3/3.5 (InstantX adapter); flux: FLUX.1 "
+        "(XLabs adapter)",
     )
     ip_adapter: IPAdapterConfig = IPAdapterConfig()
 
@@ -555,11 +608,14 @@ class DiffusersGeneratorConfig(_DiffusersPipelineConfig):
         if self.family in _IP_ADAPTER_EXAMPLES:
             ip, example = self.ip_adapter, _IP_ADAPTER_EXAMPLES[self.family]
             if ip.repo == "h94/IP-Adapter":
-                raise ValueError(f"family {self.family}: h94/IP-Adapter has no adapter for it; set ip_adapter "
-                                 f"(e.g. {example})")  # fmt: skip
+                raise ValueError(
+                    f"family {self.family}: h94/IP-Adapter has no adapter for it; set ip_adapter (e.g. {example})"
+                )
             if not ip.image_encoder_folder or "/" not in ip.image_encoder_folder:
-                raise ValueError(f"family {self.family}: ip_adapter.image_encoder_folder must name the image encoder's "
-                                 f"own hub id or absolute folder, got {ip.image_encoder_folder!r} (e.g. {example})")  # fmt: skip
+                raise ValueError(
+                    f"family {self.family}: ip_adapter.image_encoder_folder must name the image encoder's "
+                    f"own hub id or absolute folder, got {ip.image_encoder_folder!r} (e.g. {example})"
+                )
         return self
 
 
@@ -569,8 +625,9 @@ class OmniGenGeneratorConfig(_DiffusersPipelineConfig):
     kind: Literal["diffusers_omnigen"]
     model: str = Field(description="diffusers OmniGen model id (e.g. Shitao/OmniGen-v1-diffusers) or a folder")
     reference_prompt: str = Field(
-        "{prompt}, like <img><|image_1|></img>", description="the prompt for prompts with a reference: must hold "
-        "{prompt} and OmniGen's image placeholder <img><|image_1|></img>"
+        "{prompt}, like <img><|image_1|></img>",
+        description="the prompt for prompts with a reference: must hold "
+        "{prompt} and OmniGen's image placeholder <img><|image_1|></img>",
     )
     image_guidance: float = Field(1.6, ge=1.0, description="OmniGen's img_guidance_scale for prompts with a reference")
     sampling: DiffusersSamplingConfig = DiffusersSamplingConfig(steps=50, guidance=2.5, image_size=1024)
@@ -594,12 +651,14 @@ class ExternalGeneratorConfig(_GeneratorChecks):
 
 
 GeneratorConfig = Annotated[
-    Union[Annotated[DemoGeneratorConfig, Tag("demo_diffusion")],
-          Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")],
-          Annotated[OmniGenGeneratorConfig, Tag("diffusers_omnigen")],
-          Annotated[ExternalGeneratorConfig, Tag("external")]],
+    Union[
+        Annotated[DemoGeneratorConfig, Tag("demo_diffusion")],
+        Annotated[DiffusersGeneratorConfig, Tag("diffusers_ip_adapter")],
+        Annotated[OmniGenGeneratorConfig, Tag("diffusers_omnigen")],
+        Annotated[ExternalGeneratorConfig, Tag("external")],
+    ],
     Discriminator(_kind_or("demo_diffusion")),
-]  # fmt: skip
+]
 
 
 class SeenConceptsConfig(_Strict):
@@ -610,10 +669,11 @@ class SeenConceptsConfig(_Strict):
     val_templates: tuple[str, ...] = ("a picture of a {concept}",)
     eval_templates: tuple[str, ...] = ("an image of a {concept}",)
     shared_templates: bool = Field(
-        False, description="allow one template in several splits, as the paper's single class-name prompt: the "
+        False,
+        description="allow one template in several splits, as the paper's single class-name prompt: the "
         "splits are then the same texts (distinct prompts, one per split), validation chooses the learning rate on "
         "the training prompts, and evaluation differs from training only by the images it is scored against (the "
-        "held-out photos of each class, source.held_out_fraction)"
+        "held-out photos of each class, source.held_out_fraction)",
     )
 
     @model_validator(mode="after")
@@ -622,12 +682,14 @@ class SeenConceptsConfig(_Strict):
         for name, templates in sets.items():
             if not templates or any("{concept}" not in t for t in templates):
                 raise ValueError(f"prompts.seen_concepts.{name}_templates: at least one, each with {{concept}}")
-        for a, b in (() if self.shared_templates else (("train", "val"), ("train", "eval"), ("val", "eval"))):
+        for a, b in () if self.shared_templates else (("train", "val"), ("train", "eval"), ("val", "eval")):
             shared = set(sets[a]) & set(sets[b])
             if shared:
-                raise ValueError(f"prompts.seen_concepts: {sorted(shared)} is both a {a} and a {b} template; the "
-                                 "evaluation prompts must be ones the retriever never trained or was chosen on "
-                                 "(shared_templates: true for a single class-name prompt, as the paper's)")
+                raise ValueError(
+                    f"prompts.seen_concepts: {sorted(shared)} is both a {a} and a {b} template; the "
+                    "evaluation prompts must be ones the retriever never trained or was chosen on "
+                    "(shared_templates: true for a single class-name prompt, as the paper's)"
+                )
         return self
 
     def by_split(self) -> dict[str, tuple[str, ...]]:
@@ -639,9 +701,10 @@ class PromptsConfig(_Strict):
 
     templates: tuple[str, ...] = ("a {concept}",)
     protocols: tuple[Literal["unseen_concepts", "seen_concepts"], ...] = Field(
-        ("unseen_concepts",), description="evaluation protocols, each with its own retrievers and results: "
+        ("unseen_concepts",),
+        description="evaluation protocols, each with its own retrievers and results: "
         "unseen_concepts (retriever-train/val/eval concepts by split_fractions) and seen_concepts (the paper's: every "
-        "concept trains, splits differ by template)"
+        "concept trains, splits differ by template)",
     )
     seen_concepts: SeenConceptsConfig = SeenConceptsConfig()
     seed: int = 0
@@ -693,8 +756,9 @@ class MiningConfig(_Strict):
     k: int = Field(1, ge=1, description="negatives per generated image (the paper uses 1)")
     policy: Literal["exclude_concept", "exclude_positive"] = "exclude_concept"
     incremental: bool = Field(
-        True, description="re-mine from the previous negatives and the rows added since (identical result, cost "
-        "grows with the added rows); images that lost a negative are searched in full"
+        True,
+        description="re-mine from the previous negatives and the rows added since (identical result, cost "
+        "grows with the added rows); images that lost a negative are searched in full",
     )
 
 
@@ -714,8 +778,9 @@ class AblationConfig(_Strict):
         ("both",), description="trainable parts besides retriever.trainable (validation re-embeds in memory)"
     )
     generators: tuple[Literal["untrained"], ...] = Field(
-        ("untrained",), description="reflective negatives mined from G(T) of another generator: 'untrained' is the "
-        "same architecture with its initial weights (does what the generator learned matter?)"
+        ("untrained",),
+        description="reflective negatives mined from G(T) of another generator: 'untrained' is the "
+        "same architecture with its initial weights (does what the generator learned matter?)",
     )
 
 
@@ -723,31 +788,37 @@ class RetrieverConfig(_Strict):
     """Stage 4: fine-tuning of the base CLIP; the contrastive baseline uses the same settings."""
 
     trainable: Literal["text", "text_head", "both"] = Field(
-        "text", description="text: the text tower only (the table stays valid, image features are cached); "
+        "text",
+        description="text: the text tower only (the table stays valid, image features are cached); "
         "text_head: only the text tower's final norm and projection; both: both towers (each model re-embeds the "
-        "database into its own table and searches it)"
+        "database into its own table and searches it)",
     )
     steps: int = Field(300, ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(1e-4, gt=0, description="used when lr_grid is empty")
     lr_grid: tuple[float, ...] = Field(
-        (), description="learning rates tried on validation with the first seed; each retriever (reflective and "
-        "contrastive alike) keeps its best, so both get the same tuning budget"
+        (),
+        description="learning rates tried on validation with the first seed; each retriever (reflective and "
+        "contrastive alike) keeps its best, so both get the same tuning budget",
     )
     seeds: Seeds = Field((0, 1, 2), description="training seeds per retriever (each one is a model)")
     mask_same_concept: bool = True
     image_to_text: bool = False
     validate_every: int | None = Field(
-        None, ge=1, description="early stopping: validate every N steps and keep the best model (never step 0: a "
-        "fit is always a real fine-tune); null: keep the last step"
+        None,
+        ge=1,
+        description="early stopping: validate every N steps and keep the best model (never step 0: a "
+        "fit is always a real fine-tune); null: keep the last step",
     )
     ablations: AblationConfig = AblationConfig()
 
     @model_validator(mode="after")
     def _early_stopping(self):
         if self.validate_every is not None and self.trainable == "both":
-            raise ValueError("retriever.validate_every: early stopping re-embeds the database at every check when "
-                             "trainable is 'both'; use it with 'text' or 'text_head'")
+            raise ValueError(
+                "retriever.validate_every: early stopping re-embeds the database at every check when "
+                "trainable is 'both'; use it with 'text' or 'text_head'"
+            )
         return self
 
     @field_validator("lr_grid")
@@ -768,8 +839,9 @@ class RagConfig(_Strict):
     seeds: Seeds = Field((0, 1, 2, 3), description="samples per prompt and arm")
     retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("eval",)
     oracle: bool = Field(
-        True, description="also run the `oracle` arm: a database image of the prompt's own concept, the best any "
-        "retriever could hand the generator (how much of the none-to-oracle gap each retriever closes)"
+        True,
+        description="also run the `oracle` arm: a database image of the prompt's own concept, the best any "
+        "retriever could hand the generator (how much of the none-to-oracle gap each retriever closes)",
     )
     oracle_seed: int = Field(0, description="which of the concept's database images the oracle hands over")
 
@@ -778,29 +850,37 @@ class InceptionConfig(_Strict):
     """Standard FID/KID: torchmetrics' Inception v3 (torch-fidelity's port of the TF FID network)."""
 
     weights: Path | None = Field(
-        None, description="torch-fidelity's weights file (pt_inception-2015-12-05-6726825d.pth); null: torch-fidelity "
-        "downloads it once into torch hub's cache (TORCH_HOME)"
+        None,
+        description="torch-fidelity's weights file (pt_inception-2015-12-05-6726825d.pth); null: torch-fidelity "
+        "downloads it once into torch hub's cache (TORCH_HOME)",
     )
     feature: Literal[64, 192, 768, 2048] = Field(2048, description="Inception layer; 2048 is the published protocol")
     batch_size: int = Field(32, ge=1)
-    cache_dir: Path | None = Field(None, description="torch hub folder the weights are downloaded into (null: TORCH_HOME's)")
+    cache_dir: Path | None = Field(
+        None, description="torch hub folder the weights are downloaded into (null: TORCH_HOME's)"
+    )
 
 
 class MetricsConfig(_Strict):
     """Stage 6's feature extractors. The judge always scores concept accuracy and fid_judge/kid_judge."""
 
     inception: InceptionConfig | None = Field(
-        None, description="also report standard fid/kid (Inception at 299 px, PIL bicubic resize, float64 "
-        "statistics); null: off (the demo world has no Inception weights)"
+        None,
+        description="also report standard fid/kid (Inception at 299 px, PIL bicubic resize, float64 "
+        "statistics); null: off (the demo world has no Inception weights)",
     )
     clip_score: PretrainedClipConfig | None = Field(
-        None, description="open_clip model for CLIP-T (image-prompt) and CLIP-I (image-real images of the concept); "
-        "null: the judge"
+        None,
+        description="open_clip model for CLIP-T (image-prompt) and CLIP-I (image-real images of the concept); "
+        "null: the judge",
     )
     min_fid_samples: int = Field(2048, ge=1, description="the report warns when a cell has fewer generated images")
     near_duplicate_threshold: float | None = Field(
-        0.95, gt=0.0, le=1.0, description="reference-set images whose cosine similarity (base CLIP) to a database "
-        "image reaches this are reported and left out of FID/KID and CLIP-I; null: no check"
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="reference-set images whose cosine similarity (base CLIP) to a database "
+        "image reaches this are reported and left out of FID/KID and CLIP-I; null: no check",
     )
 
 
@@ -833,8 +913,9 @@ class EmbeddingsConfig(_Strict):
     min_image_side: int = Field(8, ge=1, description="smaller images are rejected")
     max_caption_chars: int = Field(2_000, ge=1, description="longer captions are rejected (CLIP reads 77 tokens)")
     remove_missing: bool = Field(
-        True, description="delete rows of images no longer in the source (or changed); refused when more than "
-        "half the table would go (a missing mount must not empty the database)"
+        True,
+        description="delete rows of images no longer in the source (or changed); refused when more than "
+        "half the table would go (a missing mount must not empty the database)",
     )
     on_model_mismatch: Literal["error", "recreate"] = Field(
         "error", description="a table written by another model: refuse (error) or drop and rebuild it"
@@ -847,13 +928,18 @@ class OperationsConfig(_Strict):
 
     retrain_cron: str = Field("0 3 * * 0", description="cron of the retrain_retrievers schedule (default Sunday 03:00)")
     prompt_shards: int = Field(
-        8, ge=1, le=10000, description="partitions of generated_images and rag_images (prompt shards). Read from the "
+        8,
+        ge=1,
+        le=10000,
+        description="partitions of generated_images and rag_images (prompt shards). Read from the "
         "profile in $REALRAG_CONFIG when the code location loads (reload it after a change); it changes how the work "
-        "is split, never the result"
+        "is split, never the result",
     )
     shards_per_run: int | None = Field(
-        None, ge=1, description="a backfill of many shards runs this many per run (the model loads once per run); "
-        "null: all selected shards in one run (which the command line's asset materialize --partition-range needs)"
+        None,
+        ge=1,
+        description="a backfill of many shards runs this many per run (the model loads once per run); "
+        "null: all selected shards in one run (which the command line's asset materialize --partition-range needs)",
     )
 
     @field_validator("retrain_cron")
@@ -871,19 +957,22 @@ class RealRagConfig(_Strict):
     name: str
     artifacts_root: Path = Field(description="tables, Parquet, images, checkpoints and reports live here")
     artifacts_uri: str | None = Field(
-        None, description="object storage holding the artifacts (s3://bucket/prefix): artifacts_root becomes this "
+        None,
+        description="object storage holding the artifacts (s3://bucket/prefix): artifacts_root becomes this "
         "machine's working copy, brought up to date before each step and sent back after it, and the LanceDB table "
         "lives at <artifacts_uri>/lancedb. Endpoint and credentials from AWS_ENDPOINT_URL, AWS_REGION, "
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for http://). null: local files only"
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for http://). null: local files only",
     )
     device: Literal["cpu", "cuda", "mps"] = "cpu"
     precision: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="CLIP embedding (database, queries, judge, scorer) under torch.autocast in this dtype; "
-        "bfloat16 on GPUs. Fine-tuning keeps float32 weights and optimiser"
+        "float32",
+        description="CLIP embedding (database, queries, judge, scorer) under torch.autocast in this dtype; "
+        "bfloat16 on GPUs. Fine-tuning keeps float32 weights and optimiser",
     )
     model_cache: Path | None = Field(
-        None, description="one folder for every downloaded weight and dataset (open_clip/, huggingface/, torch/ "
-        "inside); a section's own cache_dir wins; null: each library's default cache"
+        None,
+        description="one folder for every downloaded weight and dataset (open_clip/, huggingface/, torch/ "
+        "inside); a section's own cache_dir wins; null: each library's default cache",
     )
     torch_threads: int | None = Field(None, ge=1, description="null: torch's default")
     source: SourceConfig
@@ -919,7 +1008,9 @@ class RealRagConfig(_Strict):
     @classmethod
     def _a_uri(cls, v: str | None) -> str | None:
         if v is not None and "://" not in v:
-            raise ValueError("artifacts_uri is a URI with a scheme (s3://bucket/prefix); a local folder is artifacts_root")
+            raise ValueError(
+                "artifacts_uri is a URI with a scheme (s3://bucket/prefix); a local folder is artifacts_root"
+            )
         return v.rstrip("/") if v else v
 
     @property
@@ -940,7 +1031,17 @@ class RealRagConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-_PATH_KEYS = {"artifacts_root", "npm_cache", "image_dir", "captions", "root", "shipped_weights", "cache_dir", "weights", "model_cache"}
+_PATH_KEYS = {
+    "artifacts_root",
+    "npm_cache",
+    "image_dir",
+    "captions",
+    "root",
+    "shipped_weights",
+    "cache_dir",
+    "weights",
+    "model_cache",
+}
 _MODEL_KEYS = {"model", "repo", "pretrained", "image_encoder_folder"}  # a hub id, or a folder when written as ./ or ../
 
 
@@ -977,8 +1078,18 @@ def _format_error(path: Path, err: ValidationError) -> str:
 
 
 # union tags pydantic puts into error locations; left out of the field path in messages
-_UNION_TAGS = {"emoji_demo", "synthetic", "caption_file", "class_folders", "train_demo", "open_clip_pretrained",
-               "demo_diffusion", "diffusers_ip_adapter", "diffusers_omnigen", "external"}
+_UNION_TAGS = {
+    "emoji_demo",
+    "synthetic",
+    "caption_file",
+    "class_folders",
+    "train_demo",
+    "open_clip_pretrained",
+    "demo_diffusion",
+    "diffusers_ip_adapter",
+    "diffusers_omnigen",
+    "external",
+}
 
 
 def config_path_from_env() -> Path:
@@ -986,8 +1097,13 @@ def config_path_from_env() -> Path:
 
 
 # where ``model_cache`` puts each library's downloads, by the kind of section that downloads
-_CACHE_FOLDERS = {"open_clip_pretrained": "open_clip", "diffusers_ip_adapter": "huggingface/hub",
-                  "diffusers_omnigen": "huggingface/hub", "hf_dataset": "huggingface/datasets", "inception": "torch/hub"}  # fmt: skip
+_CACHE_FOLDERS = {
+    "open_clip_pretrained": "open_clip",
+    "diffusers_ip_adapter": "huggingface/hub",
+    "diffusers_omnigen": "huggingface/hub",
+    "hf_dataset": "huggingface/datasets",
+    "inception": "torch/hub",
+}
 
 
 def _fill_model_cache(data: dict) -> dict:
@@ -1039,7 +1155,9 @@ def apply_overrides(data: dict, overrides: dict, origin: str = "<dict>") -> dict
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"invalid override {dotted!r} for {origin}: {'.'.join(parts[: i + 1])} is not a mapping")
+                raise ConfigError(
+                    f"invalid override {dotted!r} for {origin}: {'.'.join(parts[: i + 1])} is not a mapping"
+                )
             node = child
         node[parts[-1]] = value
     return data

@@ -48,22 +48,26 @@ class NpmPackage:
 
 PACKAGES = {
     "noto": NpmPackage(
-        "emoji-datasource-google", "16.0.0",
+        "emoji-datasource-google",
+        "16.0.0",
         "sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A==",
         "Apache-2.0 (Noto Emoji images, Google)",
     ),
     "twemoji": NpmPackage(
-        "emoji-datasource-twitter", "16.0.0",
+        "emoji-datasource-twitter",
+        "16.0.0",
         "sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYTza6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==",
         "CC-BY-4.0 (Twemoji images, Twitter, Inc and other contributors)",
     ),
     "fluent_3d": NpmPackage(
-        "@lobehub/fluent-emoji-3d", "1.1.0",
+        "@lobehub/fluent-emoji-3d",
+        "1.1.0",
         "sha512-Wlq2lVStTnr8BDpIJ0pEnTKO4LuDxxqTEhTvRtD1DLRF0me7ogeRQjKoehDHXuVJ2Qaecgl5wRBv60lUAG3h7g==",
         "MIT (Fluent Emoji, Microsoft)",
     ),
     "fluentui": NpmPackage(
-        "fluentui-emoji", "1.3.0",
+        "fluentui-emoji",
+        "1.3.0",
         "sha512-JTXXwqIie2rWTgOkIJDJxr0WtwTz2WU4kdOq8buLVThYwQ264aFR2jdTyuon2oEbLqqGMT64zI4btyn1saB2xw==",
         "MIT (Fluent Emoji, Microsoft)",
     ),
@@ -71,26 +75,30 @@ PACKAGES = {
     # the concepts by name (``iconify_matches``). None repackages Twemoji or Fluent (the reference and database
     # artists); no share-alike licence (emojione-v1 and openmoji are CC-BY-SA: not used).
     "noto_v1": NpmPackage(
-        "@iconify-json/noto-v1", "1.2.5",
+        "@iconify-json/noto-v1",
+        "1.2.5",
         "sha512-/DsVMius69Q0fRS53z7QK1TROSuar606jiIx+laXtdsYGMXpf6LtHBx6CGfoo3UHHb/XpBsw+1L1x3eyPqMuVA==",
         "Apache-2.0 (Noto Emoji v1 images, Google)",
     ),
     "emojione": NpmPackage(
-        "@iconify-json/emojione", "1.2.3",
+        "@iconify-json/emojione",
+        "1.2.3",
         "sha512-T9+T3HIbJNLKKsmxYKlaYhvnHYkz/HNYTV7SHCXVZPfeUi4FqskY70YeN8yYAZT8cCv7w5vJxS4Q1m8zb9CMMg==",
         "CC-BY-4.0 (Emoji One 2.3 artwork, Ranks.com)",
     ),
     "fxemoji": NpmPackage(
-        "@iconify-json/fxemoji", "1.2.2",
+        "@iconify-json/fxemoji",
+        "1.2.2",
         "sha512-UAasRaxzFUKfIGSmLwnoarsssA4LX0VLLuEmplIqM6ZNQqIQRtav8tZ4H1neTlBreXuMQyAifr5jP4kn78DpiQ==",
         "CC-BY-4.0 artwork (Firefox OS Emoji, Mozilla; the package's metadata says Apache-2.0, which covers the code)",
     ),
     "streamline": NpmPackage(
-        "@iconify-json/streamline-emojis", "1.2.4",
+        "@iconify-json/streamline-emojis",
+        "1.2.4",
         "sha512-iNr9T9XuZVTyQPJO8ZlLxBzPkpi7qMl+z1l0C31vpEMqhPMelth3n7CeWQYtixdetDPdI81yeG4ROqjWpYJE6A==",
         "CC-BY-4.0 (Streamline Emojis, Webalys)",
     ),
-}  # fmt: skip
+}
 
 # style -> (package key, artist). The three Fluent renderings are one artist's designs, and so are Google's two
 # Noto generations (one lineage; tests/test_demo_world.py flags undeclared near-identical styles).
@@ -110,14 +118,14 @@ ICONIFY_MEMBER = "package/icons.json"
 
 CREDITS = {
     "twemoji": "Twemoji graphics (c) Twitter, Inc and other contributors, licensed under CC-BY 4.0: "
-               "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/twitter/twemoji",
+    "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/twitter/twemoji",
     "emojione": "Emoji One 2.3 artwork (c) Ranks.com Inc., licensed under CC-BY 4.0: "
-                "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/EmojiTwo/emojitwo",
+    "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/EmojiTwo/emojitwo",
     "fxemoji": "Firefox OS Emoji artwork (c) Mozilla Foundation, licensed under CC-BY 4.0: "
-               "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/mozilla/fxemoji",
+    "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/mozilla/fxemoji",
     "streamline": "Streamline Emojis (c) Webalys LLC, licensed under CC-BY 4.0: "
-                  "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/webalys-hq/streamline-vectors",
-}  # fmt: skip
+    "https://creativecommons.org/licenses/by/4.0/ . Source: https://github.com/webalys-hq/streamline-vectors",
+}
 
 TWEMOJI_CREDIT = CREDITS["twemoji"]
 
@@ -137,7 +145,9 @@ def sri_sha512(path: Path) -> str:
 def verify_tarball(path: Path, pkg: NpmPackage) -> None:
     actual = sri_sha512(path)
     if actual != pkg.integrity:
-        raise IntegrityError(f"{path.name}: integrity {actual[:24]}... does not match the pinned {pkg.integrity[:24]}...")
+        raise IntegrityError(
+            f"{path.name}: integrity {actual[:24]}... does not match the pinned {pkg.integrity[:24]}..."
+        )
 
 
 def fetch_packages(cache: Path, packages: dict[str, NpmPackage] = PACKAGES) -> dict[str, Path]:
@@ -160,8 +170,10 @@ def fetch_packages(cache: Path, packages: dict[str, NpmPackage] = PACKAGES) -> d
             )
         proc = subprocess.run(
             [npm, "pack", pkg.spec, "--pack-destination", str(cache), "--silent"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0 or not path.is_file():
             raise RuntimeError(f"npm pack {pkg.spec} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         verify_tarball(path, pkg)
@@ -307,8 +319,10 @@ def iconify_svg(data: dict, name: str) -> bytes:
     icon = data["icons"][name]
     left, top = icon.get("left", data.get("left", 0)), icon.get("top", data.get("top", 0))
     width, height = icon.get("width", data.get("width", 16)), icon.get("height", data.get("height", 16))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-            f'viewBox="{left} {top} {width} {height}" width="{width}" height="{height}">{icon["body"]}</svg>').encode()  # fmt: skip
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'viewBox="{left} {top} {width} {height}" width="{width}" height="{height}">{icon["body"]}</svg>'
+    ).encode()
 
 
 def _save(img: Image.Image, out_dir: str, targets: list[str]) -> int:
@@ -344,15 +358,23 @@ def _write_licences(out: Path, tarballs: dict[str, Path]) -> None:
     for style, (key, artist) in STYLES.items():
         pkg = PACKAGES[key]
         lines.append(f"- `{style}` ({artist}): npm `{pkg.spec}`, {pkg.licence}")
-    lines += [""] + [CREDITS[s] for s in CREDITS if s in STYLES] + [
-        "", "Apple and Facebook artwork is not used (its licence does not allow it); neither are share-alike sets "
-        "(OpenMoji, Emoji One v1: CC-BY-SA) nor any repackaging of Twemoji or Fluent (the reference and database artists)."]
+    lines += (
+        [""]
+        + [CREDITS[s] for s in CREDITS if s in STYLES]
+        + [
+            "",
+            "Apple and Facebook artwork is not used (its licence does not allow it); neither are share-alike sets "
+            "(OpenMoji, Emoji One v1: CC-BY-SA) nor any repackaging of Twemoji or Fluent (the reference and database artists).",
+        ]
+    )
     (out / "LICENSES.md").write_text("\n".join(lines) + "\n")
     for key, path in tarballs.items():
         with tarfile.open(path, "r:gz") as tf:
             names = {m.name for m in tf.getmembers()}
             if "package/LICENSE" in names:
-                (lic / f"{PACKAGES[key].tarball[:-4]}.LICENSE.txt").write_bytes(tf.extractfile("package/LICENSE").read())
+                (lic / f"{PACKAGES[key].tarball[:-4]}.LICENSE.txt").write_bytes(
+                    tf.extractfile("package/LICENSE").read()
+                )
 
 
 def build_demo_world(
@@ -381,9 +403,16 @@ def build_demo_world(
             rel = f"{style}/{c.concept_id}.png"
             wanted[key].setdefault(member, []).append(rel)
             rows.append(
-                {"path": rel, "caption": c.name, "concept": c.name, "style": style,
-                 "concept_id": c.concept_id, "category": c.category, "artist": artist}
-            )  # fmt: skip
+                {
+                    "path": rel,
+                    "caption": c.name,
+                    "concept": c.name,
+                    "style": style,
+                    "concept_id": c.concept_id,
+                    "category": c.category,
+                    "artist": artist,
+                }
+            )
     out.mkdir(parents=True, exist_ok=True)
     # spawn: the host process may hold LanceDB/tokio threads, which fork does not copy safely
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -428,16 +457,25 @@ def style_similarity(records, size: int = 32) -> list[dict]:
             continue
         same = [float(vectors[(a, c)] @ vectors[(b, c)]) for c in shared]
         other = [float(vectors[(a, c)] @ vectors[(b, d)]) for c, d in zip(shared, shared[1:] + shared[:1])]
-        out.append({"styles": (a, b), "concepts": len(shared), "same_concept": float(np.median(same)),
-                    "other_concept": float(np.median(other))})  # fmt: skip
+        out.append(
+            {
+                "styles": (a, b),
+                "concepts": len(shared),
+                "same_concept": float(np.median(same)),
+                "other_concept": float(np.median(other)),
+            }
+        )
     return out
 
 
 def undeclared_lineages(records, artist_of, threshold: float = 0.8, size: int = 32) -> list[dict]:
     """Pairs of styles whose images of the same concept are near-identical (median similarity >= ``threshold``)
     but which ``artist_of`` does not name one artist: a role split across them would not be independent."""
-    return [p for p in style_similarity(records, size)
-            if p["same_concept"] >= threshold and artist_of(p["styles"][0]) != artist_of(p["styles"][1])]
+    return [
+        p
+        for p in style_similarity(records, size)
+        if p["same_concept"] >= threshold and artist_of(p["styles"][0]) != artist_of(p["styles"][1])
+    ]
 
 
 def main(argv=None) -> None:

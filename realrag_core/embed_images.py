@@ -22,13 +22,27 @@ from .clip_backbone import ClipBundle
 from .config import EmbeddingsConfig
 from .embed_reader import ImageReadDataset, Scope, collate_read_batch
 from .image_io import DecodeLimits
-from .vector_table import (IndexState, ensure_index, existing_ids, open_embedding_table, repair_duplicates,
-                           table_schema, upsert)
+from .vector_table import (
+    IndexState,
+    ensure_index,
+    existing_ids,
+    open_embedding_table,
+    repair_duplicates,
+    table_schema,
+    upsert,
+)
 
 REJECT_SCHEMA = pa.schema(
-    [("path", pa.string()), ("caption", pa.string()), ("concept", pa.string()), ("style", pa.string()),
-     ("split", pa.string()), ("reason", pa.string()), ("run_at", pa.timestamp("us", tz="UTC"))]
-)  # fmt: skip
+    [
+        ("path", pa.string()),
+        ("caption", pa.string()),
+        ("concept", pa.string()),
+        ("style", pa.string()),
+        ("split", pa.string()),
+        ("reason", pa.string()),
+        ("run_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 @dataclass
@@ -97,6 +111,7 @@ class _Writer:
 
 def write_rejects(rejects: list[dict], path: Path, run_at: datetime) -> None:
     """The current rejects, replacing the previous run's list (files still bad are rejected again)."""
+
     def text(value):  # names that are not UTF-8 (surrogate-escaped by the OS layer) are kept, marked with U+FFFD
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(value, str) else value
 
@@ -123,7 +138,11 @@ def embed_source(
     table, recreated = open_embedding_table(uri, cfg.table_name, clip.dim, clip.model_id, cfg.on_model_mismatch)
     known = existing_ids(table)
     dataset = ImageReadDataset(
-        source_cfg, scope, clip.preprocess, DecodeLimits(cfg.max_image_pixels, cfg.min_image_side, cfg.max_caption_chars), known
+        source_cfg,
+        scope,
+        clip.preprocess,
+        DecodeLimits(cfg.max_image_pixels, cfg.min_image_side, cfg.max_caption_chars),
+        known,
     )
     loader = DataLoader(
         dataset,

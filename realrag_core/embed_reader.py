@@ -53,8 +53,15 @@ class ImageReadDataset(IterableDataset):
             if position % workers != worker:
                 continue
             if record.error:  # a listing that cannot become a row, whatever its style: recorded, never dropped
-                yield {"status": "reject", "path": str(record.path), "caption": record.caption,
-                       "concept": record.concept, "style": record.style, "split": "", "reason": record.error}
+                yield {
+                    "status": "reject",
+                    "path": str(record.path),
+                    "caption": record.caption,
+                    "concept": record.concept,
+                    "style": record.style,
+                    "split": "",
+                    "reason": record.error,
+                }
                 continue
             split = self.scope.split_of(record.concept, record.style)
             if split is None:
@@ -62,13 +69,21 @@ class ImageReadDataset(IterableDataset):
             yield self.read(record, split)
 
     def read(self, record, split: str) -> dict:
-        meta = {"path": str(record.path), "caption": record.caption, "concept": record.concept,
-                "style": record.style, "split": split}  # fmt: skip
+        meta = {
+            "path": str(record.path),
+            "caption": record.caption,
+            "concept": record.concept,
+            "style": record.style,
+            "split": split,
+        }
         if not record.caption:
             return {"status": "reject", **meta, "reason": "empty caption"}
         if len(record.caption) > self.limits.max_caption_chars:
-            return {"status": "reject", **meta, "reason": f"caption of {len(record.caption)} characters "
-                    f"(> {self.limits.max_caption_chars})"}  # fmt: skip
+            return {
+                "status": "reject",
+                **meta,
+                "reason": f"caption of {len(record.caption)} characters (> {self.limits.max_caption_chars})",
+            }
         try:
             data = record.path.read_bytes()
         except OSError as err:
@@ -94,4 +109,3 @@ def collate_read_batch(items: list[dict]) -> dict:
         "skipped": [i for i in items if i["status"] == "skip"],
         "rejects": [{k: v for k, v in i.items() if k != "status"} for i in items if i["status"] == "reject"],
     }
-

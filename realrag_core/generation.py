@@ -21,13 +21,23 @@ from .generators.base import Generator
 from .manifest import MANIFEST_DIR, append_part, read_manifest, save_png
 from .prompts import Prompt
 
+
 def manifest_schema(dim: int) -> pa.Schema:
     return pa.schema(
-        [("image_id", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()), ("concept", pa.string()),
-         ("generator_split", pa.string()), ("retriever_split", pa.string()), ("seed", pa.int64()),
-         ("path", pa.string()), ("generator_id", pa.string()), ("encoder_id", pa.string()),
-         ("embedding", pa.list_(pa.float32(), dim))]
-    )  # fmt: skip
+        [
+            ("image_id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("prompt", pa.string()),
+            ("concept", pa.string()),
+            ("generator_split", pa.string()),
+            ("retriever_split", pa.string()),
+            ("seed", pa.int64()),
+            ("path", pa.string()),
+            ("generator_id", pa.string()),
+            ("encoder_id", pa.string()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+        ]
+    )
 
 
 @dataclass
@@ -41,15 +51,21 @@ class GenerationReport:
 
 
 def generate_for_prompts(
-    generator: Generator, encoder: ClipBundle, prompts: Sequence[Prompt], seeds: Sequence[int], folder: Path,
-    batch_size: int = 64, progress: bool = True,
+    generator: Generator,
+    encoder: ClipBundle,
+    prompts: Sequence[Prompt],
+    seeds: Sequence[int],
+    folder: Path,
+    batch_size: int = 64,
+    progress: bool = True,
 ) -> GenerationReport:
     start = time.perf_counter()
     done_table = read_manifest(folder)
     done = set()
     if done_table is not None:
-        for pid, seed, gid in zip(done_table["prompt_id"].to_pylist(), done_table["seed"].to_pylist(),
-                                  done_table["generator_id"].to_pylist()):  # fmt: skip
+        for pid, seed, gid in zip(
+            done_table["prompt_id"].to_pylist(), done_table["seed"].to_pylist(), done_table["generator_id"].to_pylist()
+        ):
             done.add((pid, seed, gid))
     todo = [(p, s) for p in prompts for s in seeds if (p.prompt_id, s, generator.generator_id) not in done]
     # G(T) depends on (generator, text, seed) only (deterministic, batch-invariant): prompts that share a text
@@ -77,14 +93,28 @@ def generate_for_prompts(
             # unique per (prompt, seed, generator) even when two prompts give identical pixels
             key = f"{p.prompt_id}\x00{s}\x00{generator.generator_id}\x00".encode()
             image_id = hashlib.sha256(key + data).hexdigest()[:32]
-            for key, value in (("image_id", image_id), ("prompt_id", p.prompt_id), ("prompt", p.prompt),
-                               ("concept", p.concept), ("generator_split", p.generator_split),
-                               ("retriever_split", p.retriever_split), ("seed", int(s)), ("path", str(rel)),
-                               ("generator_id", generator.generator_id), ("encoder_id", encoder.model_id),
-                               ("embedding", emb)):  # fmt: skip
+            for key, value in (
+                ("image_id", image_id),
+                ("prompt_id", p.prompt_id),
+                ("prompt", p.prompt),
+                ("concept", p.concept),
+                ("generator_split", p.generator_split),
+                ("retriever_split", p.retriever_split),
+                ("seed", int(s)),
+                ("path", str(rel)),
+                ("generator_id", generator.generator_id),
+                ("encoder_id", encoder.model_id),
+                ("embedding", emb),
+            ):
                 rows[key].append(value)
         append_part(folder, rows, schema)
         bar.update(len(keys))
     bar.close()
-    return GenerationReport(len(todo), len(prompts) * len(seeds) - len(todo), len(prompts) * len(seeds),
-                            round(time.perf_counter() - start, 2), str(folder / MANIFEST_DIR), len(unique))  # fmt: skip
+    return GenerationReport(
+        len(todo),
+        len(prompts) * len(seeds) - len(todo),
+        len(prompts) * len(seeds),
+        round(time.perf_counter() - start, 2),
+        str(folder / MANIFEST_DIR),
+        len(unique),
+    )

@@ -40,8 +40,11 @@ class JudgeFeatures(torch.nn.Module):
     def __init__(self, judge: ClipBundle):
         super().__init__()
         self.judge = judge
-        self.size = int(judge.model.visual.image_size[0] if isinstance(judge.model.visual.image_size, tuple)
-                        else judge.model.visual.image_size)  # fmt: skip
+        self.size = int(
+            judge.model.visual.image_size[0]
+            if isinstance(judge.model.visual.image_size, tuple)
+            else judge.model.visual.image_size
+        )
         self.num_features = judge.dim
         cfg = getattr(judge.model.visual, "preprocess_cfg", None) or {"mean": (0.5,) * 3, "std": (0.5,) * 3}
         self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1))
@@ -73,8 +76,10 @@ def load_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{what}: {path} holds more than tensors (pickled code or objects); refusing to load it. "
-                         "Give a plain state dict (.pth) or a .safetensors file") from err  # fmt: skip
+        raise ValueError(
+            f"{what}: {path} holds more than tensors (pickled code or objects); refusing to load it. "
+            "Give a plain state dict (.pth) or a .safetensors file"
+        ) from err
 
 
 def inception_state_dict(spec) -> dict[str, torch.Tensor]:
@@ -89,8 +94,9 @@ def inception_state_dict(spec) -> dict[str, torch.Tensor]:
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
     hub = Path(spec.cache_dir) if spec.cache_dir else Path(torch.hub.get_dir())
-    return torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, model_dir=str(hub / "checkpoints"), progress=False,
-                                              weights_only=True)  # fmt: skip
+    return torch.hub.load_state_dict_from_url(
+        URL_INCEPTION_V3, model_dir=str(hub / "checkpoints"), progress=False, weights_only=True
+    )
 
 
 def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
@@ -107,16 +113,22 @@ def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Im
         fid = FrechetInceptionDistance(feature=spec.feature, feature_extractor_weights_path=str(weights))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
-        kid = KernelInceptionDistance(feature=fid.inception, subsets=50,
-                                      subset_size=min(len(real), len(fake), 1001) - 1)  # fmt: skip
+        kid = KernelInceptionDistance(
+            feature=fid.inception, subsets=50, subset_size=min(len(real), len(fake), 1001) - 1
+        )
     for images, is_real in ((real, True), (fake, False)):
         for start in range(0, len(images), spec.batch_size):
             batch = to_uint8(images[start : start + spec.batch_size], INCEPTION_SIZE)
             for metric in (fid, kid):
                 metric.update(batch, real=is_real)
     kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
-            "n_real": len(real), "n_fake": len(fake)}  # fmt: skip
+    return {
+        "fid": float(fid.compute()),
+        "kid": float(kid_mean),
+        "kid_std": float(kid_std),
+        "n_real": len(real),
+        "n_fake": len(fake),
+    }
 
 
 def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
@@ -134,13 +146,19 @@ def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: S
         metric.update(r, real=True)
         metric.update(f, real=False)
     kid_mean, kid_std = kid.compute()
-    return {"fid_judge": float(fid.compute()), "kid_judge": float(kid_mean), "kid_judge_std": float(kid_std),
-            "n_real": len(real), "n_fake": len(fake)}  # fmt: skip
+    return {
+        "fid_judge": float(fid.compute()),
+        "kid_judge": float(kid_mean),
+        "kid_judge_std": float(kid_std),
+        "n_real": len(real),
+        "n_fake": len(fake),
+    }
 
 
 @torch.no_grad()
-def concept_accuracy(judge: ClipBundle, images: Sequence[Image.Image], concepts: Sequence[str],
-                     all_concepts: Sequence[str], caption: str) -> np.ndarray:  # fmt: skip
+def concept_accuracy(
+    judge: ClipBundle, images: Sequence[Image.Image], concepts: Sequence[str], all_concepts: Sequence[str], caption: str
+) -> np.ndarray:
     """1.0 where the judge's top-1 among ``all_concepts`` (as ``caption``) is the image's concept."""
     img = judge.embed_images(list(images))
     names = judge.embed_texts([caption.format(concept=c) for c in all_concepts])
@@ -150,8 +168,13 @@ def concept_accuracy(judge: ClipBundle, images: Sequence[Image.Image], concepts:
 
 
 @torch.no_grad()
-def clip_scores(scorer: ClipBundle, images: Sequence[Image.Image], prompts: Sequence[str], concepts: Sequence[str],
-                reference: Sequence[tuple[str, Image.Image]]) -> dict[str, np.ndarray]:  # fmt: skip
+def clip_scores(
+    scorer: ClipBundle,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    concepts: Sequence[str],
+    reference: Sequence[tuple[str, Image.Image]],
+) -> dict[str, np.ndarray]:
     """CLIP-T: cosine of image and prompt. CLIP-I: mean cosine of the image with every real reference image of
     its concept (NaN where the reference set has none)."""
     img = scorer.embed_images(list(images))
@@ -169,7 +192,9 @@ def clip_scores(scorer: ClipBundle, images: Sequence[Image.Image], prompts: Sequ
     return {"clip_t": clip_t, "clip_i": clip_i}
 
 
-def near_duplicates(query: np.ndarray, nearest: Callable[[np.ndarray], tuple[str, float]], threshold: float) -> list[dict]:
+def near_duplicates(
+    query: np.ndarray, nearest: Callable[[np.ndarray], tuple[str, float]], threshold: float
+) -> list[dict]:
     """Rows of ``query`` (embeddings) whose nearest database image (``nearest(vector) -> (id, cosine)``) is at
     least ``threshold`` similar: ``{"index", "database_id", "cosine"}`` each."""
     found = []

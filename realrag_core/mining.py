@@ -43,7 +43,9 @@ def _concept_codes(generated_concepts, table_concepts) -> tuple[torch.Tensor, to
     encoded = _strings(table_concepts).dictionary_encode()
     table_codes = np.array(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
     found = pc.fill_null(pc.index_in(_strings(generated_concepts), value_set=encoded.dictionary), -1)
-    return torch.from_numpy(np.array(found.to_numpy(zero_copy_only=False), dtype=np.int32)), torch.from_numpy(table_codes)
+    return torch.from_numpy(np.array(found.to_numpy(zero_copy_only=False), dtype=np.int32)), torch.from_numpy(
+        table_codes
+    )
 
 
 def mine_negatives(
@@ -119,21 +121,23 @@ def negatives_table(manifest, table_rows, negatives: Negatives, table_version: i
     def rep(column):
         return [v for v in manifest[column].to_pylist() for _ in range(k)]
 
-    return pa.table({
-        "prompt_id": rep("prompt_id"),
-        "concept": rep("concept"),
-        "generated_image_id": rep("image_id"),
-        "seed": rep("seed"),
-        "rank": [r for _ in range(len(manifest)) for r in range(1, k + 1)],
-        "negative_id": ids[flat].tolist(),
-        "negative_concept": concepts[flat].tolist(),
-        "negative_style": styles[flat].tolist(),
-        "similarity": negatives.similarities.reshape(-1).astype("float32"),
-        "table_version": [table_version] * len(flat),
-        "generator_id": rep("generator_id"),
-        "encoder_id": rep("encoder_id"),
-        "policy": [policy] * len(flat),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "prompt_id": rep("prompt_id"),
+            "concept": rep("concept"),
+            "generated_image_id": rep("image_id"),
+            "seed": rep("seed"),
+            "rank": [r for _ in range(len(manifest)) for r in range(1, k + 1)],
+            "negative_id": ids[flat].tolist(),
+            "negative_concept": concepts[flat].tolist(),
+            "negative_style": styles[flat].tolist(),
+            "similarity": negatives.similarities.reshape(-1).astype("float32"),
+            "table_version": [table_version] * len(flat),
+            "generator_id": rep("generator_id"),
+            "encoder_id": rep("encoder_id"),
+            "policy": [policy] * len(flat),
+        }
+    )
 
 
 @dataclass
@@ -146,15 +150,18 @@ class IncrementalPlan:
     reuse_positions: np.ndarray  # [len(reuse), k] table positions of the reused images' previous negatives
 
 
-def plan_incremental(generated_ids: Sequence[str], previous: dict[str, list[tuple[str, float]]], table_ids,
-                     previous_table_ids, k: int) -> IncrementalPlan:  # fmt: skip
+def plan_incremental(
+    generated_ids: Sequence[str], previous: dict[str, list[tuple[str, float]]], table_ids, previous_table_ids, k: int
+) -> IncrementalPlan:
     """``previous[g]``: image g's previous negatives as (table id, similarity), best first, mined against the
     table whose ids were ``previous_table_ids``. Their top k over the old rows is exact, so the top k over the
     current table is the top k of (previous negatives, best k among the added rows), unless one of the previous
     negatives left the table (then that image is searched in full). Id lookups run as Arrow hash joins, so the
     bookkeeping costs little next to the similarity products even on millions of rows."""
     ids = _strings(table_ids)
-    old = previous_table_ids if isinstance(previous_table_ids, (pa.Array, pa.ChunkedArray)) else list(previous_table_ids)
+    old = (
+        previous_table_ids if isinstance(previous_table_ids, (pa.Array, pa.ChunkedArray)) else list(previous_table_ids)
+    )
     added = pc.indices_nonzero(pc.invert(pc.is_in(ids, value_set=_strings(old)))).to_numpy().astype(np.int64)
     gen = list(generated_ids)
     candidates = [i for i, g in enumerate(gen) if len(previous.get(g) or ()) == k]
@@ -199,20 +206,34 @@ def mine_incremental(
         if len(plan.added_rows):
             added = plan.added_rows
             # the same kernel over the added rows; they may hold fewer than k candidates outside a concept (-inf)
-            part = mine_negatives(generated[rows], gen_c.take(pa.array(rows, pa.int64())), table[added],
-                                  table_c.take(pa.array(added)), k, policy, chunk_rows, strict=False)  # fmt: skip
+            part = mine_negatives(
+                generated[rows],
+                gen_c.take(pa.array(rows, pa.int64())),
+                table[added],
+                table_c.take(pa.array(added)),
+                k,
+                policy,
+                chunk_rows,
+                strict=False,
+            )
             found = np.where(part.indices >= 0, added[np.maximum(part.indices, 0)], -1)
             cand_s = torch.cat([torch.from_numpy(old_s), torch.from_numpy(part.similarities)], dim=1)
             cand_i = torch.cat([torch.from_numpy(old_i), torch.from_numpy(found)], dim=1)
             top = cand_s.topk(k, dim=1)
             old_s, old_i = top.values.numpy(), torch.gather(cand_i, 1, top.indices).numpy()
         indices[rows], sims[rows] = old_i, old_s
-    stats = {"reused_images": len(plan.reuse), "full_search_images": len(plan.full), "added_rows": len(plan.added_rows),
-             "compared_pairs": len(plan.reuse) * len(plan.added_rows) + len(plan.full) * len(table)}  # fmt: skip
+    stats = {
+        "reused_images": len(plan.reuse),
+        "full_search_images": len(plan.full),
+        "added_rows": len(plan.added_rows),
+        "compared_pairs": len(plan.reuse) * len(plan.added_rows) + len(plan.full) * len(table),
+    }
     return Negatives(indices, sims), stats
 
 
-def previous_negatives(rows: Sequence[dict], k: int, policy: str, encoder_id: str) -> dict[str, list[tuple[str, float]]]:
+def previous_negatives(
+    rows: Sequence[dict], k: int, policy: str, encoder_id: str
+) -> dict[str, list[tuple[str, float]]]:
     """Stored negatives Parquet rows -> {generated image id: [(negative id, similarity)] by rank}, only rows of
     the same k, policy and encoder (anything else is mined again; a generated image's id names its generator)."""
     by = {}

@@ -26,10 +26,16 @@ from .world import World
 
 PROMPTS_FILE = "prompts.parquet"
 PROMPT_SCHEMA = pa.schema(
-    [("prompt_id", pa.string()), ("prompt", pa.string()), ("concept", pa.string()),
-     ("generator_split", pa.string()), ("retriever_split", pa.string()), ("template", pa.string()),
-     ("protocol", pa.string())]
-)  # fmt: skip
+    [
+        ("prompt_id", pa.string()),
+        ("prompt", pa.string()),
+        ("concept", pa.string()),
+        ("generator_split", pa.string()),
+        ("retriever_split", pa.string()),
+        ("template", pa.string()),
+        ("protocol", pa.string()),
+    ]
+)
 PROTOCOLS = ("unseen_concepts", "seen_concepts")
 
 
@@ -48,8 +54,9 @@ def prompt_id(prompt: str, concept: str, protocol: str = "unseen_concepts", spli
     """Stable id of a prompt. Under seen_concepts the same text is another prompt per split (a single shared
     template gives three prompts); unseen-concepts ids are those of every earlier version (its stored images
     stay valid)."""
-    key = (f"{concept}\x00{prompt}" if protocol == "unseen_concepts"
-           else f"{protocol}\x00{split}\x00{concept}\x00{prompt}")  # fmt: skip
+    key = (
+        f"{concept}\x00{prompt}" if protocol == "unseen_concepts" else f"{protocol}\x00{split}\x00{concept}\x00{prompt}"
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -77,8 +84,14 @@ def split_concepts(world: World, fractions: tuple[float, float, float], seed: in
     return out
 
 
-def build_prompts(world: World, templates: tuple[str, ...], fractions, seed: int,
-                  protocols: tuple[str, ...] = ("unseen_concepts",), seen_templates: dict | None = None) -> list[Prompt]:  # fmt: skip
+def build_prompts(
+    world: World,
+    templates: tuple[str, ...],
+    fractions,
+    seed: int,
+    protocols: tuple[str, ...] = ("unseen_concepts",),
+    seen_templates: dict | None = None,
+) -> list[Prompt]:
     """``seen_templates``: retriever split -> templates of the seen-concepts protocol (train, val, eval)."""
     prompts = []
     if "unseen_concepts" in protocols:
@@ -86,8 +99,11 @@ def build_prompts(world: World, templates: tuple[str, ...], fractions, seed: int
         for concept in world.concepts:
             for template in templates:
                 text = template.format(concept=concept)
-                prompts.append(Prompt(prompt_id(text, concept), text, concept, world.concept_split[concept],
-                                      part[concept], template))  # fmt: skip
+                prompts.append(
+                    Prompt(
+                        prompt_id(text, concept), text, concept, world.concept_split[concept], part[concept], template
+                    )
+                )
     if "seen_concepts" in protocols:
         if not seen_templates:
             raise ValueError("the seen_concepts protocol needs its train/val/eval templates")
@@ -95,8 +111,17 @@ def build_prompts(world: World, templates: tuple[str, ...], fractions, seed: int
             for concept in world.concepts:
                 for template in seen_templates[split]:
                     text = template.format(concept=concept)
-                    prompts.append(Prompt(prompt_id(text, concept, "seen_concepts", split), text, concept,
-                                          world.concept_split[concept], split, template, "seen_concepts"))  # fmt: skip
+                    prompts.append(
+                        Prompt(
+                            prompt_id(text, concept, "seen_concepts", split),
+                            text,
+                            concept,
+                            world.concept_split[concept],
+                            split,
+                            template,
+                            "seen_concepts",
+                        )
+                    )
     return prompts
 
 

@@ -28,12 +28,26 @@ from .vector_table import search_batch
 
 ARMS = ("none", "oracle", "clip", "contrastive", "reflective")
 SCHEMA = pa.schema(
-    [("arm", pa.string()), ("retriever_seed", pa.int64()), ("prompt_id", pa.string()), ("prompt", pa.string()),
-     ("concept", pa.string()), ("generator_split", pa.string()), ("seed", pa.int64()), ("path", pa.string()),
-     ("retrieved_id", pa.string()), ("retrieved_path", pa.string()), ("retrieved_concept", pa.string()),
-     ("retrieved_style", pa.string()), ("similarity", pa.float32()), ("retriever_id", pa.string()),
-     ("generator_id", pa.string()), ("table_name", pa.string()), ("table_version", pa.int64())]
-)  # fmt: skip
+    [
+        ("arm", pa.string()),
+        ("retriever_seed", pa.int64()),
+        ("prompt_id", pa.string()),
+        ("prompt", pa.string()),
+        ("concept", pa.string()),
+        ("generator_split", pa.string()),
+        ("seed", pa.int64()),
+        ("path", pa.string()),
+        ("retrieved_id", pa.string()),
+        ("retrieved_path", pa.string()),
+        ("retrieved_concept", pa.string()),
+        ("retrieved_style", pa.string()),
+        ("similarity", pa.float32()),
+        ("retriever_id", pa.string()),
+        ("generator_id", pa.string()),
+        ("table_name", pa.string()),
+        ("table_version", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +64,11 @@ def retrieve_top1(retriever: ClipBundle, prompts: Sequence[Prompt], table, index
 
     stored_model, dim = table_model(table)
     if retriever.dim != dim:  # before any query: a checkpoint of another model or size
-        raise ValueError(f"retriever {retriever.model_id} embeds text in {retriever.dim} dimensions, the table holds "
-                         f"{dim}-dimensional embeddings of {stored_model}: use a retriever trained on this table's "
-                         "encoder, or rematerialize the retriever")  # fmt: skip
+        raise ValueError(
+            f"retriever {retriever.model_id} embeds text in {retriever.dim} dimensions, the table holds "
+            f"{dim}-dimensional embeddings of {stored_model}: use a retriever trained on this table's "
+            "encoder, or rematerialize the retriever"
+        )
     text = retriever.embed_texts([p.prompt for p in prompts]).numpy()
     out = []
     for rows in search_batch(table, text, 1, index):  # every prompt in one batched query per chunk
@@ -98,17 +114,29 @@ def image_path(generator_id: str, prompt_id: str, retrieved_id: str | None, seed
     return Path("images") / gen / prompt_id / f"{retrieved_id or 'none'}_{seed}.png"
 
 
-def current_rows(manifest: list[dict], generator_id: str, retriever_ids: dict[tuple[str, int | None], str]) -> list[dict]:
+def current_rows(
+    manifest: list[dict], generator_id: str, retriever_ids: dict[tuple[str, int | None], str]
+) -> list[dict]:
     """The manifest rows of this generator and these retrievers (rows of retrained or dropped retrievers and
     of other generators stay on disk for reuse but are not the current result)."""
-    return [r for r in manifest if r["generator_id"] == generator_id
-            and retriever_ids.get((r["arm"], r["retriever_seed"])) == r["retriever_id"]]  # fmt: skip
+    return [
+        r
+        for r in manifest
+        if r["generator_id"] == generator_id and retriever_ids.get((r["arm"], r["retriever_seed"])) == r["retriever_id"]
+    ]
 
 
 def generate_arms(
-    generator: Generator, retrievers: dict[str, list[tuple[int | None, ClipBundle | None]]],
-    prompts: Sequence[Prompt], seeds: Sequence[int], table, index: IndexConfig, folder: Path,
-    batch_size: int = 64, progress: bool = True, tables: dict | None = None,
+    generator: Generator,
+    retrievers: dict[str, list[tuple[int | None, ClipBundle | None]]],
+    prompts: Sequence[Prompt],
+    seeds: Sequence[int],
+    table,
+    index: IndexConfig,
+    folder: Path,
+    batch_size: int = 64,
+    progress: bool = True,
+    tables: dict | None = None,
 ) -> dict:
     """Every (arm, retriever seed, prompt, seed) row not yet in the manifest; each distinct (prompt, retrieved
     image, seed) is generated once. Resumable batch by batch. ``retrievers[arm]``: (training seed, model)
@@ -119,10 +147,14 @@ def generate_arms(
     existing = read_manifest(folder)
     done = set()
     if existing is not None:
-        missing = {"arm", "retriever_seed", "retriever_id", "prompt_id", "seed", "generator_id"} - set(existing.column_names)
+        missing = {"arm", "retriever_seed", "retriever_id", "prompt_id", "seed", "generator_id"} - set(
+            existing.column_names
+        )
         if missing:
-            raise ValueError(f"the RAG manifest in {folder} was written by an older version of realrag (no column(s) "
-                             f"{sorted(missing)}): move that folder away and materialize rag_images again")  # fmt: skip
+            raise ValueError(
+                f"the RAG manifest in {folder} was written by an older version of realrag (no column(s) "
+                f"{sorted(missing)}): move that folder away and materialize rag_images again"
+            )
         for r in existing.to_pylist():
             done.add((r["arm"], r["retriever_seed"], r["retriever_id"], r["prompt_id"], r["seed"], r["generator_id"]))
     rows_todo = []
@@ -157,15 +189,31 @@ def generate_arms(
     for i in range(0, len(rows_todo), 4096):  # rows only after their images exist
         rows = {f.name: [] for f in SCHEMA}
         for arm, rseed, rid, p, hit, s, searched in rows_todo[i : i + 4096]:
-            values = {"arm": arm, "retriever_seed": rseed, "prompt_id": p.prompt_id, "prompt": p.prompt,
-                      "concept": p.concept, "generator_split": p.generator_split, "seed": s,
-                      "path": str(image_path(gid, p.prompt_id, hit.id if hit else None, s)),
-                      "retrieved_id": hit.id if hit else None, "retrieved_path": hit.path if hit else None,
-                      "retrieved_concept": hit.concept if hit else None, "retrieved_style": hit.style if hit else None,
-                      "similarity": hit.similarity if hit else None, "retriever_id": rid,
-                      "generator_id": gid, "table_name": searched.name, "table_version": searched.version}  # fmt: skip
+            values = {
+                "arm": arm,
+                "retriever_seed": rseed,
+                "prompt_id": p.prompt_id,
+                "prompt": p.prompt,
+                "concept": p.concept,
+                "generator_split": p.generator_split,
+                "seed": s,
+                "path": str(image_path(gid, p.prompt_id, hit.id if hit else None, s)),
+                "retrieved_id": hit.id if hit else None,
+                "retrieved_path": hit.path if hit else None,
+                "retrieved_concept": hit.concept if hit else None,
+                "retrieved_style": hit.style if hit else None,
+                "similarity": hit.similarity if hit else None,
+                "retriever_id": rid,
+                "generator_id": gid,
+                "table_name": searched.name,
+                "table_version": searched.version,
+            }
             for k, v in values.items():
                 rows[k].append(v)
         append_part(folder, rows, SCHEMA)
-    return {"rows_added": len(rows_todo), "generated": len(images_todo),
-            "shared_images": len(rows_todo) - len(images_todo), "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+    return {
+        "rows_added": len(rows_todo),
+        "generated": len(images_todo),
+        "shared_images": len(rows_todo) - len(images_todo),
+        "seconds": round(time.perf_counter() - start, 2),
+    }

@@ -19,23 +19,36 @@ from .sources import ImageRecord
 from .vector_table import search, table_model
 
 
-def fid_reference_set(records: Iterable[ImageRecord], style: str, concepts_by_split: dict[str, set[str]],
-                      clip: ClipBundle | None = None, table=None, index_cfg=None,
-                      threshold: float | None = None) -> tuple[dict[str, list[tuple[str, object]]], dict]:  # fmt: skip
+def fid_reference_set(
+    records: Iterable[ImageRecord],
+    style: str,
+    concepts_by_split: dict[str, set[str]],
+    clip: ClipBundle | None = None,
+    table=None,
+    index_cfg=None,
+    threshold: float | None = None,
+) -> tuple[dict[str, list[tuple[str, object]]], dict]:
     """``{split: [(concept, image)]}`` of ``style``'s images of each split's concepts, and a report of what was
     left out (undecodable, near-duplicates of database images with the database id and cosine)."""
     wanted = {c: split for split, cs in concepts_by_split.items() for c in cs}
     chosen = [r for r in records if r.style == style and r.concept in wanted]
     images, kept = load_images(chosen)
-    report = {"style": style, "listed": len(chosen), "undecodable": len(chosen) - len(kept), "threshold": threshold,
-              "near_duplicates": []}  # fmt: skip
+    report = {
+        "style": style,
+        "listed": len(chosen),
+        "undecodable": len(chosen) - len(kept),
+        "threshold": threshold,
+        "near_duplicates": [],
+    }
     if threshold is not None and images:
         if clip is None or table is None:
             raise ValueError("the near-duplicate check needs the base CLIP and the database table")
         model_id, _ = table_model(table)
         if model_id != clip.model_id:
-            raise ValueError(f"the database table was embedded by {model_id}, not by the base CLIP {clip.model_id}: "
-                             "materialize image_embeddings first")  # fmt: skip
+            raise ValueError(
+                f"the database table was embedded by {model_id}, not by the base CLIP {clip.model_id}: "
+                "materialize image_embeddings first"
+            )
         with torch.no_grad():
             emb = clip.embed_images(images).numpy()
 
@@ -44,8 +57,9 @@ def fid_reference_set(records: Iterable[ImageRecord], style: str, concepts_by_sp
             return row["id"], 1.0 - row["_distance"]
 
         dups = near_duplicates(emb, nearest, threshold)
-        report["near_duplicates"] = [{**d, "path": str(kept[d["index"]].path), "concept": kept[d["index"]].concept}
-                                     for d in dups]  # fmt: skip
+        report["near_duplicates"] = [
+            {**d, "path": str(kept[d["index"]].path), "concept": kept[d["index"]].concept} for d in dups
+        ]
         drop = {d["index"] for d in dups}
         images = [im for i, im in enumerate(images) if i not in drop]
         kept = [r for i, r in enumerate(kept) if i not in drop]

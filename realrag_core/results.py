@@ -18,22 +18,44 @@ from .plots import image_grid
 from .rag import ARMS
 from .stats import crossed_bootstrap
 
-PAIRS = (("reflective", "contrastive"), ("contrastive", "clip"), ("clip", "none"), ("reflective", "clip"),
-         ("reflective", "none"), ("contrastive", "none"), ("oracle", "none"), ("oracle", "reflective"))  # fmt: skip
+PAIRS = (
+    ("reflective", "contrastive"),
+    ("contrastive", "clip"),
+    ("clip", "none"),
+    ("reflective", "clip"),
+    ("reflective", "none"),
+    ("contrastive", "none"),
+    ("oracle", "none"),
+    ("oracle", "reflective"),
+)
 
 
 def _row(arm, split, metric, value, n, lo=None, hi=None):
-    return {"arm": arm, "split": split, "metric": metric, "value": float(value), "n": int(n),
-            "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi)}  # fmt: skip
+    return {
+        "arm": arm,
+        "split": split,
+        "metric": metric,
+        "value": float(value),
+        "n": int(n),
+        "lo": None if lo is None else float(lo),
+        "hi": None if hi is None else float(hi),
+    }
 
 
 def _label(kind: str, rseed) -> str:
     return kind if rseed is None else f"{kind}@{rseed}"
 
 
-def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_concepts: Sequence[str],
-             reference: dict[str, list[tuple[str, Image.Image]]], caption: str, scorer: ClipBundle | None = None,
-             inception=None) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def evaluate(
+    manifest: list[dict],
+    rag_dir: Path,
+    judge: ClipBundle,
+    world_concepts: Sequence[str],
+    reference: dict[str, list[tuple[str, Image.Image]]],
+    caption: str,
+    scorer: ClipBundle | None = None,
+    inception=None,
+) -> tuple[list[dict], list[dict]]:
     """``reference[split]``: (concept, image) of the FID reference set (real images, disjoint from the
     database) for that split's evaluation concepts. ``scorer``: the CLIP-T/CLIP-I model (default: the judge);
     ``inception``: an ``InceptionConfig`` for standard fid/kid rows (default: none).
@@ -52,11 +74,18 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
     images = [Image.open(u[0]).convert("RGB") for u in unique]
     concepts = [u[2] for u in unique]
     acc = concept_accuracy(judge, images, concepts, list(world_concepts), caption)
-    clip = clip_scores(scorer or judge, images, [u[1] for u in unique], concepts,
-                       [pair for split in sorted(reference) for pair in reference[split]])  # fmt: skip
+    clip = clip_scores(
+        scorer or judge,
+        images,
+        [u[1] for u in unique],
+        concepts,
+        [pair for split in sorted(reference) for pair in reference[split]],
+    )
     by_key = {u: (acc[i], clip["clip_t"][i], clip["clip_i"][i], images[i]) for i, u in enumerate(unique)}
     for s in scored:
-        s["concept_acc"], s["clip_t"], s["clip_i"], s["image"] = by_key[(str(s["image_path"]), s["prompt"], s["concept"])]
+        s["concept_acc"], s["clip_t"], s["clip_i"], s["image"] = by_key[
+            (str(s["image_path"]), s["prompt"], s["concept"])
+        ]
     first_rseed = {}
     for s in scored:
         if s["retriever_seed"] is not None:
@@ -69,19 +98,26 @@ def evaluate(manifest: list[dict], rag_dir: Path, judge: ClipBundle, world_conce
             if not sel:
                 continue
             rseeds = sorted({s["retriever_seed"] for s in sel}, key=lambda x: -1 if x is None else x)
-            groups_of = [(kind, sel)] + ([(_label(kind, r), [s for s in sel if s["retriever_seed"] == r]) for r in rseeds]
-                                         if len(rseeds) > 1 else [])  # fmt: skip
+            groups_of = [(kind, sel)] + (
+                [(_label(kind, r), [s for s in sel if s["retriever_seed"] == r]) for r in rseeds]
+                if len(rseeds) > 1
+                else []
+            )
             for label, part in groups_of:
                 for metric in ("concept_acc", "clip_t", "clip_i"):
                     have = [s for s in part if not np.isnan(s[metric])]
                     if have:
-                        b = crossed_bootstrap([s[metric] for s in have], [s["concept"] for s in have],
-                                              [s["retriever_seed"] for s in have])  # fmt: skip
+                        b = crossed_bootstrap(
+                            [s[metric] for s in have], [s["concept"] for s in have], [s["retriever_seed"] for s in have]
+                        )
                         rows.append(_row(label, split, metric, b["mean"], b["n"], b["lo"], b["hi"]))
                 if kind in ARMS and kind != "none":
                     per = {(s["prompt_id"], s["retriever_seed"]): s for s in part}
-                    b = crossed_bootstrap([float(s["retrieved_concept"] == s["concept"]) for s in per.values()],
-                                          [s["concept"] for s in per.values()], [k[1] for k in per])  # fmt: skip
+                    b = crossed_bootstrap(
+                        [float(s["retrieved_concept"] == s["concept"]) for s in per.values()],
+                        [s["concept"] for s in per.values()],
+                        [k[1] for k in per],
+                    )
                     rows.append(_row(label, split, "retrieval_acc", b["mean"], b["n"], b["lo"], b["hi"]))
                     if label == kind:
                         for style, count in Counter(s["retrieved_style"] for s in part).items():
@@ -127,22 +163,39 @@ def paired_comparisons(scored: list[dict]) -> list[dict]:
                     pairs += [(key, ra[r], rb[r]) for r in sorted(set(ra) & set(rb))]
             if not pairs:
                 continue
-            boot = crossed_bootstrap([x["concept_acc"] - y["concept_acc"] for _, x, y in pairs],
-                                     [x["concept"] for _, x, _ in pairs],
-                                     [x["retriever_seed"] if x["retriever_seed"] is not None else y["retriever_seed"]
-                                      for _, x, y in pairs])  # fmt: skip
-            retrievals = {(k[0], x["retriever_seed"], y["retriever_seed"]): x.get("retrieved_id") != y.get("retrieved_id")
-                          for k, x, y in pairs}  # fmt: skip
-            out.append({"a": a, "b": b, "split": split, "metric": "concept_acc", "diff": boot["mean"],
-                        "lo": boot["lo"], "hi": boot["hi"], "se": boot["se"], "mde": boot["mde"], "n": len(pairs),
-                        "prompts": len({k[0] for k, _, _ in pairs}), "concepts": boot["concepts"],
-                        "retriever_seeds": boot["seeds"],
-                        "different_retrievals": float(np.mean(list(retrievals.values())))})  # fmt: skip
+            boot = crossed_bootstrap(
+                [x["concept_acc"] - y["concept_acc"] for _, x, y in pairs],
+                [x["concept"] for _, x, _ in pairs],
+                [x["retriever_seed"] if x["retriever_seed"] is not None else y["retriever_seed"] for _, x, y in pairs],
+            )
+            retrievals = {
+                (k[0], x["retriever_seed"], y["retriever_seed"]): x.get("retrieved_id") != y.get("retrieved_id")
+                for k, x, y in pairs
+            }
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "split": split,
+                    "metric": "concept_acc",
+                    "diff": boot["mean"],
+                    "lo": boot["lo"],
+                    "hi": boot["hi"],
+                    "se": boot["se"],
+                    "mde": boot["mde"],
+                    "n": len(pairs),
+                    "prompts": len({k[0] for k, _, _ in pairs}),
+                    "concepts": boot["concepts"],
+                    "retriever_seeds": boot["seeds"],
+                    "different_retrievals": float(np.mean(list(retrievals.values()))),
+                }
+            )
     return out
 
 
-def write_results(rows: list[dict], paired: list[dict], folder: Path,
-                  min_fid_samples: int = MIN_FID_SAMPLES) -> dict[str, Path]:  # fmt: skip
+def write_results(
+    rows: list[dict], paired: list[dict], folder: Path, min_fid_samples: int = MIN_FID_SAMPLES
+) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "results.parquet")
     pq.write_table(pa.Table.from_pylist(paired), folder / "paired.parquet")
@@ -170,14 +223,17 @@ def gap_closed(index: dict, split: str) -> dict[str, float]:
     none, oracle = index.get(("none", split, "concept_acc")), index.get(("oracle", split, "concept_acc"))
     if none is None or oracle is None or oracle["value"] - none["value"] <= 0:
         return {}
-    return {arm: (index[(arm, split, "concept_acc")]["value"] - none["value"]) / (oracle["value"] - none["value"])
-            for arm in ARMS if arm not in ("none", "oracle") and (arm, split, "concept_acc") in index}  # fmt: skip
+    return {
+        arm: (index[(arm, split, "concept_acc")]["value"] - none["value"]) / (oracle["value"] - none["value"])
+        for arm in ARMS
+        if arm not in ("none", "oracle") and (arm, split, "concept_acc") in index
+    }
 
 
 PROTOCOL_TITLES = {
     "unseen_concepts": "protocol unseen_concepts: evaluation concepts the retrievers never trained on",
     "seen_concepts": "protocol seen_concepts (the paper's): every concept trains; evaluation prompts use templates "
-                     "the retrievers never trained or were chosen on",
+    "the retrievers never trained or were chosen on",
 }
 
 
@@ -193,9 +249,15 @@ def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int 
         return _protocol_markdown(rows, paired, min_fid_samples)
     parts = []
     for protocol in protocols:
-        parts += [f"## {PROTOCOL_TITLES.get(protocol, protocol)}", "",
-                  _protocol_markdown([r for r in rows if _protocol(r) == protocol],
-                                     [p for p in paired if _protocol(p) == protocol], min_fid_samples)]  # fmt: skip
+        parts += [
+            f"## {PROTOCOL_TITLES.get(protocol, protocol)}",
+            "",
+            _protocol_markdown(
+                [r for r in rows if _protocol(r) == protocol],
+                [p for p in paired if _protocol(p) == protocol],
+                min_fid_samples,
+            ),
+        ]
     return "\n".join(parts)
 
 
@@ -205,52 +267,94 @@ def _protocol_markdown(rows: list[dict], paired: list[dict], min_fid_samples: in
     metrics += [m for m in ("fid", "kid") if any(r["metric"] == m for r in rows)]
     lines = []
     for split in ("known", "novel"):
-        lines += [f"### {split} concepts (evaluation prompts only)", "",
-                  "| arm | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]  # fmt: skip
+        lines += [
+            f"### {split} concepts (evaluation prompts only)",
+            "",
+            "| arm | " + " | ".join(metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+        ]
         for arm in list(ARMS) + [f"copy_{a}" for a in ARMS if a != "none"]:
             cells = [_fmt(index.get((arm, split, m))) for m in metrics]
             if any(c != "-" for c in cells):
                 lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         gap = gap_closed(index, split)
         if gap:
-            lines += ["", "share of the none-to-oracle gap in concept_acc each arm closes: "
-                      + ", ".join(f"{arm} {share:+.2f}" for arm, share in gap.items())]  # fmt: skip
+            lines += [
+                "",
+                "share of the none-to-oracle gap in concept_acc each arm closes: "
+                + ", ".join(f"{arm} {share:+.2f}" for arm, share in gap.items()),
+            ]
         per_seed = sorted({r["arm"] for r in rows if "@" in r["arm"] and r["split"] == split})
         if per_seed:
-            lines += ["", "each training seed alone:", "", "| arm@seed | concept_acc | retrieval_acc |", "|---|---|---|"]
+            lines += [
+                "",
+                "each training seed alone:",
+                "",
+                "| arm@seed | concept_acc | retrieval_acc |",
+                "|---|---|---|",
+            ]
             for arm in per_seed:
-                lines.append(f"| {arm} | {_fmt(index.get((arm, split, 'concept_acc')))} | "
-                             f"{_fmt(index.get((arm, split, 'retrieval_acc')))} |")  # fmt: skip
+                lines.append(
+                    f"| {arm} | {_fmt(index.get((arm, split, 'concept_acc')))} | "
+                    f"{_fmt(index.get((arm, split, 'retrieval_acc')))} |"
+                )
         lines.append("")
     cost = known_cost(paired)
     if cost:
-        lines += ["### what retrieval costs on concepts the generator already knows", "",
-                  "known-concept accuracy of each arm minus `none` (paired, 95% CI): "
-                  + "; ".join(f"{p['a']} {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] "
-                              f"({'no worse' if p['lo'] >= 0 else 'worse' if p['hi'] < 0 else 'cannot tell'})"
-                              for p in cost), ""]  # fmt: skip
-    lines += ["### paired differences in judge concept accuracy (same prompts and seeds)", "",
-              "| a - b | split | diff [95% CI] | detectable min | n images | concepts x retriever seeds | "
-              "different retrievals |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "### what retrieval costs on concepts the generator already knows",
+            "",
+            "known-concept accuracy of each arm minus `none` (paired, 95% CI): "
+            + "; ".join(
+                f"{p['a']} {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] "
+                f"({'no worse' if p['lo'] >= 0 else 'worse' if p['hi'] < 0 else 'cannot tell'})"
+                for p in cost
+            ),
+            "",
+        ]
+    lines += [
+        "### paired differences in judge concept accuracy (same prompts and seeds)",
+        "",
+        "| a - b | split | diff [95% CI] | detectable min | n images | concepts x retriever seeds | "
+        "different retrievals |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for p in paired:
-        lines.append(f"| {p['a']} - {p['b']} | {p['split']} | {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] | "
-                     f"{p['mde']:.3f} | {p['n']} | {p['concepts']} x {p['retriever_seeds']} | "
-                     f"{p['different_retrievals']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {p['a']} - {p['b']} | {p['split']} | {p['diff']:+.3f} [{p['lo']:+.2f}, {p['hi']:+.2f}] | "
+            f"{p['mde']:.3f} | {p['n']} | {p['concepts']} x {p['retriever_seeds']} | "
+            f"{p['different_retrievals']:.2f} |"
+        )
     if paired:
-        lines += ["", "Intervals resample concepts and retriever training seeds together; the detectable minimum is "
-                      "2.8 standard errors (95% confidence, 80% power)."]  # fmt: skip
+        lines += [
+            "",
+            "Intervals resample concepts and retriever training seeds together; the detectable minimum is "
+            "2.8 standard errors (95% confidence, 80% power).",
+        ]
     n_fid = min((r["n"] for r in rows if r["metric"] in ("fid_judge", "fid")), default=0)
     if n_fid and n_fid < min_fid_samples:
-        lines += ["", f"Warning: FID/KID cells use as few as {n_fid} generated images (< {min_fid_samples}); "
-                      "FID is biased and unstable at this size, KID less so."]  # fmt: skip
+        lines += [
+            "",
+            f"Warning: FID/KID cells use as few as {n_fid} generated images (< {min_fid_samples}); "
+            "FID is biased and unstable at this size, KID less so.",
+        ]
     if any(r["metric"] == "fid_judge" for r in rows):
-        lines += ["", "fid_judge/kid_judge use the judge's features, not Inception's: they are not comparable with "
-                      "published FID numbers" + ("; fid/kid are the standard Inception protocol." if
-                                                 any(r["metric"] == "fid" for r in rows) else ".")]  # fmt: skip
+        lines += [
+            "",
+            "fid_judge/kid_judge use the judge's features, not Inception's: they are not comparable with "
+            "published FID numbers"
+            + ("; fid/kid are the standard Inception protocol." if any(r["metric"] == "fid" for r in rows) else "."),
+        ]
     return "\n".join(lines) + "\n"
 
 
-BAR_COLOURS = {"none": "#999", "oracle": "#c9b458", "clip": "#6a9fd4", "contrastive": "#f0a35e", "reflective": "#4caf50"}
+BAR_COLOURS = {
+    "none": "#999",
+    "oracle": "#c9b458",
+    "clip": "#6a9fd4",
+    "contrastive": "#f0a35e",
+    "reflective": "#4caf50",
+}
 
 
 def bar_chart(rows: list[dict], path: Path) -> Path:
@@ -262,10 +366,15 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
 
     protocols = list(dict.fromkeys(_protocol(r) for r in rows)) or ["unseen_concepts"]
     fig, grid = plt.subplots(len(protocols), 2, figsize=(10, 3.4 * len(protocols)), dpi=100, sharey=True, squeeze=False)
-    panels = [(protocol, split, ax) for protocol, axes in zip(protocols, grid) for split, ax in zip(("known", "novel"), axes)]
+    panels = [
+        (protocol, split, ax) for protocol, axes in zip(protocols, grid) for split, ax in zip(("known", "novel"), axes)
+    ]
     for protocol, split, ax in panels:
-        sel = [r for r in rows if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS
-               and _protocol(r) == protocol]  # fmt: skip
+        sel = [
+            r
+            for r in rows
+            if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS and _protocol(r) == protocol
+        ]
         sel.sort(key=lambda r: ARMS.index(r["arm"]))
         x = np.arange(len(sel))
         err = [[r["value"] - r["lo"] for r in sel], [r["hi"] - r["value"] for r in sel]]
@@ -293,9 +402,13 @@ def results_grid(manifest: list[dict], rag_dir: Path, max_prompts: int = 8) -> I
     cells, labels = [], []
     for d in chosen[:max_prompts]:
         c = d["none"]["concept"]
-        for img, lab in ((rag_dir / d["none"]["path"], "none"), (d["reflective"]["retrieved_path"], "ref: refl"),
-                         (rag_dir / d["reflective"]["path"], "reflective"), (d["clip"]["retrieved_path"], "ref: clip"),
-                         (rag_dir / d["clip"]["path"], "clip")):  # fmt: skip
+        for img, lab in (
+            (rag_dir / d["none"]["path"], "none"),
+            (d["reflective"]["retrieved_path"], "ref: refl"),
+            (rag_dir / d["reflective"]["path"], "reflective"),
+            (d["clip"]["retrieved_path"], "ref: clip"),
+            (rag_dir / d["clip"]["path"], "clip"),
+        ):
             cells.append(Image.open(img))
             labels.append(f"{lab} | {c}")
     return image_grid(cells, labels, 5, cell=72)

@@ -42,7 +42,9 @@ class TableView:
         """The same rows embedded by another image tower (a retriever whose image tower was trained)."""
         if self.pixels is None:
             raise ValueError("re-embedding the table needs its pixels (load_pixels)")
-        emb = torch.cat([clip.embed_pixels(self.pixels[i : i + batch_size]) for i in range(0, len(self.ids), batch_size)])
+        emb = torch.cat(
+            [clip.embed_pixels(self.pixels[i : i + batch_size]) for i in range(0, len(self.ids), batch_size)]
+        )
         return TableView(self.ids, self.concepts, emb, self.pixels)
 
     def __post_init__(self):
@@ -167,8 +169,10 @@ def validate(clip: ClipBundle, prompts: Sequence[Prompt], table: TableView) -> d
         if not sel:
             continue
         text = clip.embed_texts([p.prompt for p in sel])
-        out[split] = {**retrieval_accuracy(text, [p.concept for p in sel], table.embeddings, table.concepts),
-                      "queries": len(sel)}  # fmt: skip
+        out[split] = {
+            **retrieval_accuracy(text, [p.concept for p in sel], table.embeddings, table.concepts),
+            "queries": len(sel),
+        }
     return out
 
 
@@ -215,13 +219,24 @@ def validation_score(validation: dict) -> tuple[float, float]:
     n = sum(m["queries"] for m in validation.values())
     if not n:
         return 0.0, 0.0
-    return (sum(m["top1"] * m["queries"] for m in validation.values()) / n,
-            sum(m["top5"] * m["queries"] for m in validation.values()) / n)  # fmt: skip
+    return (
+        sum(m["top1"] * m["queries"] for m in validation.values()) / n,
+        sum(m["top5"] * m["queries"] for m in validation.values()) / n,
+    )
 
 
-def fit_one(cfg, base_folder: Path, train: Sequence[Prompt], val: Sequence[Prompt], table: TableView,
-            negatives_of: dict[str, list[str]], drop_positive: bool, lr: float, seed: int,
-            trainable: str | None = None) -> tuple[ClipBundle, dict]:  # fmt: skip
+def fit_one(
+    cfg,
+    base_folder: Path,
+    train: Sequence[Prompt],
+    val: Sequence[Prompt],
+    table: TableView,
+    negatives_of: dict[str, list[str]],
+    drop_positive: bool,
+    lr: float,
+    seed: int,
+    trainable: str | None = None,
+) -> tuple[ClipBundle, dict]:
     """Fine-tune a fresh copy of the base CLIP with one learning rate and seed; validate it (against the table
     as its own image tower embeds it)."""
     r = cfg.retriever
@@ -239,15 +254,35 @@ def fit_one(cfg, base_folder: Path, train: Sequence[Prompt], val: Sequence[Promp
                 best.update(score=score, step=step + 1, state=state)
 
     early = r.validate_every is not None and trainable != "both" and bool(val)
-    losses, seconds = timed(train_retriever, model, train, table, negatives_of, r.steps, r.batch_size, lr, seed,
-                            r.mask_same_concept, r.image_to_text, drop_positive, checkpoint if early else None,
-                            trainable)  # fmt: skip
+    losses, seconds = timed(
+        train_retriever,
+        model,
+        train,
+        table,
+        negatives_of,
+        r.steps,
+        r.batch_size,
+        lr,
+        seed,
+        r.mask_same_concept,
+        r.image_to_text,
+        drop_positive,
+        checkpoint if early else None,
+        trainable,
+    )
     if early:
         model.model.load_state_dict(best["state"])
     validation = validate(model, val, table.reembedded(model) if trainable == "both" else table)
-    return model, {"lr": lr, "seed": seed, "train_seconds": seconds, "final_loss": losses[-1], "losses": losses,
-                   "kept_step": best["step"] if early else r.steps,
-                   "validation": validation, "score": validation_score(validation)[0]}  # fmt: skip
+    return model, {
+        "lr": lr,
+        "seed": seed,
+        "train_seconds": seconds,
+        "final_loss": losses[-1],
+        "losses": losses,
+        "kept_step": best["step"] if early else r.steps,
+        "validation": validation,
+        "score": validation_score(validation)[0],
+    }
 
 
 def mean_validation(runs: Sequence[dict]) -> dict:
@@ -255,10 +290,15 @@ def mean_validation(runs: Sequence[dict]) -> dict:
     out = {}
     for split in sorted({s for run in runs for s in run["validation"]}):
         vals = [run["validation"][split] for run in runs if split in run["validation"]]
-        out[split] = {"top1": float(np.mean([v["top1"] for v in vals])), "top5": float(np.mean([v["top5"] for v in vals])),
-                      "mrr": float(np.mean([v.get("mrr", 0.0) for v in vals])),
-                      "top1_min": min(v["top1"] for v in vals), "top1_max": max(v["top1"] for v in vals),
-                      "queries": vals[0]["queries"], "seeds": len(vals)}  # fmt: skip
+        out[split] = {
+            "top1": float(np.mean([v["top1"] for v in vals])),
+            "top5": float(np.mean([v["top5"] for v in vals])),
+            "mrr": float(np.mean([v.get("mrr", 0.0) for v in vals])),
+            "top1_min": min(v["top1"] for v in vals),
+            "top1_max": max(v["top1"] for v in vals),
+            "queries": vals[0]["queries"],
+            "seeds": len(vals),
+        }
     return out
 
 
@@ -270,15 +310,34 @@ def current_folder(folder: Path) -> Path:
     return folder
 
 
-def fit_inputs_digest(cfg, base: ClipBundle, train: Sequence[Prompt], val: Sequence[Prompt], table: TableView,
-                      negatives_of: dict[str, list[str]], drop_positive: bool) -> str:  # fmt: skip
+def fit_inputs_digest(
+    cfg,
+    base: ClipBundle,
+    train: Sequence[Prompt],
+    val: Sequence[Prompt],
+    table: TableView,
+    negatives_of: dict[str, list[str]],
+    drop_positive: bool,
+) -> str:
     """Everything a fit's result depends on besides its learning rate and seed."""
     settings = cfg.retriever.model_dump(mode="json", exclude={"lr", "lr_grid", "seeds", "ablations"})
-    h = hashlib.sha256(json.dumps({
-        "base": base.model_id, "device": cfg.device, "precision": cfg.precision, "settings": settings,
-        "train": [(p.prompt_id, p.prompt, p.concept) for p in train], "val": [(p.prompt_id, p.prompt, p.concept, p.generator_split) for p in val],
-        "ids": table.ids, "concepts": table.concepts, "negatives": negatives_of, "drop_positive": drop_positive,
-    }, sort_keys=True).encode())  # fmt: skip
+    h = hashlib.sha256(
+        json.dumps(
+            {
+                "base": base.model_id,
+                "device": cfg.device,
+                "precision": cfg.precision,
+                "settings": settings,
+                "train": [(p.prompt_id, p.prompt, p.concept) for p in train],
+                "val": [(p.prompt_id, p.prompt, p.concept, p.generator_split) for p in val],
+                "ids": table.ids,
+                "concepts": table.concepts,
+                "negatives": negatives_of,
+                "drop_positive": drop_positive,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     h.update(table.embeddings.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:20]
 
@@ -313,10 +372,19 @@ class FitCache:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, table_version: int,
-                    negatives_rows: list[dict] | None, out_folder: Path, plot: Path, title: str,
-                    reembed: Callable[[ClipBundle], tuple[str, int]] | None = None,
-                    negatives_version: str | None = None) -> dict:  # fmt: skip
+def build_retriever(
+    cfg,
+    base_folder: Path,
+    prompts: Sequence[Prompt],
+    rows,
+    table_version: int,
+    negatives_rows: list[dict] | None,
+    out_folder: Path,
+    plot: Path,
+    title: str,
+    reembed: Callable[[ClipBundle], tuple[str, int]] | None = None,
+    negatives_version: str | None = None,
+) -> dict:
     """Train one retriever per seed (reflective when ``negatives_rows`` is given, the contrastive baseline when
     None). The learning rate is chosen on validation prompts from ``retriever.lr_grid`` with the first seed;
     the same code and grid serve both retrievers, so they get the same tuning budget. Each seed's model is
@@ -342,12 +410,17 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     first, *rest = r.seeds
     # every finished fit is kept in a sibling folder until the new retrievers are in place: a run killed half-way
     # resumes after its last finished fit instead of starting over (only fits of the very same inputs are reused)
-    fits = FitCache(out_folder.with_name(out_folder.name + ".fits"), base_folder, cfg,
-                    fit_inputs_digest(cfg, base, train, val, table, negatives_of, drop_positive))  # fmt: skip
+    fits = FitCache(
+        out_folder.with_name(out_folder.name + ".fits"),
+        base_folder,
+        cfg,
+        fit_inputs_digest(cfg, base, train, val, table, negatives_of, drop_positive),
+    )
 
     def fit(lr: float, seed: int) -> tuple[ClipBundle, dict]:
-        return fits.get(lr, seed, lambda: fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive,
-                                                  lr, seed))  # fmt: skip
+        return fits.get(
+            lr, seed, lambda: fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, lr, seed)
+        )
 
     grid, best = [], None
     for lr in r.learning_rates:
@@ -364,24 +437,59 @@ def build_retriever(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, tab
     # never a mix or half a file
     final, out_folder = out_folder, out_folder.with_name(out_folder.name + ".partial")
     shutil.rmtree(out_folder, ignore_errors=True)
-    common = {"reflective": negatives_rows is not None, "train_prompts": len(train), "val_prompts": len(val),
-              "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
-              "table_version": table_version, "negatives_version": negatives_version, "base_model_id": base.model_id, "settings": r.model_dump(mode="json"),
-              "negative_policy": cfg.mining.policy, "chosen_lr": chosen_lr, "validation_zero_shot": zero_shot}  # fmt: skip
+    common = {
+        "reflective": negatives_rows is not None,
+        "train_prompts": len(train),
+        "val_prompts": len(val),
+        "negatives_per_prompt": max((len(v) for v in negatives_of.values()), default=0),
+        "table_version": table_version,
+        "negatives_version": negatives_version,
+        "base_model_id": base.model_id,
+        "settings": r.model_dump(mode="json"),
+        "negative_policy": cfg.mining.policy,
+        "chosen_lr": chosen_lr,
+        "validation_zero_shot": zero_shot,
+    }
     seeds = []
     for model, run in runs:
         info = {**common, **{k: v for k, v in run.items() if k != "score"}}
         folder = out_folder / f"seed_{run['seed']}"
         info["model_id"] = model.model_id = save_retriever(model, base_folder, folder, info)
-        info["table_name"], info["search_table_version"] = reembed(model) if r.trainable == "both" else (None, table_version)
+        info["table_name"], info["search_table_version"] = (
+            reembed(model) if r.trainable == "both" else (None, table_version)
+        )
         (folder / RETRIEVER_FILE).write_text(json.dumps(info, indent=2))
-        seeds.append({k: v for k, v in info.items()
-                      if k in ("seed", "model_id", "train_seconds", "final_loss", "validation", "table_name",
-                               "search_table_version")})  # fmt: skip
-    loss_label = "self-reflective contrastive loss" if negatives_rows is not None else "contrastive loss (no reflective negatives)"
+        seeds.append(
+            {
+                k: v
+                for k, v in info.items()
+                if k
+                in (
+                    "seed",
+                    "model_id",
+                    "train_seconds",
+                    "final_loss",
+                    "validation",
+                    "table_name",
+                    "search_table_version",
+                )
+            }
+        )
+    loss_label = (
+        "self-reflective contrastive loss"
+        if negatives_rows is not None
+        else "contrastive loss (no reflective negatives)"
+    )
     line_plot(runs[0][1]["losses"], plot, f"{title}: {loss_label}, lr {chosen_lr:g}, seed {first}", "step", "loss")
-    report = {**common, "lr_grid": grid, "seeds": seeds, "validation": mean_validation([run for _, run in runs]),
-              "train_seconds": round(sum(g["train_seconds"] for g in grid) + sum(run["train_seconds"] for _, run in runs[1:]), 2)}  # fmt: skip
+    report = {
+        **common,
+        "lr_grid": grid,
+        "seeds": seeds,
+        "validation": mean_validation([run for _, run in runs]),
+        "train_seconds": round(
+            sum(g["train_seconds"] for g in grid) + sum(run["train_seconds"] for _, run in runs[1:]), 2
+        ),
+    }
     (out_folder / RETRIEVER_FILE).write_text(json.dumps(report, indent=2))
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -398,8 +506,9 @@ def ablation_protocol(cfg) -> str:
     return "unseen_concepts" if "unseen_concepts" in cfg.prompts.protocols else cfg.prompts.protocols[0]
 
 
-def load_retrievers(folder: Path, device: str = "cpu",
-                    precision: str = "float32") -> list[tuple[int, ClipBundle, str | None]]:  # fmt: skip
+def load_retrievers(
+    folder: Path, device: str = "cpu", precision: str = "float32"
+) -> list[tuple[int, ClipBundle, str | None]]:
     """Every training seed's model a retriever asset saved, in seed order, with the name of the table its
     own image tower embedded (None: the shared table, the image tower was frozen)."""
     folder = current_folder(folder)
@@ -407,5 +516,7 @@ def load_retrievers(folder: Path, device: str = "cpu",
     if not info_path.is_file():
         raise FileNotFoundError(f"no {RETRIEVER_FILE} in {folder}: materialize the retriever first")
     seeds = json.loads(info_path.read_text())["seeds"]
-    return [(s["seed"], load_retriever(folder / f"seed_{s['seed']}", device, precision)[0], s.get("table_name"))
-            for s in seeds]  # fmt: skip
+    return [
+        (s["seed"], load_retriever(folder / f"seed_{s['seed']}", device, precision)[0], s.get("table_name"))
+        for s in seeds
+    ]

@@ -25,12 +25,25 @@ from .clip_backbone import load_clip
 from .mining import mine_negatives, negatives_table
 from .prompts import Prompt
 from .vector_table import VECTOR_COLUMN
-from .retriever import (TableView, fit_one, load_pixels, mean_validation, negatives_by_prompt, table_view,
-                        validation_score)  # fmt: skip
+from .retriever import (
+    TableView,
+    fit_one,
+    load_pixels,
+    mean_validation,
+    negatives_by_prompt,
+    table_view,
+    validation_score,
+)
 
 
-def control_negatives(kind: str, prompts: Sequence[Prompt], table: TableView, counts: dict[str, int],
-                      text_emb: torch.Tensor | None = None, seed: int = 0) -> dict[str, list[str]]:  # fmt: skip
+def control_negatives(
+    kind: str,
+    prompts: Sequence[Prompt],
+    table: TableView,
+    counts: dict[str, int],
+    text_emb: torch.Tensor | None = None,
+    seed: int = 0,
+) -> dict[str, list[str]]:
     """For each prompt, ``counts[prompt_id]`` database images of other concepts: ``random`` ones (seeded), or the
     ``text_nearest`` ones to the prompt's text embedding ``text_emb`` (rows aligned with ``prompts``)."""
     rng = random.Random(seed)
@@ -64,9 +77,19 @@ def remine(generated, rows, k: int, policy: str, table_version: int) -> list[dic
     return negatives_table(generated, rows, neg, table_version, policy).to_pylist()
 
 
-def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, generated, negatives_rows: list[dict],
-                  table_version: int, reflective: dict, contrastive: dict, progress=None,
-                  other_generated: dict | None = None) -> list[dict]:  # fmt: skip
+def run_ablations(
+    cfg,
+    base_folder: Path,
+    prompts: Sequence[Prompt],
+    rows,
+    generated,
+    negatives_rows: list[dict],
+    table_version: int,
+    reflective: dict,
+    contrastive: dict,
+    progress=None,
+    other_generated: dict | None = None,
+) -> list[dict]:
     """One row per variant: validation top-1/top-5 per generator split, mean over the ablation seeds."""
     a = cfg.retriever.ablations
     table = table_view(rows)
@@ -75,27 +98,57 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
     lr = reflective["chosen_lr"]
     reflective_of = negatives_by_prompt(negatives_rows)
     counts = {pid: len(ids) for pid, ids in reflective_of.items()}
-    variants: list[tuple[str, str, dict, bool, str | None]] = []  # name, what changed, negatives, drop positive, trainable
+    variants: list[
+        tuple[str, str, dict, bool, str | None]
+    ] = []  # name, what changed, negatives, drop positive, trainable
     base = load_clip(base_folder, cfg.device, cfg.precision)
     text_emb = base.embed_texts([p.prompt for p in train])
     for kind in a.controls:
-        variants.append((f"control_{kind}", f"{kind} negatives, same count as reflective",
-                         control_negatives(kind, train, table, counts, text_emb, seed=cfg.prompts.seed), False, None))  # fmt: skip
+        variants.append(
+            (
+                f"control_{kind}",
+                f"{kind} negatives, same count as reflective",
+                control_negatives(kind, train, table, counts, text_emb, seed=cfg.prompts.seed),
+                False,
+                None,
+            )
+        )
     for policy in a.policies:
         if policy != cfg.mining.policy:
             mined = remine(generated, rows, cfg.mining.k, policy, table_version)
-            variants.append((f"policy_{policy}", f"negative policy {policy}", negatives_by_prompt(mined),
-                             policy == "exclude_positive", None))  # fmt: skip
+            variants.append(
+                (
+                    f"policy_{policy}",
+                    f"negative policy {policy}",
+                    negatives_by_prompt(mined),
+                    policy == "exclude_positive",
+                    None,
+                )
+            )
     for k in a.k:
         if k != cfg.mining.k:
             mined = remine(generated, rows, k, cfg.mining.policy, table_version)
-            variants.append((f"k_{k}", f"k={k} negatives per generated image", negatives_by_prompt(mined),
-                             cfg.mining.policy == "exclude_positive", None))  # fmt: skip
+            variants.append(
+                (
+                    f"k_{k}",
+                    f"k={k} negatives per generated image",
+                    negatives_by_prompt(mined),
+                    cfg.mining.policy == "exclude_positive",
+                    None,
+                )
+            )
     drop_main = cfg.mining.policy == "exclude_positive"
     for name, manifest in (other_generated or {}).items():  # the same prompts and seeds, another generator's G(T)
         mined = remine(manifest, rows, cfg.mining.k, cfg.mining.policy, table_version)
-        variants.append((f"generator_{name}", f"negatives mined from the {name} generator's G(T)",
-                         negatives_by_prompt(mined), drop_main, None))  # fmt: skip
+        variants.append(
+            (
+                f"generator_{name}",
+                f"negatives mined from the {name} generator's G(T)",
+                negatives_by_prompt(mined),
+                drop_main,
+                None,
+            )
+        )
     for part in a.trainable:
         if part != cfg.retriever.trainable:
             if part == "both" and table.pixels is None:
@@ -103,7 +156,9 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
             variants.append((f"trainable_{part}", f"trainable towers: {part}", reflective_of, drop_main, part))
     out = [_row("zero_shot", "base CLIP, no fine-tuning", None, [{"validation": reflective["validation_zero_shot"]}])]
     for name, report in (("contrastive", contrastive), ("reflective", reflective)):
-        out.append(_row(name, f"main {name} retriever (lr {report['chosen_lr']:g})", report["chosen_lr"], report["seeds"]))
+        out.append(
+            _row(name, f"main {name} retriever (lr {report['chosen_lr']:g})", report["chosen_lr"], report["seeds"])
+        )
         for g in report["lr_grid"]:
             out.append(_row(f"{name}_lr_{g['lr']:g}", f"{name}, lr grid, seed {g['seed']}", g["lr"], [g]))
     for name, changed, negatives_of, drop, trainable in variants:
@@ -122,8 +177,17 @@ def run_ablations(cfg, base_folder: Path, prompts: Sequence[Prompt], rows, gener
 def _row(name: str, changed: str, lr: float | None, runs: Sequence[dict]) -> dict:
     v = mean_validation(runs)
     top1, top5 = validation_score(v)
-    row = {"variant": name, "changed": changed, "lr": lr, "seeds": len(runs), "val_top1": top1, "val_top5": top5,
-           "val_top1_min": None, "val_top1_max": None, "negatives_per_prompt": None}  # fmt: skip
+    row = {
+        "variant": name,
+        "changed": changed,
+        "lr": lr,
+        "seeds": len(runs),
+        "val_top1": top1,
+        "val_top5": top5,
+        "val_top1_min": None,
+        "val_top1_max": None,
+        "negatives_per_prompt": None,
+    }
     if len(runs) > 1:
         pooled = [validation_score(r["validation"])[0] for r in runs]
         row["val_top1_min"], row["val_top1_max"] = min(pooled), max(pooled)
@@ -131,15 +195,21 @@ def _row(name: str, changed: str, lr: float | None, runs: Sequence[dict]) -> dic
     row["val_mrr"] = sum(m.get("mrr", 0.0) * m["queries"] for m in v.values()) / n if n else 0.0
     for split in ("known", "novel"):
         m = v.get(split, {})
-        row[f"{split}_top1"], row[f"{split}_top5"], row[f"{split}_queries"] = m.get("top1"), m.get("top5"), m.get("queries")
+        row[f"{split}_top1"], row[f"{split}_top5"], row[f"{split}_queries"] = (
+            m.get("top1"),
+            m.get("top5"),
+            m.get("queries"),
+        )
     return row
 
 
 def write_ablations(rows: list[dict], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "retriever_ablations.parquet")
-    lines = ["| variant | what changed | lr | seeds | val top-1 (all) [seed range] | top-5 | MRR | known top-1 | novel top-1 |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| variant | what changed | lr | seeds | val top-1 (all) [seed range] | top-5 | MRR | known top-1 | novel top-1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
@@ -147,9 +217,11 @@ def write_ablations(rows: list[dict], folder: Path) -> dict[str, Path]:
     for r in rows:
         spread = f" [{r['val_top1_min']:.3f}, {r['val_top1_max']:.3f}]" if r["val_top1_min"] is not None else ""
         lr = "-" if r["lr"] is None else format(r["lr"], "g")
-        lines.append(f"| {r['variant']} | {r['changed']} | {lr} | {r['seeds']} | "
-                     f"{r['val_top1']:.3f}{spread} | {r['val_top5']:.3f} | {r['val_mrr']:.3f} | {f(r['known_top1'])} (n={r['known_queries']}) | "
-                     f"{f(r['novel_top1'])} (n={r['novel_queries']}) |")  # fmt: skip
+        lines.append(
+            f"| {r['variant']} | {r['changed']} | {lr} | {r['seeds']} | "
+            f"{r['val_top1']:.3f}{spread} | {r['val_top5']:.3f} | {r['val_mrr']:.3f} | {f(r['known_top1'])} (n={r['known_queries']}) | "
+            f"{f(r['novel_top1'])} (n={r['novel_queries']}) |"
+        )
     md = folder / "retriever_ablations.md"
     md.write_text("\n".join(lines) + "\n")
     chart = folder / "retriever_ablations.png"

@@ -31,8 +31,10 @@ def in_shards(prompts: Sequence[T], selected: Iterable[str], count: int, key=lam
     wanted = set(selected)
     unknown = wanted - set(names)
     if unknown:
-        raise ValueError(f"unknown prompt shards {sorted(unknown)}: this code location has {count} shards "
-                         f"({names[0]} .. {names[-1]})")  # fmt: skip
+        raise ValueError(
+            f"unknown prompt shards {sorted(unknown)}: this code location has {count} shards "
+            f"({names[0]} .. {names[-1]})"
+        )
     chosen = {names.index(s) for s in wanted}
     return [p for p in prompts if shard_of(key(p), count) in chosen]
 
@@ -49,14 +51,17 @@ def missing_shards(expected: Iterable[tuple[str, int]], done: Iterable[tuple[str
     return dict(sorted(out.items()))
 
 
-def require_complete(stage: str, expected: Iterable[tuple[str, int]], done: Iterable[tuple[str, int]],
-                     count: int) -> None:  # fmt: skip
+def require_complete(
+    stage: str, expected: Iterable[tuple[str, int]], done: Iterable[tuple[str, int]], count: int
+) -> None:
     """A clear error naming the shards to backfill when a downstream stage would see a partial upstream."""
     missing = missing_shards(expected, done, count)
     if missing:
         listed = ", ".join(f"{name} ({n})" for name, n in list(missing.items())[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        raise ValueError(f"{stage} is incomplete: {sum(missing.values())} (prompt, seed) pairs have no image, in "
-                         f"shards {listed}{more}. Materialize those partitions of {stage} first (a backfill of the "
-                         f"missing shards in the UI, or on the command line: asset materialize --select {stage} --partition-range "
-                         f"{shard_names(count)[0]}...{shard_names(count)[-1]}).")  # fmt: skip
+        raise ValueError(
+            f"{stage} is incomplete: {sum(missing.values())} (prompt, seed) pairs have no image, in "
+            f"shards {listed}{more}. Materialize those partitions of {stage} first (a backfill of the "
+            f"missing shards in the UI, or on the command line: asset materialize --select {stage} --partition-range "
+            f"{shard_names(count)[0]}...{shard_names(count)[-1]})."
+        )

@@ -97,8 +97,9 @@ def iter_caption_file(image_dir: Path, captions: Path, with_errors: bool = False
         path = image_dir / rel
         if error is None and any(_not_utf8(v) for v in (rel, caption, concept, style)):
             error = "the captions file's row is not valid UTF-8"
-            rel, caption, concept, style = (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                                            for v in (rel, caption, concept, style))  # fmt: skip
+            rel, caption, concept, style = (
+                v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for v in (rel, caption, concept, style)
+            )
             path = image_dir / rel
         elif error is None and not confined(path, root):
             error = "path leads outside the source folder"
@@ -122,8 +123,14 @@ def held_out(name: str, fraction: float) -> bool:
     return fraction > 0 and int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def iter_class_folders(root: Path, template: str, style: str, held_out_fraction: float = 0.0,
-                       held_out_style: str = "held_out", with_errors: bool = False) -> Iterator[ImageRecord]:  # fmt: skip
+def iter_class_folders(
+    root: Path,
+    template: str,
+    style: str,
+    held_out_fraction: float = 0.0,
+    held_out_style: str = "held_out",
+    with_errors: bool = False,
+) -> Iterator[ImageRecord]:
     resolved = root.resolve()
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         concept = class_dir.name.replace("_", " ")
@@ -132,9 +139,13 @@ def iter_class_folders(root: Path, template: str, style: str, held_out_fraction:
             for entry in sorted(entries, key=lambda e: e.name):
                 if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
                     chosen = held_out_style if held_out(f"{class_dir.name}/{entry.name}", held_out_fraction) else style
-                    error = ("file name is not valid UTF-8" if _not_utf8(entry.name) else
-                             "path leads outside the source folder"
-                             if entry.is_symlink() and not confined(Path(entry.path), resolved) else None)  # fmt: skip
+                    error = (
+                        "file name is not valid UTF-8"
+                        if _not_utf8(entry.name)
+                        else "path leads outside the source folder"
+                        if entry.is_symlink() and not confined(Path(entry.path), resolved)
+                        else None
+                    )
                     if error:
                         if with_errors:
                             yield ImageRecord(Path(entry.path), caption, concept, chosen, error)
@@ -153,8 +164,14 @@ def iter_records(source, with_errors: bool = False) -> Iterator[ImageRecord]:
     if isinstance(source, CaptionFileSourceConfig):
         return iter_caption_file(source.image_dir, source.captions, with_errors)
     if isinstance(source, ClassFolderSourceConfig):
-        return iter_class_folders(source.root, source.caption_template, source.style, source.held_out_fraction,
-                                  source.held_out_style, with_errors)  # fmt: skip
+        return iter_class_folders(
+            source.root,
+            source.caption_template,
+            source.style,
+            source.held_out_fraction,
+            source.held_out_style,
+            with_errors,
+        )
     raise TypeError(f"unknown source config {type(source).__name__}")
 
 
@@ -168,8 +185,14 @@ def load_hf_dataset(source: HFDatasetSourceConfig):
     if (local / "dataset_info.json").is_file() and (local / "state.json").is_file():  # save_to_disk layout
         data = datasets.load_from_disk(str(local))
         return data[source.split] if isinstance(data, datasets.DatasetDict) else data
-    return datasets.load_dataset(source.name, source.config_name, split=source.split, revision=source.revision,
-                                 cache_dir=str(source.cache_dir) if source.cache_dir else None, token=token)  # fmt: skip
+    return datasets.load_dataset(
+        source.name,
+        source.config_name,
+        split=source.split,
+        revision=source.revision,
+        cache_dir=str(source.cache_dir) if source.cache_dir else None,
+        token=token,
+    )
 
 
 def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> dict:
@@ -178,15 +201,24 @@ def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> d
     from PIL import Image
     from tqdm.auto import tqdm
 
-    key = hashlib.sha256(json.dumps(source.model_dump(mode="json", exclude={"image_dir", "cache_dir", "token_env"}),
-                                    sort_keys=True).encode()).hexdigest()[:16]  # fmt: skip
+    key = hashlib.sha256(
+        json.dumps(
+            source.model_dump(mode="json", exclude={"image_dir", "cache_dir", "token_env"}), sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
     out, stamp = source.image_dir, source.image_dir / ".export.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key and (out / MANIFEST_NAME).is_file():
         rows = list(iter_caption_file(out, out / MANIFEST_NAME))
-        return {"rebuilt": False, "images": len(rows), "concepts": len({r.concept for r in rows}),
-                "styles": sorted({r.style for r in rows})}  # fmt: skip
+        return {
+            "rebuilt": False,
+            "images": len(rows),
+            "concepts": len({r.concept for r in rows}),
+            "styles": sorted({r.style for r in rows}),
+        }
     data = load_hf_dataset(source)
-    missing = {c for c in (source.image_column, source.label_column, source.caption_column) if c} - set(data.column_names)
+    missing = {c for c in (source.image_column, source.label_column, source.caption_column) if c} - set(
+        data.column_names
+    )
     if missing:
         raise ValueError(f"dataset {source.name} has no column(s) {sorted(missing)}; it has {data.column_names}")
     feature = data.features.get(source.label_column) if source.label_column else None
@@ -203,17 +235,32 @@ def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> d
         except Exception:  # noqa: BLE001 - one bad row must not end the export
             skipped += 1
             continue
-        concept = str(names[row[source.label_column]] if names else row[source.label_column]) if source.label_column else ""
-        caption = str(row[source.caption_column]) if source.caption_column else source.caption_template.format(concept=concept)
+        concept = (
+            str(names[row[source.label_column]] if names else row[source.label_column]) if source.label_column else ""
+        )
+        caption = (
+            str(row[source.caption_column])
+            if source.caption_column
+            else source.caption_template.format(concept=concept)
+        )
         concept = concept or caption
         name = f"{i:07d}.png"
         image.save(out / name)
-        style = source.held_out_style if held_out(f"{source.name}/{source.split}/{i}", source.held_out_fraction) else source.style
+        style = (
+            source.held_out_style
+            if held_out(f"{source.name}/{source.split}/{i}", source.held_out_fraction)
+            else source.style
+        )
         rows.append({"path": name, "caption": caption, "concept": concept, "style": style})
     write_manifest(out / MANIFEST_NAME, rows)
     stamp.write_text(json.dumps({"key": key, "rows": len(rows), "skipped": skipped}))
-    return {"rebuilt": True, "images": len(rows), "skipped": skipped, "concepts": len({r["concept"] for r in rows}),
-            "styles": sorted({r["style"] for r in rows})}  # fmt: skip
+    return {
+        "rebuilt": True,
+        "images": len(rows),
+        "skipped": skipped,
+        "concepts": len({r["concept"] for r in rows}),
+        "styles": sorted({r["style"] for r in rows}),
+    }
 
 
 def write_manifest(path: Path, rows: list[dict]) -> None:

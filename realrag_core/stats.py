@@ -57,8 +57,16 @@ def crossed_bootstrap(values, concepts, seeds, reps: int = 2000, seed: int = 0) 
     den = count_s[rows, draw_s].sum(axis=1)
     boot = num[den > 0] / den[den > 0]  # a draw of seeds no chosen concept has is empty: left out
     se = float(boot.std(ddof=1)) if len(boot) > 1 else 0.0
-    return {"mean": float(values.mean()), "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5)),
-            "se": se, "mde": DETECTABLE_SE * se, "n": int(len(values)), "concepts": len(c_keys), "seeds": len(s_keys)}  # fmt: skip
+    return {
+        "mean": float(values.mean()),
+        "lo": float(np.percentile(boot, 2.5)),
+        "hi": float(np.percentile(boot, 97.5)),
+        "se": se,
+        "mde": DETECTABLE_SE * se,
+        "n": int(len(values)),
+        "concepts": len(c_keys),
+        "seeds": len(s_keys),
+    }
 
 
 def _codes(items, keys):

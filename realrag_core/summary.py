@@ -28,8 +28,10 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         )
         sel = clip.get("selection")
         if sel:
-            lines.append(f"selection  top-1 {sel['top1']:.3f} [{sel['top1_lo']:.2f}, {sel['top1_hi']:.2f}] on the "
-                         f"{sel['queries']} selection concepts' database images (what its recipe was chosen on)")  # fmt: skip
+            lines.append(
+                f"selection  top-1 {sel['top1']:.3f} [{sel['top1_lo']:.2f}, {sel['top1_hi']:.2f}] on the "
+                f"{sel['queries']} selection concepts' database images (what its recipe was chosen on)"
+            )
         lines.append("zero-shot  text->image concept accuracy on database images (never seen by the CLIP):")
         for split, m in clip["zero_shot"].items():
             lines.append(
@@ -58,21 +60,29 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         for name, m in gen["checks"].items():
             lines.append(f"           {name:26s} {m['acc']:.3f} [{m['lo']:.2f}, {m['hi']:.2f}] (n={m['n']})")
         for name, bar in (gen.get("bars") or {}).items():
-            lines.append(f"           bar {name:22s} {'met' if bar['met'] else 'NOT met'}: {bar['value']:.3f} "
-                         f"(needs {bar['needed']:.3f})")  # fmt: skip
+            lines.append(
+                f"           bar {name:22s} {'met' if bar['met'] else 'NOT met'}: {bar['value']:.3f} "
+                f"(needs {bar['needed']:.3f})"
+            )
         eff = gen.get("reference_effect")
         if eff:
-            lines.append(f"           reference effect (judge names the reference's concept, with - without): "
-                         f"{eff['effect']:+.3f} [{eff['effect_lo']:+.2f}, {eff['effect_hi']:+.2f}] (n={eff['n']})")  # fmt: skip
+            lines.append(
+                f"           reference effect (judge names the reference's concept, with - without): "
+                f"{eff['effect']:+.3f} [{eff['effect_lo']:+.2f}, {eff['effect_hi']:+.2f}] (n={eff['n']})"
+            )
     keys = [retriever_key(n, p) for p in PROTOCOLS for n in ("contrastive_retriever", "retriever")]
     for name in keys:
         r = store.read_report(name)
         if r:
             grid = ", ".join(f"{g['lr']:g}: {g['score']:.3f}" for g in r.get("lr_grid", []))
-            val = ", ".join(f"{s} top-1 {m['top1']:.3f} [seeds {m.get('top1_min', m['top1']):.3f}-{m.get('top1_max', m['top1']):.3f}] "
-                            f"(zero-shot {r['validation_zero_shot'][s]['top1']:.3f}, n={m['queries']})"
-                            for s, m in r["validation"].items())  # fmt: skip
-            lines.append(f"{name:10s} ({r.get('protocol', 'unseen_concepts')}) lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}")
+            val = ", ".join(
+                f"{s} top-1 {m['top1']:.3f} [seeds {m.get('top1_min', m['top1']):.3f}-{m.get('top1_max', m['top1']):.3f}] "
+                f"(zero-shot {r['validation_zero_shot'][s]['top1']:.3f}, n={m['queries']})"
+                for s, m in r["validation"].items()
+            )
+            lines.append(
+                f"{name:10s} ({r.get('protocol', 'unseen_concepts')}) lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}"
+            )
             lines.append(f"           validation over {len(r['seeds'])} seeds: {val}; {r['train_seconds']} s")
     ablations = Path(store.root, "reports", "retriever_ablations.md")
     if ablations.is_file():

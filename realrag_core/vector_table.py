@@ -137,8 +137,11 @@ def repair_duplicates(table) -> int:
         for row_id in repeated.to_pylist():
             quoted = row_id.replace("'", "''")
             copies = table.search().where(f"id = '{quoted}'").limit(None).to_arrow()
-            keep = copies.sort_by([("added_at", "descending")]).slice(0, 1) if "added_at" in copies.column_names \
+            keep = (
+                copies.sort_by([("added_at", "descending")]).slice(0, 1)
+                if "added_at" in copies.column_names
                 else copies.slice(0, 1)
+            )
             table.delete(f"id = '{quoted}'")
             table.add(keep.cast(table.schema))
             removed += copies.num_rows - 1
@@ -196,8 +199,9 @@ def search(table, query: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "c
     return q.to_arrow()
 
 
-def search_batch(table, queries: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "concept", "style", "path"),
-                 chunk: int = 1024) -> list[list[dict]]:
+def search_batch(
+    table, queries: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "concept", "style", "path"), chunk: int = 1024
+) -> list[list[dict]]:
     """``search`` for many query vectors at once (LanceDB's multi-vector query, ``chunk`` vectors a call): the
     k nearest rows of each query, in query order, each with ``_distance``. Same results as one ``search`` per
     query; one round trip per chunk instead of one per query."""

@@ -60,8 +60,9 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
         eligible = sorted(c for c, s in styles_of.items() if s & set(cfg.styles.database))
     n = cfg.num_concepts or len(eligible)
     if n > len(eligible):
-        raise ValueError(f"world.num_concepts={n} but only {len(eligible)} concepts are drawn in the database and "
-                         "reference styles")
+        raise ValueError(
+            f"world.num_concepts={n} but only {len(eligible)} concepts are drawn in the database and reference styles"
+        )
     rng = random.Random(cfg.seed)
     chosen = sorted(rng.sample(eligible, n))
     order = chosen[:]
@@ -70,8 +71,10 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
     if cfg.novel_concepts is not None:  # a pretrained generator: the user says which concepts it cannot know
         absent = sorted(set(cfg.novel_concepts) - set(chosen))
         if absent:
-            raise ValueError(f"world.novel_concepts names concepts not in the world: {absent[:10]}"
-                             + (f" and {len(absent) - 10} more" if len(absent) > 10 else ""))  # fmt: skip
+            raise ValueError(
+                f"world.novel_concepts names concepts not in the world: {absent[:10]}"
+                + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+            )
         novel = set(cfg.novel_concepts)
         if not novel or novel == set(chosen):
             raise ValueError("world.novel_concepts must leave at least one known and one novel concept")
@@ -92,19 +95,24 @@ def choose_selection(eligible: list[str], world: list[str], cfg: WorldConfig) ->
         return ()
     outside = sorted(set(eligible) - set(world))
     if cfg.selection_concepts >= len(outside):
-        raise ValueError(f"world.selection_concepts={cfg.selection_concepts} leaves none of the {len(outside)} "
-                         "concepts outside the world to pre-train on")  # fmt: skip
+        raise ValueError(
+            f"world.selection_concepts={cfg.selection_concepts} leaves none of the {len(outside)} "
+            "concepts outside the world to pre-train on"
+        )
     return tuple(sorted(random.Random(f"selection-{cfg.seed}").sample(outside, cfg.selection_concepts)))
 
 
 def save_world(world: World, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.table(
-        {"concept": world.concepts, "split": [world.concept_split[c] for c in world.concepts]}
-    )
+    table = pa.table({"concept": world.concepts, "split": [world.concept_split[c] for c in world.concepts]})
     pq.write_table(table, folder / SPLITS_FILE)
-    meta = {"hash": world.hash, "seed": world.seed, "roles": world.roles, "selection": list(world.selection),
-            "counts": {s: len(world.concepts_in(s)) for s in ("known", "novel")}}  # fmt: skip
+    meta = {
+        "hash": world.hash,
+        "seed": world.seed,
+        "roles": world.roles,
+        "selection": list(world.selection),
+        "counts": {s: len(world.concepts_in(s)) for s in ("known", "novel")},
+    }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder / SPLITS_FILE
 

@@ -102,7 +102,10 @@ def run_outputs():
 
     def read(root: Path) -> dict:
         out, images = {}, {}
-        for stage, order in (("generated", ["prompt_id", "seed"]), ("rag", ["arm", "retriever_seed", "prompt_id", "seed"])):
+        for stage, order in (
+            ("generated", ["prompt_id", "seed"]),
+            ("rag", ["arm", "retriever_seed", "prompt_id", "seed"]),
+        ):
             out[stage] = read_manifest(root / stage).sort_by([(c, "ascending") for c in order]).to_pylist()
             images.update({f"{stage}/{r['path']}": (root / stage / r["path"]).read_bytes() for r in out[stage]})
         out["negatives"] = pq.read_table(root / "negatives" / "reflective_negatives.parquet").to_pylist()
@@ -144,8 +147,13 @@ def s3_server(tmp_path_factory):
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
             time.sleep(0.3)
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env

@@ -14,8 +14,11 @@ from realrag_core.config import parse_config
 
 
 def files(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".sync" not in p.parts}  # fmt: skip
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".sync" not in p.parts
+    }
 
 
 def write(root, rel, data: bytes):
@@ -32,8 +35,11 @@ def test_push_then_pull_on_another_machine_gives_the_same_files(s3_bucket, tmp_p
     write(a, "reports/fid.json", b"{}")
     write(a, "lancedb/image_embeddings.lance/data", b"not synced: the table lives on the store itself")
     report = ArtifactSync(uri, a).push()
-    assert sorted(report.copied) == ["checkpoints/retriever/seed0/model.safetensors", "generated/images/x/0.png",
-                                     "reports/fid.json"]  # fmt: skip
+    assert sorted(report.copied) == [
+        "checkpoints/retriever/seed0/model.safetensors",
+        "generated/images/x/0.png",
+        "reports/fid.json",
+    ]
     fs, base = pafs.FileSystem.from_uri(uri)
     assert not fs.get_file_info(f"{base}/lancedb/image_embeddings.lance/data").is_file
     pulled = ArtifactSync(uri, b).pull()

@@ -18,7 +18,9 @@ from realrag_core.config import PROJECT_ROOT
 def _materialize(config_file: Path, selection=None, partition_key=None):
     """One run, of every prompt shard of the partitioned stages unless ``partition_key`` names one."""
     return dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS], selection=selection, partition_key=partition_key,
+        [*ALL_ASSETS, *ALL_CHECKS],
+        selection=selection,
+        partition_key=partition_key,
         tags=None if partition_key else ALL_SHARDS,
         resources={"realrag": RealRagConfigResource(config_path=str(config_file))},
     )
@@ -36,9 +38,21 @@ def _metadata(result, key):
 def test_definitions_load_with_the_main_job():
     job = defs.resolve_job_def("realrag")
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} >= {
-        "image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
-        "generated_images", "reflective_negatives", "retriever", "contrastive_retriever", "retriever_ablations",
-        "rag_images", "fid"}  # fmt: skip
+        "image_source",
+        "world_splits",
+        "prompts",
+        "clip_backbone",
+        "judge",
+        "generator",
+        "image_embeddings",
+        "generated_images",
+        "reflective_negatives",
+        "retriever",
+        "contrastive_retriever",
+        "retriever_ablations",
+        "rag_images",
+        "fid",
+    }
     assert job.executor_def.name == "in_process"
 
 
@@ -70,17 +84,30 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
         assert ret["seeds"] == len(smoke_cfg.retriever.seeds) and ret["chosen_lr"] in smoke_cfg.retriever.lr_grid
         assert len(set(ret["model_ids"].split(", "))) == len(smoke_cfg.retriever.seeds)  # one model per seed
         for seed in smoke_cfg.retriever.seeds:
-            assert (smoke_cfg.artifacts_root / "checkpoints" / name / f"seed_{seed}" / "open_clip_model.safetensors").is_file()
+            assert (
+                smoke_cfg.artifacts_root / "checkpoints" / name / f"seed_{seed}" / "open_clip_model.safetensors"
+            ).is_file()
     rag = _metadata(first, "rag_images")
     eval_prompts = sum(v for k, v in prompts.items() if k.startswith("prompts/eval"))
     n_seeds, n_rseeds = len(smoke_cfg.rag.seeds), len(smoke_cfg.retriever.seeds)
     # rows: none + oracle + clip + a model per training seed for each fine-tuned arm; shared references are made once
     assert rag["dagster/row_count"] == rag["rows_added"] == eval_prompts * n_seeds * (3 + 2 * n_rseeds)
     assert rag["retrieval_top1/oracle"] == 1.0  # the oracle hands over the prompt's own concept
-    assert rag["generated"] + rag["shared_images"] == rag["rows_added"] and rag["shared_images"] >= eval_prompts * n_seeds
+    assert (
+        rag["generated"] + rag["shared_images"] == rag["rows_added"] and rag["shared_images"] >= eval_prompts * n_seeds
+    )
     ablations = _metadata(first, "retriever_ablations")
-    for variant in ("zero_shot", "contrastive", "reflective", "control_random", "control_text_nearest",
-                    "policy_exclude_positive", "k_2", "trainable_both", "generator_untrained"):  # fmt: skip
+    for variant in (
+        "zero_shot",
+        "contrastive",
+        "reflective",
+        "control_random",
+        "control_text_nearest",
+        "policy_exclude_positive",
+        "k_2",
+        "trainable_both",
+        "generator_untrained",
+    ):
         assert 0 <= ablations[f"{variant}/val_top1"] <= 1
     checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
     assert len(checks) == len(ALL_CHECKS)
@@ -90,7 +117,10 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert 0 <= results["novel/reflective/concept_acc"] <= 1
     assert results["novel/oracle/retrieval_acc"] == results["known/oracle/retrieval_acc"] == 1.0
     ref = results["reference_set"]  # every listed reference image is kept, undecodable or a reported near-duplicate
-    assert ref["style"] == smoke_cfg.world.styles.reference and ref["threshold"] == smoke_cfg.metrics.near_duplicate_threshold
+    assert (
+        ref["style"] == smoke_cfg.world.styles.reference
+        and ref["threshold"] == smoke_cfg.metrics.near_duplicate_threshold
+    )
     assert ref["listed"] == ref["undecodable"] + sum(ref["kept"].values()) + ref["near_duplicates"] > 0
     assert results["clip_score_model"] == "judge"
     judge = _metadata(first, "judge")
@@ -153,8 +183,12 @@ def test_the_library_never_imports_its_test_support():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [("." * node.level) + (node.module or "")] + [a.name for a in node.names]
-            assert not any(n in ("realrag_core.testing", ".testing", "..testing") or n.startswith(("realrag_core.testing.", ".testing.", "..testing."))
-                           or (isinstance(node, ast.ImportFrom) and node.level and n == "testing") for n in names), path  # fmt: skip
+            assert not any(
+                n in ("realrag_core.testing", ".testing", "..testing")
+                or n.startswith(("realrag_core.testing.", ".testing.", "..testing."))
+                or (isinstance(node, ast.ImportFrom) and node.level and n == "testing")
+                for n in names
+            ), path
 
 
 def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, tmp_path):
@@ -163,8 +197,14 @@ def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, 
     from realrag_core.manifest import read_manifest
 
     smoke_data["retriever"].update(trainable="both", seeds=[0], lr_grid=[0.001])
-    smoke_data["retriever"]["ablations"] = {"seeds": [0], "controls": [], "policies": [], "k": [], "trainable": [],
-                                            "generators": []}
+    smoke_data["retriever"]["ablations"] = {
+        "seeds": [0],
+        "controls": [],
+        "policies": [],
+        "k": [],
+        "trainable": [],
+        "generators": [],
+    }
     path = tmp_path / "both.yaml"
     path.write_text(yaml.safe_dump(smoke_data))
     result = _materialize(path)
@@ -190,17 +230,33 @@ def test_launchpad_overrides_apply_on_top_of_the_profile(smoke_config_file, smok
     """What a user types into the launchpad's resource config reaches the stage, validated like the YAML."""
     from realrag_core.prompts import load_prompts
 
-    run_config = {"resources": {"realrag": {"config": {"config_path": str(smoke_config_file),
-                                                       "overrides": {"prompts.templates": ["a photo of a {concept}"]}}}}}  # fmt: skip
-    result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts"],
-                            resources={"realrag": RealRagConfigResource()}, run_config=run_config)  # fmt: skip
+    run_config = {
+        "resources": {
+            "realrag": {
+                "config": {
+                    "config_path": str(smoke_config_file),
+                    "overrides": {"prompts.templates": ["a photo of a {concept}"]},
+                }
+            }
+        }
+    }
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=["image_source", "world_splits", "prompts"],
+        resources={"realrag": RealRagConfigResource()},
+        run_config=run_config,
+    )
     assert result.success
     texts = [p.prompt for p in load_prompts(smoke_cfg.artifacts_root / "world")]
     assert texts and all(t.startswith("a photo of a ") for t in texts)
     run_config["resources"]["realrag"]["config"]["overrides"] = {"mining.kk": 3}
     with pytest.raises(dg.DagsterResourceFunctionError) as err:
-        dg.materialize(ALL_ASSETS, selection=["world_splits"], resources={"realrag": RealRagConfigResource()},
-                       run_config=run_config)  # fmt: skip
+        dg.materialize(
+            ALL_ASSETS,
+            selection=["world_splits"],
+            resources={"realrag": RealRagConfigResource()},
+            run_config=run_config,
+        )
     assert "mining.kk: unknown key" in str(err.value.__cause__)
 
 
@@ -209,8 +265,17 @@ def test_negatives_re_mine_incrementally_after_the_database_grows(smoke_config_f
     5): the incremental re-mine compares only them and gives exactly what a full re-mine gives."""
     import pyarrow.parquet as pq
 
-    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
-                "generated_images", "reflective_negatives"]  # fmt: skip
+    upstream = [
+        "image_source",
+        "world_splits",
+        "prompts",
+        "clip_backbone",
+        "judge",
+        "generator",
+        "image_embeddings",
+        "generated_images",
+        "reflective_negatives",
+    ]
     assert _materialize(smoke_config_file, upstream).success
     table = lancedb.connect(str(smoke_cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
     ids = sorted(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
@@ -240,15 +305,29 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
 
     from realrag_core.manifest import read_manifest
 
-    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
-                "generated_images"]  # fmt: skip
+    upstream = [
+        "image_source",
+        "world_splits",
+        "prompts",
+        "clip_backbone",
+        "judge",
+        "generator",
+        "image_embeddings",
+        "generated_images",
+    ]
     assert _materialize(smoke_config_file, upstream).success
     folder = smoke_cfg.artifacts_root / "generated"
     current = read_manifest(folder)
-    old = current.set_column(current.schema.get_field_index("generator_id"), "generator_id",
-                             pa.array(["an-earlier-generator"] * current.num_rows))  # fmt: skip
-    old = old.set_column(old.schema.get_field_index("image_id"), "image_id",
-                         pc.binary_join_element_wise(pa.array(["old-"] * old.num_rows), old["image_id"], ""))  # fmt: skip
+    old = current.set_column(
+        current.schema.get_field_index("generator_id"),
+        "generator_id",
+        pa.array(["an-earlier-generator"] * current.num_rows),
+    )
+    old = old.set_column(
+        old.schema.get_field_index("image_id"),
+        "image_id",
+        pc.binary_join_element_wise(pa.array(["old-"] * old.num_rows), old["image_id"], ""),
+    )
     pq.write_table(old, folder / "manifest" / "part-earlier-generator.parquet")
     result = _materialize(smoke_config_file, ["reflective_negatives"])
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -258,8 +337,9 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
     assert negatives.num_rows == current.num_rows * smoke_cfg.mining.k
 
 
-def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(smoke_config_file, smoke_cfg, smoke_data,
-                                                                        tmp_path, run_outputs):  # fmt: skip
+def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(
+    smoke_config_file, smoke_cfg, smoke_data, tmp_path, run_outputs
+):
     """generated_images and rag_images run shard by shard (as a multi-run backfill launches them) and a few
     shards per run (a single-run backfill's range) in one copy, and as one run of every shard in another: same
     manifests, same PNG bytes, same negatives and results. A stage downstream of missing shards names them."""
@@ -274,30 +354,43 @@ def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(smoke_con
     one_root = tmp_path / "one_run"
     shutil.copytree(smoke_cfg.artifacts_root, one_root / "artifacts")
     one_file = tmp_path / "one_run.yaml"
-    one_file.write_text(yaml.safe_dump({**smoke_data, "artifacts_root": str(one_root / "artifacts"),
-                                        "source": {**smoke_data["source"], "image_dir": str(one_root / "artifacts" / "source")}}))  # fmt: skip
+    one_file.write_text(
+        yaml.safe_dump(
+            {
+                **smoke_data,
+                "artifacts_root": str(one_root / "artifacts"),
+                "source": {**smoke_data["source"], "image_dir": str(one_root / "artifacts" / "source")},
+            }
+        )
+    )
 
     def shard_runs(stage, single, ranged):
         for name in single:
             assert _materialize(smoke_config_file, [stage], partition_key=name).success
-        run = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[stage],
-                             tags={"dagster/asset_partition_range_start": ranged[0],
-                                   "dagster/asset_partition_range_end": ranged[-1]},
-                             resources={"realrag": RealRagConfigResource(config_path=str(smoke_config_file))})  # fmt: skip
+        run = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            selection=[stage],
+            tags={"dagster/asset_partition_range_start": ranged[0], "dagster/asset_partition_range_end": ranged[-1]},
+            resources={"realrag": RealRagConfigResource(config_path=str(smoke_config_file))},
+        )
         assert run.success
         assert {e.partition for e in run.get_asset_materialization_events()} == set(ranged)
 
     def ranged_run(stage, names, config_file=smoke_config_file):
-        run = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[stage],
-                             tags={"dagster/asset_partition_range_start": names[0],
-                                   "dagster/asset_partition_range_end": names[-1]},
-                             resources={"realrag": RealRagConfigResource(config_path=str(config_file))})  # fmt: skip
+        run = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            selection=[stage],
+            tags={"dagster/asset_partition_range_start": names[0], "dagster/asset_partition_range_end": names[-1]},
+            resources={"realrag": RealRagConfigResource(config_path=str(config_file))},
+        )
         assert run.success and {e.partition for e in run.get_asset_materialization_events()} == set(names)
 
     half = len(SHARD_NAMES) // 2
     for name in SHARD_NAMES[:half]:  # one run per shard
         assert _materialize(smoke_config_file, ["generated_images"], partition_key=name).success
-    with pytest.raises(Exception, match=r"generated_images is incomplete: \d+ \(prompt, seed\) pairs .* shards shard-0"):
+    with pytest.raises(
+        Exception, match=r"generated_images is incomplete: \d+ \(prompt, seed\) pairs .* shards shard-0"
+    ):
         _materialize(smoke_config_file, ["reflective_negatives"])
     ranged_run("generated_images", SHARD_NAMES[half:])  # the rest in one run
     downstream = ["reflective_negatives", "retriever", "contrastive_retriever"]
@@ -369,22 +462,31 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
     paired = pq.read_table(root / "reports" / "paired.parquet").to_pylist()
     for rows in (results, paired):
         assert {r["protocol"] for r in rows} == {"unseen_concepts", "seen_concepts"}
-    seen_acc = [r for r in results if (r["protocol"], r["arm"], r["metric"]) == ("seen_concepts", "reflective", "concept_acc")]
+    seen_acc = [
+        r for r in results if (r["protocol"], r["arm"], r["metric"]) == ("seen_concepts", "reflective", "concept_acc")
+    ]
     eval_seen = [p for p in seen if p.retriever_split == "eval"]
-    assert sum(r["n"] for r in seen_acc) == len(eval_seen) * len(smoke_data["rag"]["seeds"]) * len(smoke_data["retriever"]["seeds"])
+    assert sum(r["n"] for r in seen_acc) == len(eval_seen) * len(smoke_data["rag"]["seeds"]) * len(
+        smoke_data["retriever"]["seeds"]
+    )
     md = (root / "reports" / "results.md").read_text()
     assert "## protocol unseen_concepts" in md and "## protocol seen_concepts (the paper's)" in md
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["results_are_complete_and_finite"].passed
     assert checks["retriever_weights_are_finite"].metadata["files"].value == 2 * len(smoke_data["retriever"]["seeds"])
     fid = _metadata(result, "fid")
-    assert fid["seen_concepts/novel/oracle/retrieval_acc"] == 1.0 and fid["protocols"] == "unseen_concepts, seen_concepts"
+    assert (
+        fid["seen_concepts/novel/oracle/retrieval_acc"] == 1.0 and fid["protocols"] == "unseen_concepts, seen_concepts"
+    )
     table = fid["results_table"]  # the UI's table: every row labelled by its protocol, numbers rounded
     records = [rec.data for rec in table.records]
     assert {rec["protocol"] for rec in records} == {"unseen_concepts", "seen_concepts"}
     assert [c.name for c in table.schema.columns] == ["protocol", "arm", "split", "metric", "value", "lo", "hi", "n"]
     assert all(rec["value"] == round(rec["value"], 4) for rec in records)
     by_key = {(x["protocol"], x["arm"], x["split"], x["metric"]): x["value"] for x in results}
-    assert all(abs(rec["value"] - by_key[(rec["protocol"], rec["arm"], rec["split"], rec["metric"])]) <= 5e-5 for rec in records)
+    assert all(
+        abs(rec["value"] - by_key[(rec["protocol"], rec["arm"], rec["split"], rec["metric"])]) <= 5e-5
+        for rec in records
+    )
     assert {rec.data["protocol"] for rec in fid["paired_table"].records} == {"unseen_concepts", "seen_concepts"}
     assert json.loads((root / "reports" / "retriever_ablations.json").read_text())["protocol"] == "unseen_concepts"

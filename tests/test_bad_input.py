@@ -156,8 +156,15 @@ def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus
     assert len(expected) >= 20 + 2  # twenty kinds of damage besides plain good files
     source = CaptionFileSourceConfig(image_dir=root, captions=captions)
     rejects_path = tmp_path / "rejects.parquet"
-    report = embed_source(source, Scope(frozenset({"filled"}), {"red circle": "known"}), clip, str(tmp_path / "db"),
-                          EmbeddingsConfig(batch_size=4, num_workers=0), rejects_path, progress=False)  # fmt: skip
+    report = embed_source(
+        source,
+        Scope(frozenset({"filled"}), {"red circle": "known"}),
+        clip,
+        str(tmp_path / "db"),
+        EmbeddingsConfig(batch_size=4, num_workers=0),
+        rejects_path,
+        progress=False,
+    )
     table, _ = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, clip.model_id)
     rows = table.to_arrow().to_pylist()
     embedded = {os.path.relpath(r["path"], root) for r in rows}
@@ -177,8 +184,15 @@ def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus
     [latin1] = [r for r in rejects if r["path"].endswith("bad_utf8_caption.png")]
     assert latin1["caption"] == "a red circle on caf\ufffd paper"  # kept readable in the rejects file
     # a second run: the table unchanged, the same rejects listed again (nothing lost, nothing doubled)
-    again = embed_source(source, Scope(frozenset({"filled"}), {"red circle": "known"}), clip, str(tmp_path / "db"),
-                         EmbeddingsConfig(batch_size=4, num_workers=0), rejects_path, progress=False)  # fmt: skip
+    again = embed_source(
+        source,
+        Scope(frozenset({"filled"}), {"red circle": "known"}),
+        clip,
+        str(tmp_path / "db"),
+        EmbeddingsConfig(batch_size=4, num_workers=0),
+        rejects_path,
+        progress=False,
+    )
     assert again.inserted == 0 and again.rows == len(rows) and again.rejected == len(rejects)
 
 
@@ -198,5 +212,7 @@ def test_a_retriever_of_another_size_is_refused_before_any_query(clip, tmp_path)
     from realrag_core.rag import retrieve_top1
 
     table, _ = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim + 8, "open_clip:other")
-    with pytest.raises(ValueError, match=rf"{clip.dim} dimensions.*{clip.dim + 8}-dimensional embeddings of open_clip:other"):
+    with pytest.raises(
+        ValueError, match=rf"{clip.dim} dimensions.*{clip.dim + 8}-dimensional embeddings of open_clip:other"
+    ):
         retrieve_top1(clip, [Prompt("p", "a red circle", "", "", "", "")], table, IndexConfig())

@@ -6,8 +6,14 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from realrag_core.checks import (beats_zero_shot_outcome, coverage_outcome, embeddings_outcome, finite_weights_outcome,
-                                 negatives_outcome, results_outcome)
+from realrag_core.checks import (
+    beats_zero_shot_outcome,
+    coverage_outcome,
+    embeddings_outcome,
+    finite_weights_outcome,
+    negatives_outcome,
+    results_outcome,
+)
 
 
 def _unit(n, d=8, seed=0):
@@ -23,7 +29,13 @@ def test_embeddings_check_names_each_kind_of_bad_row():
     vectors[2] *= 2.0
     bad = embeddings_outcome([(["a", "b", "c", "a", "e"], vectors, ["m", "m", "m", "m", "other"])], "m")
     assert not bad.passed
-    assert bad.numbers == {"rows": 5, "nonfinite": 1, "not_unit_norm": 1, "duplicate_ids": 1, "rows_of_another_model": 1}
+    assert bad.numbers == {
+        "rows": 5,
+        "nonfinite": 1,
+        "not_unit_norm": 1,
+        "duplicate_ids": 1,
+        "rows_of_another_model": 1,
+    }
     assert not embeddings_outcome([], "m").passed  # an empty table is not a database
 
 
@@ -38,8 +50,18 @@ def test_coverage_warns_on_extra_rows_and_fails_on_lost_ones():
 
 def _negatives(k=2):
     generated = [{"image_id": f"g{i}"} for i in range(3)]
-    rows = [{"generated_image_id": f"g{i}", "rank": r, "similarity": 0.9 - 0.1 * r, "concept": f"c{i}",
-             "negative_concept": f"x{r}", "table_version": 7} for i in range(3) for r in range(1, k + 1)]  # fmt: skip
+    rows = [
+        {
+            "generated_image_id": f"g{i}",
+            "rank": r,
+            "similarity": 0.9 - 0.1 * r,
+            "concept": f"c{i}",
+            "negative_concept": f"x{r}",
+            "table_version": 7,
+        }
+        for i in range(3)
+        for r in range(1, k + 1)
+    ]
     return rows, generated
 
 
@@ -66,7 +88,10 @@ def test_negatives_check_catches_missing_stale_unordered_and_same_concept_rows()
 def test_finite_weights_check_reads_every_checkpoint(tmp_path):
     for seed, value in ((0, 1.0), (1, float("inf"))):
         (tmp_path / f"seed_{seed}").mkdir()
-        save_file({"w": torch.full((2, 2), value), "step": torch.tensor([3])}, str(tmp_path / f"seed_{seed}" / "m.safetensors"))
+        save_file(
+            {"w": torch.full((2, 2), value), "step": torch.tensor([3])},
+            str(tmp_path / f"seed_{seed}" / "m.safetensors"),
+        )
     files = sorted(tmp_path.glob("seed_*/m.safetensors"))
     assert finite_weights_outcome(files[:1]).passed
     bad = finite_weights_outcome(files)
@@ -75,15 +100,21 @@ def test_finite_weights_check_reads_every_checkpoint(tmp_path):
 
 
 def test_zero_shot_check_is_a_warning_per_split():
-    report = {"validation": {"known": {"top1": 0.2}, "novel": {"top1": 0.1}},
-              "validation_zero_shot": {"known": {"top1": 0.1}, "novel": {"top1": 0.15}}}  # fmt: skip
+    report = {
+        "validation": {"known": {"top1": 0.2}, "novel": {"top1": 0.1}},
+        "validation_zero_shot": {"known": {"top1": 0.1}, "novel": {"top1": 0.15}},
+    }
     out = beats_zero_shot_outcome(report)
     assert not out.passed and out.warning_only and "novel" in out.summary and "known" not in out.summary
 
 
 def test_results_check_wants_every_arm_and_split_and_finite_values():
-    rows = [{"arm": a, "split": s, "metric": m, "value": 0.5} for a in ("none", "clip") for s in ("known", "novel")
-            for m in ("concept_acc", "clip_t")]  # fmt: skip
+    rows = [
+        {"arm": a, "split": s, "metric": m, "value": 0.5}
+        for a in ("none", "clip")
+        for s in ("known", "novel")
+        for m in ("concept_acc", "clip_t")
+    ]
     assert results_outcome(rows, ("none", "clip"), ("known", "novel")).passed
     assert results_outcome(rows[1:], ("none", "clip"), ("known", "novel")).numbers["missing"] == 1
     rows[2]["value"] = float("nan")

@@ -16,18 +16,29 @@ VENV_BIN = Path(sys.executable).parent
 
 def _dagster(args, config_file, tmp_path):
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(config_file), "HOME": str(tmp_path), "TQDM_DISABLE": "1"}
-    proc = subprocess.run([str(VENV_BIN / "dagster"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [str(VENV_BIN / "dagster"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 def _script(name, args, config_file, tmp_path):
     """One of scripts/ run as its documentation says, on the given profile."""
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "REALRAG_CONFIG": str(config_file), "HOME": str(tmp_path),
-           "TQDM_DISABLE": "1"}  # fmt: skip
-    proc = subprocess.run(["bash", f"scripts/{name}", *map(str, args)], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "REALRAG_CONFIG": str(config_file),
+        "HOME": str(tmp_path),
+        "TQDM_DISABLE": "1",
+    }
+    proc = subprocess.run(
+        ["bash", f"scripts/{name}", *map(str, args)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -41,11 +52,17 @@ def _materialize_second_profile(data, selection, tmp_path):
 
 @pytest.mark.slow
 def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg, tmp_path):
-    _dagster(["asset", "materialize", "--select", "image_source,world_splits,clip_backbone",
-              "-m", "pipelines.definitions"], smoke_config_file, tmp_path)  # fmt: skip
+    _dagster(
+        ["asset", "materialize", "--select", "image_source,world_splits,clip_backbone", "-m", "pipelines.definitions"],
+        smoke_config_file,
+        tmp_path,
+    )
     # a new process with a fresh temporary instance: inputs come from the artifact store, not Dagster IO
-    _dagster(["asset", "materialize", "--select", "image_embeddings", "-m", "pipelines.definitions"],
-             smoke_config_file, tmp_path)  # fmt: skip
+    _dagster(
+        ["asset", "materialize", "--select", "image_embeddings", "-m", "pipelines.definitions"],
+        smoke_config_file,
+        tmp_path,
+    )
     table = lancedb.connect(str(smoke_cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
     rows = table.to_arrow()
     assert rows.num_rows == 36
@@ -55,8 +72,14 @@ def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg,
 
 def test_generate_cli_says_what_to_run_when_stages_are_missing(smoke_config_file, tmp_path):
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path)}
-    proc = subprocess.run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "materialize" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "out.png").exists()
 
@@ -85,8 +108,9 @@ def test_generator_weights_script_on_smoke_and_shipped_weights_are_used(smoke_co
 
 
 @pytest.mark.slow
-def test_base_clip_and_judge_weights_script_on_smoke_and_shipped_weights_are_used(smoke_config_file, smoke_data,
-                                                                                    tmp_path):  # fmt: skip
+def test_base_clip_and_judge_weights_script_on_smoke_and_shipped_weights_are_used(
+    smoke_config_file, smoke_data, tmp_path
+):
     """scripts/train_demo_models.sh on the smoke profile; a profile pointing at its output takes those weights
     (no training) and one whose recipe differs refuses them."""
     import json
@@ -111,8 +135,13 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     home.mkdir()
     instance = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())  # the project's pool limit and retries
     (home / "dagster.yaml").write_text(yaml.safe_dump({k: instance[k] for k in ("concurrency", "run_retries")}))
-    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path),
-           "TQDM_DISABLE": "1", "DAGSTER_HOME": str(home)}  # fmt: skip
+    env = {
+        "PATH": str(VENV_BIN),
+        "REALRAG_CONFIG": str(smoke_config_file),
+        "HOME": str(tmp_path),
+        "TQDM_DISABLE": "1",
+        "DAGSTER_HOME": str(home),
+    }
 
     def run(args):
         proc = subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -126,8 +155,10 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     steps = {r["asset"]: r for r in json.loads((tmp_path / "t.json").read_text())["steps"]}
     from pipelines.definitions import defs
 
-    pools = {k.to_user_string(): defs.resolve_assets_def(k).node_def.pool
-             for k in defs.resolve_asset_graph().get_all_asset_keys()}  # fmt: skip
+    pools = {
+        k.to_user_string(): defs.resolve_assets_def(k).node_def.pool
+        for k in defs.resolve_asset_graph().get_all_asset_keys()
+    }
     assert pools["rag_images"] == pools["retriever"] == pools["image_embeddings"] == "gpu" and pools["prompts"] is None
     assert {"image_embeddings", "retriever", "retriever_ablations", "rag_images", "fid"} <= set(steps)
     assert all(r["status"] == "SUCCESS" and r["seconds"] >= 0 for r in steps.values()) and "rag_images" in out
@@ -157,19 +188,53 @@ def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke
         store = ArtifactStore(tmp_path / name)
         store.write_report("generator", {"generator_id": generator})
         store.write_report("clip_backbone", {"model_id": "open_clip:ViT-L-14/openai:1234"})
-        store.write_report("fid", {"results": [
-            {"arm": "reflective", "split": "novel", "metric": "concept_acc", "value": acc, "n": 8, "lo": 0, "hi": 1},
-            {"arm": "reflective", "split": "novel", "metric": "fid", "value": 40.0 / acc, "n": 8, "lo": None, "hi": None},
-            {"arm": "reflective", "split": "novel", "metric": "retrieved_style/photo", "value": 1.0, "n": 8},
-            {"protocol": "seen_concepts", "arm": "reflective", "split": "novel", "metric": "concept_acc",
-             "value": acc + 0.4, "n": 8, "lo": 0, "hi": 1}]})  # fmt: skip
+        store.write_report(
+            "fid",
+            {
+                "results": [
+                    {
+                        "arm": "reflective",
+                        "split": "novel",
+                        "metric": "concept_acc",
+                        "value": acc,
+                        "n": 8,
+                        "lo": 0,
+                        "hi": 1,
+                    },
+                    {
+                        "arm": "reflective",
+                        "split": "novel",
+                        "metric": "fid",
+                        "value": 40.0 / acc,
+                        "n": 8,
+                        "lo": None,
+                        "hi": None,
+                    },
+                    {"arm": "reflective", "split": "novel", "metric": "retrieved_style/photo", "value": 1.0, "n": 8},
+                    {
+                        "protocol": "seen_concepts",
+                        "arm": "reflective",
+                        "split": "novel",
+                        "metric": "concept_acc",
+                        "value": acc + 0.4,
+                        "n": 8,
+                        "lo": 0,
+                        "hi": 1,
+                    },
+                ]
+            },
+        )
     out = tmp_path / "cmp" / "cars"
     assert main(["compare", *map(str, paths), "--out", str(out)]) == 0
     table = pq.read_table(out.with_suffix(".parquet")).to_pylist()
     assert {(r["generator"], r["protocol"], r["metric"], r["value"]) for r in table} == {
-        ("diffusers:sdxl@abc", "unseen_concepts", "concept_acc", 0.25), ("diffusers:sdxl@abc", "unseen_concepts", "fid", 160.0),
-        ("diffusers:flux@def", "unseen_concepts", "concept_acc", 0.5), ("diffusers:flux@def", "unseen_concepts", "fid", 80.0),
-        ("diffusers:sdxl@abc", "seen_concepts", "concept_acc", 0.65), ("diffusers:flux@def", "seen_concepts", "concept_acc", 0.9)}  # fmt: skip
+        ("diffusers:sdxl@abc", "unseen_concepts", "concept_acc", 0.25),
+        ("diffusers:sdxl@abc", "unseen_concepts", "fid", 160.0),
+        ("diffusers:flux@def", "unseen_concepts", "concept_acc", 0.5),
+        ("diffusers:flux@def", "unseen_concepts", "fid", 80.0),
+        ("diffusers:sdxl@abc", "seen_concepts", "concept_acc", 0.65),
+        ("diffusers:flux@def", "seen_concepts", "concept_acc", 0.9),
+    }
     md = out.with_suffix(".md").read_text().splitlines()
     assert len([line for line in md if "| unseen_concepts | novel | reflective | 0." in line]) == 2
     [seen] = [line for line in md if "flux" in line and "| seen_concepts | novel | reflective |" in line]

@@ -14,9 +14,11 @@ from realrag_core.clip_backbone import NAME_FILE, load_clip
 from realrag_core.clip_pretrained import materialize_pretrained
 from realrag_core.config import PretrainedClipConfig, parse_config
 
-TINY = {"embed_dim": 32,
-        "vision_cfg": {"image_size": 16, "layers": 1, "width": 64, "head_width": 32, "patch_size": 4},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}  # fmt: skip
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 16, "layers": 1, "width": 64, "head_width": 32, "patch_size": 4},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,9 @@ def test_a_named_model_lands_in_the_store_and_opens_like_the_factory(tiny_checkp
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(tiny_checkpoints, smoke_data, tmp_path,
-                                                                      inception_weights):  # fmt: skip
+def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(
+    tiny_checkpoints, smoke_data, tmp_path, inception_weights
+):
     """Pretrained open_clip retriever base, judge and CLIP-T/CLIP-I scorer, and Inception FID/KID, through
     every asset (checkpoint files stand in for downloaded tags: the same factory call)."""
     import dagster as dg
@@ -67,18 +70,42 @@ def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(tiny_chec
     smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(base)}
     smoke_data["judge"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(judge)}
     smoke_data["rag"] = {"seeds": [0], "retriever_splits": ["train", "val", "eval"]}  # enough concepts for FID
-    smoke_data["metrics"] = {"inception": {"weights": str(inception_weights)}, "near_duplicate_threshold": None,
-                             "clip_score": {"kind": "open_clip_pretrained", "model": name, "pretrained": str(judge)}}
-    smoke_data["retriever"]["ablations"] = {"seeds": [0], "controls": [], "policies": [], "k": [], "trainable": [],
-                                            "generators": []}  # fmt: skip
+    smoke_data["metrics"] = {
+        "inception": {"weights": str(inception_weights)},
+        "near_duplicate_threshold": None,
+        "clip_score": {"kind": "open_clip_pretrained", "model": name, "pretrained": str(judge)},
+    }
+    smoke_data["retriever"]["ablations"] = {
+        "seeds": [0],
+        "controls": [],
+        "policies": [],
+        "k": [],
+        "trainable": [],
+        "generators": [],
+    }
     path = tmp_path / "pretrained.yaml"
     path.write_text(yaml.safe_dump(smoke_data))
     cfg = parse_config(smoke_data, tmp_path)
-    result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts", "clip_backbone", "judge",
-                                                   "generator", "image_embeddings", "generated_images",
-                                                   "reflective_negatives", "retriever", "contrastive_retriever",
-                                                   "rag_images", "fid"],
-                            resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS)  # fmt: skip
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=[
+            "image_source",
+            "world_splits",
+            "prompts",
+            "clip_backbone",
+            "judge",
+            "generator",
+            "image_embeddings",
+            "generated_images",
+            "reflective_negatives",
+            "retriever",
+            "contrastive_retriever",
+            "rag_images",
+            "fid",
+        ],
+        resources={"realrag": RealRagConfigResource(config_path=str(path))},
+        tags=ALL_SHARDS,
+    )
     assert result.success
     table = lancedb.connect(str(cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
     model_ids = set(table.search().select(["model_id"]).limit(None).to_arrow()["model_id"].to_pylist())

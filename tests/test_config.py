@@ -95,16 +95,26 @@ def test_a_profile_extends_another_and_overrides_key_by_key(tmp_path):
     base = PROJECT_ROOT / "configs" / "smoke.yaml"
     (tmp_path / "sub").mkdir()
     child = tmp_path / "sub" / "child.yaml"
-    child.write_text(yaml.safe_dump({"extends": str(base), "name": "child", "artifacts_root": "./out",
-                                     "retriever": {"steps": 7}, "rag": {"seeds": [5]}}))  # fmt: skip
+    child.write_text(
+        yaml.safe_dump(
+            {
+                "extends": str(base),
+                "name": "child",
+                "artifacts_root": "./out",
+                "retriever": {"steps": 7},
+                "rag": {"seeds": [5]},
+            }
+        )
+    )
     cfg, smoke = load_config(child), load_config(base)
     assert cfg.name == "child" and cfg.retriever.steps == 7 and cfg.rag.seeds == (5,)
     assert cfg.retriever.lr_grid == smoke.retriever.lr_grid  # the rest of the mapping comes from the base
     assert cfg.artifacts_root == (tmp_path / "sub" / "out").resolve()  # the child's paths: its own folder
     assert cfg.source.image_dir == smoke.source.image_dir  # the base's paths: the base's folder
     # another generator kind replaces the base's generator section instead of merging into it
-    child.write_text(yaml.safe_dump({"extends": str(base), "generator": {"kind": "diffusers_ip_adapter",
-                                                                         "model": "../models/sd"}}))  # fmt: skip
+    child.write_text(
+        yaml.safe_dump({"extends": str(base), "generator": {"kind": "diffusers_ip_adapter", "model": "../models/sd"}})
+    )
     gen = load_config(child).generator
     assert gen.kind == "diffusers_ip_adapter" and gen.model == str((tmp_path / "models" / "sd").resolve())
     assert gen.ip_adapter.repo == "h94/IP-Adapter"  # a hub id stays a hub id
@@ -130,7 +140,9 @@ def test_every_example_profile_validates(tmp_path):
     shutil.copytree(PROJECT_ROOT / "configs", tmp_path / "configs")
     (tmp_path / "data" / "stanford_cars" / "train").mkdir(parents=True)
     profiles = sorted((tmp_path / "configs").glob("*.yaml"))
-    assert {"demo.yaml", "smoke.yaml", "cars_sdxl.yaml", "cars_flux.yaml", "cars_omnigen.yaml"} <= {p.name for p in profiles}
+    assert {"demo.yaml", "smoke.yaml", "cars_sdxl.yaml", "cars_flux.yaml", "cars_omnigen.yaml"} <= {
+        p.name for p in profiles
+    }
     for path in profiles:
         cfg = load_config(path)
         assert cfg.artifacts_root.is_relative_to(tmp_path / "artifacts"), path.name  # paths resolve beside the file
@@ -146,8 +158,12 @@ def test_model_cache_gives_every_download_one_folder(smoke_data, tmp_path):
 
     smoke_data["model_cache"] = "models"
     smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": "ViT-B-32", "pretrained": "openai"}
-    smoke_data["judge"] = {"kind": "open_clip_pretrained", "model": "ViT-B-16", "pretrained": "openai",
-                           "cache_dir": "/elsewhere"}  # fmt: skip
+    smoke_data["judge"] = {
+        "kind": "open_clip_pretrained",
+        "model": "ViT-B-16",
+        "pretrained": "openai",
+        "cache_dir": "/elsewhere",
+    }
     smoke_data["generator"] = {"kind": "diffusers_ip_adapter", "family": "sd", "model": "some/model"}
     smoke_data["metrics"] = {"inception": {}}
     cfg = parse_config(smoke_data, tmp_path)

@@ -48,7 +48,9 @@ def world(tmp_path, smoke_cfg):
             for size in (24, 28, 32, 36):
                 name = f"{colour}-{shape}-{size}.png"
                 draw_concept(colour, shape, "filled", size).save(images / name)
-                rows.append({"path": name, "caption": f"{colour} {shape}", "concept": f"{colour} {shape}", "style": "filled"})
+                rows.append(
+                    {"path": name, "caption": f"{colour} {shape}", "concept": f"{colour} {shape}", "style": "filled"}
+                )
                 split[f"{colour} {shape}"] = "known"
     captions = tmp_path / "captions.csv"
     with captions.open("w", newline="") as fh:
@@ -64,8 +66,9 @@ def world(tmp_path, smoke_cfg):
 def start(world, db, tmp_path):
     args = json.dumps({**world, "db": str(db), "rejects": str(tmp_path / "rejects.parquet")})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
     return proc
 
@@ -77,9 +80,9 @@ def rows_of(db):
     return table.to_arrow().drop(["added_at"]).to_pylist()
 
 
-
-def kill_until_five_mid_run(launch, observe, total: int, seconds: float, rng: random.Random, spread: float,
-                            restart) -> list[int]:  # fmt: skip
+def kill_until_five_mid_run(
+    launch, observe, total: int, seconds: float, rng: random.Random, spread: float, restart
+) -> list[int]:
     """Start the kernel (``launch``), SIGKILL it after a random share (up to ``spread``) of what is left of a run
     of ``seconds``, and count what it left (``observe``, which asserts it is whole), until five kills landed
     mid-run. What was written stays written; a run that finished before its kill (a loaded machine) is started
@@ -100,6 +103,7 @@ def kill_until_five_mid_run(launch, observe, total: int, seconds: float, rng: ra
             since_reset = []
     assert sum(0 < c < total for c in counts) >= 5, counts  # five kills landed mid-run
     return counts
+
 
 @pytest.mark.slow
 def test_embedding_killed_at_five_random_points_resumes_to_the_clean_table(world, tmp_path):
@@ -124,8 +128,15 @@ def test_embedding_killed_at_five_random_points_resumes_to_the_clean_table(world
         return len(rows)
 
     # somewhere in what is left of the run: between batches or in the middle of a commit
-    counts = kill_until_five_mid_run(lambda: start(world, db, tmp_path), observe, world["n"], embed_seconds,
-                                     random.Random(7), 0.6, lambda: shutil.rmtree(db))  # fmt: skip
+    counts = kill_until_five_mid_run(
+        lambda: start(world, db, tmp_path),
+        observe,
+        world["n"],
+        embed_seconds,
+        random.Random(7),
+        0.6,
+        lambda: shutil.rmtree(db),
+    )
     proc = start(world, db, tmp_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
@@ -167,8 +178,9 @@ def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, t
     def run(out):
         args = json.dumps({"profile": str(smoke_config_file), "clip": world["clip"], "out": str(out)})
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-        proc = subprocess.Popen([sys.executable, "-c", GENERATE, args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", GENERATE, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
         return proc
 
@@ -193,8 +205,15 @@ def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, t
         assert all(clean[key] == data for key, data in got.items())  # listed means complete and right
         return len(got)
 
-    counts = kill_until_five_mid_run(lambda: run(tmp_path / "gen"), observe, 80, seconds, random.Random(11), 0.8,
-                                     lambda: shutil.rmtree(tmp_path / "gen"))  # fmt: skip
+    counts = kill_until_five_mid_run(
+        lambda: run(tmp_path / "gen"),
+        observe,
+        80,
+        seconds,
+        random.Random(11),
+        0.8,
+        lambda: shutil.rmtree(tmp_path / "gen"),
+    )
     proc = run(tmp_path / "gen")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
@@ -246,7 +265,8 @@ print("done", time.perf_counter() - start, report["resumed_fits"], flush=True)
 
 @pytest.mark.slow
 def test_retriever_training_killed_at_random_points_resumes_and_never_leaves_a_broken_checkpoint(
-        world, tmp_path, smoke_config_file):  # fmt: skip
+    world, tmp_path, smoke_config_file
+):
     """build_retriever (3 learning rates on validation, then 2 more seeds: 5 fits) killed mid-run: after each kill
     the retrievers a reader loads are whole, all of the previous version; finished fits are kept and the rerun
     resumes after them; the result equals an uninterrupted run's byte for byte."""
@@ -256,11 +276,20 @@ def test_retriever_training_killed_at_random_points_resumes_and_never_leaves_a_b
     dim = load_clip(world["clip"]).model.text_projection.shape[1]
 
     def run(out, steps=40):
-        args = json.dumps({"profile": str(smoke_config_file), "clip": world["clip"], "split": world["split"],
-                           "out": str(out), "steps": steps, "dim": dim})  # fmt: skip
+        args = json.dumps(
+            {
+                "profile": str(smoke_config_file),
+                "clip": world["clip"],
+                "split": world["split"],
+                "out": str(out),
+                "steps": steps,
+                "dim": dim,
+            }
+        )
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-c", TRAIN, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TRAIN, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
         return proc
 

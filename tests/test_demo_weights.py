@@ -15,25 +15,39 @@ import os
 import pytest
 
 from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import (base_clip_records, build_demo_clip, build_judge, judge_records, training_key,
-                                       training_key_of)
+from realrag_core.clip_pretrain import (
+    base_clip_records,
+    build_demo_clip,
+    build_judge,
+    judge_records,
+    training_key,
+    training_key_of,
+)
 from realrag_core.config import PROJECT_ROOT, load_config
 from realrag_core.demo_world import PACKAGES
-from realrag_core.generators.demo_training import (TEXT_ENCODER_DIR, build_demo_generator, generator_key,
-                                                   reference_effect, text_encoder_key)
+from realrag_core.generators.demo_training import (
+    TEXT_ENCODER_DIR,
+    build_demo_generator,
+    generator_key,
+    reference_effect,
+    text_encoder_key,
+)
 from realrag_core.sources import iter_records, prepare_source
 from realrag_core.world import compute_world
 
 HAVE_CACHE = all((PROJECT_ROOT / ".cache" / "emoji-npm" / p.tarball).is_file() for p in PACKAGES.values())
-pytestmark = [pytest.mark.skipif(not HAVE_CACHE, reason="demo npm packages not in .cache/emoji-npm (run scripts/setup.sh)"),
-              pytest.mark.xdist_group("demo_cache")]  # one worker renders .cache/test-demo/source
+pytestmark = [
+    pytest.mark.skipif(not HAVE_CACHE, reason="demo npm packages not in .cache/emoji-npm (run scripts/setup.sh)"),
+    pytest.mark.xdist_group("demo_cache"),
+]  # one worker renders .cache/test-demo/source
 ROOT = PROJECT_ROOT / ".cache" / "test-demo"
 
 
 def _demo():
     cfg = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
-    cfg = cfg.model_copy(update={"artifacts_root": ROOT,
-                                 "source": cfg.source.model_copy(update={"image_dir": ROOT / "source"})})  # fmt: skip
+    cfg = cfg.model_copy(
+        update={"artifacts_root": ROOT, "source": cfg.source.model_copy(update={"image_dir": ROOT / "source"})}
+    )
     prepare_source(cfg.source)
     records = list(iter_records(cfg.source))
     return cfg, records, compute_world(records, cfg.world)

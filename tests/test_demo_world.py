@@ -82,7 +82,13 @@ def test_real_packages_build_the_demo_world(tmp_path):
     by_id = {(r["concept_id"], r["style"]): r for r in rows}
     truck = by_id[("1f6fb", "fluent_flat")]
     assert truck["caption"] == "pickup truck" and truck["artist"] == "microsoft"
-    assert {s for (cid, s) in by_id if cid == "1f6fb"} == {"noto", "twemoji", "fluent_3d", "fluent_color", "fluent_flat"}
+    assert {s for (cid, s) in by_id if cid == "1f6fb"} == {
+        "noto",
+        "twemoji",
+        "fluent_3d",
+        "fluent_color",
+        "fluent_flat",
+    }
     img = Image.open(out / truck["path"])
     assert img.size == (32, 32) and img.mode == "RGB" and img.getpixel((0, 0)) == (255, 255, 255)
     assert len(set(img.getdata())) > 10  # real artwork, not a blank square
@@ -177,4 +183,5 @@ def test_the_demo_worlds_artists_are_declared_by_lineage(tmp_path):
         if set(p["styles"]) & added and set(p["styles"]) & protected:
             assert p["same_concept"] < 0.7, p
     assert not {cfg.world.styles.artist_of(s) for s in cfg.world.styles.clip_pretrain} & {
-        cfg.world.styles.artist_of(s) for s in protected}
+        cfg.world.styles.artist_of(s) for s in protected
+    }

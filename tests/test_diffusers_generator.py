@@ -13,14 +13,20 @@ from realrag_core.config import ConfigError, DiffusersGeneratorConfig, load_conf
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
 from realrag_core.generators.registry import diffusers_generator_id
-from realrag_core.testing.tiny_models import (write_tiny_flux_ip_adapter, write_tiny_sd3_ip_adapter, write_tiny_sd_ip_adapter,
-                                          write_tiny_sdxl_ip_adapter)
+from realrag_core.testing.tiny_models import (
+    write_tiny_flux_ip_adapter,
+    write_tiny_sd3_ip_adapter,
+    write_tiny_sd_ip_adapter,
+    write_tiny_sdxl_ip_adapter,
+)
 
 # family: (writer, subfolder, weight file, image encoder: relative to subfolder, or None = the folder the writer made)
-FAMILIES = {"sd": (write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors", "image_encoder"),
-            "sdxl": (write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors", "image_encoder"),
-            "sd3": (write_tiny_sd3_ip_adapter, "", "ip-adapter.safetensors", None),
-            "flux": (write_tiny_flux_ip_adapter, "", "ip_adapter.safetensors", None)}  # fmt: skip
+FAMILIES = {
+    "sd": (write_tiny_sd_ip_adapter, "models", "ip-adapter_sd15.safetensors", "image_encoder"),
+    "sdxl": (write_tiny_sdxl_ip_adapter, "sdxl_models", "ip-adapter_sdxl.safetensors", "image_encoder"),
+    "sd3": (write_tiny_sd3_ip_adapter, "", "ip-adapter.safetensors", None),
+    "flux": (write_tiny_flux_ip_adapter, "", "ip_adapter.safetensors", None),
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +41,36 @@ def family_models(request, tmp_path_factory):
     return request.param, pipeline_dir, ip_repo, subfolder, weight, encoder or str(ip_repo / "image_encoder")
 
 
-def _spec(tiny_models, family="sd", subfolder="models", weight="ip-adapter_sd15.safetensors", encoder="image_encoder",
-          **sampling):  # fmt: skip
+def _spec(
+    tiny_models,
+    family="sd",
+    subfolder="models",
+    weight="ip-adapter_sd15.safetensors",
+    encoder="image_encoder",
+    **sampling,
+):
     pipeline_dir, ip_repo = tiny_models
-    return DiffusersGeneratorConfig(kind="diffusers_ip_adapter", family=family, model=str(pipeline_dir),
-                                    ip_adapter={"repo": str(ip_repo), "scale": 1.0, "subfolder": subfolder,
-                                                "weight_name": weight, "image_encoder_folder": encoder},
-                                    sampling={"steps": 3, "image_size": 32, "batch_size": 2, **sampling})  # fmt: skip
+    return DiffusersGeneratorConfig(
+        kind="diffusers_ip_adapter",
+        family=family,
+        model=str(pipeline_dir),
+        ip_adapter={
+            "repo": str(ip_repo),
+            "scale": 1.0,
+            "subfolder": subfolder,
+            "weight_name": weight,
+            "image_encoder_folder": encoder,
+        },
+        sampling={"steps": 3, "image_size": 32, "batch_size": 2, **sampling},
+    )
 
 
-PIPELINE_CLASS = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline",
-                  "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}  # fmt: skip
+PIPELINE_CLASS = {
+    "sd": "StableDiffusionPipeline",
+    "sdxl": "StableDiffusionXLPipeline",
+    "sd3": "StableDiffusion3Pipeline",
+    "flux": "FluxPipeline",
+}
 
 
 def _px(im):
@@ -88,8 +113,14 @@ def test_prompts_without_a_reference_get_the_base_model(family_models):
     ours = gen.generate(["a red circle", "a blue square"], None, [3, 4])
     import torch
 
-    theirs = base(prompt=["a red circle", "a blue square"], num_inference_steps=3, guidance_scale=spec.sampling.guidance,
-                  generator=[torch.Generator("cpu").manual_seed(s) for s in (3, 4)], height=32, width=32).images
+    theirs = base(
+        prompt=["a red circle", "a blue square"],
+        num_inference_steps=3,
+        guidance_scale=spec.sampling.guidance,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in (3, 4)],
+        height=32,
+        width=32,
+    ).images
     assert all(np.abs(_px(a) - _px(b)).max() <= 1.0 for a, b in zip(ours, theirs))
 
 
@@ -143,15 +174,23 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
 
     pipeline_dir, ip_repo = write_tiny_sd_ip_adapter(tmp_path / "tiny-models")
     profile = yaml.safe_load((PROJECT_ROOT / "configs" / "smoke_sd.yaml").read_text())
-    profile.update(extends=str(PROJECT_ROOT / "configs" / "smoke.yaml"), artifacts_root=smoke_data["artifacts_root"],
-                   source=smoke_data["source"])  # fmt: skip
+    profile.update(
+        extends=str(PROJECT_ROOT / "configs" / "smoke.yaml"),
+        artifacts_root=smoke_data["artifacts_root"],
+        source=smoke_data["source"],
+    )
     profile["generator"].update(model=str(pipeline_dir))
     profile["generator"]["ip_adapter"].update(repo=str(ip_repo))
     path = tmp_path / "smoke_sd.yaml"
     path.write_text(yaml.safe_dump(profile))
     cfg = load_config(path)
-    assert isinstance(cfg.generator, DiffusersGeneratorConfig) and cfg.clip == load_config(PROJECT_ROOT / "configs" / "smoke.yaml").clip
-    result = dg.materialize(ALL_ASSETS, resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS)
+    assert (
+        isinstance(cfg.generator, DiffusersGeneratorConfig)
+        and cfg.clip == load_config(PROJECT_ROOT / "configs" / "smoke.yaml").clip
+    )
+    result = dg.materialize(
+        ALL_ASSETS, resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS
+    )
     assert result.success
     gid = diffusers_generator_id(cfg.generator)
     generated = read_manifest(cfg.artifacts_root / "generated")
@@ -169,8 +208,11 @@ def test_later_stages_refuse_a_generator_record_of_another_config(tiny_models, s
     from realrag_core.generators.registry import open_stored_generator
     from realrag_core.store import ArtifactStore
 
-    smoke_data["generator"] = {"kind": "diffusers_ip_adapter", "model": str(tiny_models[0]),
-                               "ip_adapter": {"repo": str(tiny_models[1])}}  # fmt: skip
+    smoke_data["generator"] = {
+        "kind": "diffusers_ip_adapter",
+        "model": str(tiny_models[0]),
+        "ip_adapter": {"repo": str(tiny_models[1])},
+    }
     cfg = parse_config(smoke_data, tmp_path)
     store = ArtifactStore(cfg.artifacts_root)
     with pytest.raises(ValueError, match="materialize the generator asset again"):
@@ -223,10 +265,11 @@ def test_external_generators_plug_in_by_factory_and_missing_ones_say_so(smoke_da
     assert image.size == (24, 24) and image.getpixel((3, 3)) == RED.getpixel((3, 3))
     with pytest.raises(FileNotFoundError):  # the record matches; the base CLIP is what is missing here
         open_stored_generator(cfg, store)
-    for factory, error, words in (("realrag_core.generators.emu2:make_generator", GeneratorNotInstalled,
-                                   "Emu2-Gen is not installed"),
-                                  ("no_such_package.gen:make", GeneratorNotInstalled, "cannot be loaded"),
-                                  ("my_generators:make_wrong", TypeError, "lacks generator_id")):  # fmt: skip
+    for factory, error, words in (
+        ("realrag_core.generators.emu2:make_generator", GeneratorNotInstalled, "Emu2-Gen is not installed"),
+        ("no_such_package.gen:make", GeneratorNotInstalled, "cannot be loaded"),
+        ("my_generators:make_wrong", TypeError, "lacks generator_id"),
+    ):
         smoke_data["generator"] = {"kind": "external", "factory": factory, "options": {"size": 24}}
         with pytest.raises(error, match=words):
             build_generator(parse_config(smoke_data, tmp_path), None, [], tmp_path / "g", tmp_path)
@@ -250,23 +293,48 @@ def test_the_generator_stages_run_through_the_assets_with_every_route(family, sm
 
     sampling = {"steps": 3, "image_size": 32, "batch_size": 8}
     if family == "omnigen":
-        smoke_data["generator"] = {"kind": "diffusers_omnigen", "model": str(write_tiny_omnigen(tmp_path / "m")),
-                                   "sampling": {**sampling, "guidance": 2.5}, "check_samples_per_concept": 1}  # fmt: skip
+        smoke_data["generator"] = {
+            "kind": "diffusers_omnigen",
+            "model": str(write_tiny_omnigen(tmp_path / "m")),
+            "sampling": {**sampling, "guidance": 2.5},
+            "check_samples_per_concept": 1,
+        }
     else:
         write, subfolder, weight, encoder = FAMILIES[family]
         pipeline_dir, ip_repo = write(tmp_path / "m")
         smoke_data["generator"] = {
-            "kind": "diffusers_ip_adapter", "family": family, "model": str(pipeline_dir),
-            "ip_adapter": {"repo": str(ip_repo), "subfolder": subfolder, "weight_name": weight, "scale": 1.0,
-                           "image_encoder_folder": str(ip_repo / "image_encoder")},
-            "sampling": {**sampling, "guidance": 2.0}, "check_samples_per_concept": 1}  # fmt: skip
+            "kind": "diffusers_ip_adapter",
+            "family": family,
+            "model": str(pipeline_dir),
+            "ip_adapter": {
+                "repo": str(ip_repo),
+                "subfolder": subfolder,
+                "weight_name": weight,
+                "scale": 1.0,
+                "image_encoder_folder": str(ip_repo / "image_encoder"),
+            },
+            "sampling": {**sampling, "guidance": 2.0},
+            "check_samples_per_concept": 1,
+        }
     path = tmp_path / f"smoke_{family}.yaml"
     path.write_text(yaml.safe_dump(smoke_data))
     cfg = load_config(path)
-    result = dg.materialize(ALL_ASSETS, selection=["image_source", "world_splits", "prompts", "clip_backbone", "judge",
-                                                   "generator", "image_embeddings", "generated_images",
-                                                   "reflective_negatives"],
-                            resources={"realrag": RealRagConfigResource(config_path=str(path))}, tags=ALL_SHARDS)  # fmt: skip
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=[
+            "image_source",
+            "world_splits",
+            "prompts",
+            "clip_backbone",
+            "judge",
+            "generator",
+            "image_embeddings",
+            "generated_images",
+            "reflective_negatives",
+        ],
+        resources={"realrag": RealRagConfigResource(config_path=str(path))},
+        tags=ALL_SHARDS,
+    )
     assert result.success
     gid = diffusers_generator_id(cfg.generator)
     assert gid.startswith("diffusers:" + ("omnigen" if family == "omnigen" else family) + ":")

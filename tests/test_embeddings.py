@@ -50,8 +50,15 @@ def test_rows_rejects_and_ids(source, clip, tmp_path, user_folder):
     # every damaged file is recorded with its reason; nothing is silently dropped
     rejects = pq.read_table(tmp_path / "rejects.parquet").to_pylist()
     reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in rejects}
-    assert set(reasons) == {"empty.png", "truncated.png", "not_an_image.png", "sixteen_bit.png", "tiny.png",
-                            "missing.png", "filled-green-triangle.png"}
+    assert set(reasons) == {
+        "empty.png",
+        "truncated.png",
+        "not_an_image.png",
+        "sixteen_bit.png",
+        "tiny.png",
+        "missing.png",
+        "filled-green-triangle.png",
+    }
     assert "empty file" in reasons["empty.png"] and "unsupported mode" in reasons["sixteen_bit.png"]
     assert "unreadable file" in reasons["missing.png"] and "empty caption" in reasons["filled-green-triangle.png"]
     assert report.rejected == len(rejects) == 7
@@ -106,9 +113,16 @@ def test_crash_mid_run_keeps_flushed_rows_and_resume_completes(source, clip, tmp
 
     monkeypatch.setattr(embed_images, "upsert", failing_upsert)
     with pytest.raises(RuntimeError, match="disk full"):
-        embed_source(source, Scope(frozenset({"filled", "shadow"}), CONCEPTS), clip, str(tmp_path / "db"),
-                     EmbeddingsConfig(batch_size=2, num_workers=0), tmp_path / "rejects.parquet",
-                     flush_rows=2, progress=False)  # fmt: skip
+        embed_source(
+            source,
+            Scope(frozenset({"filled", "shadow"}), CONCEPTS),
+            clip,
+            str(tmp_path / "db"),
+            EmbeddingsConfig(batch_size=2, num_workers=0),
+            tmp_path / "rejects.parquet",
+            flush_rows=2,
+            progress=False,
+        )
     kept = _table(tmp_path, clip).count_rows()
     assert kept == 2
     monkeypatch.setattr(embed_images, "upsert", real_upsert)
@@ -118,9 +132,15 @@ def test_crash_mid_run_keeps_flushed_rows_and_resume_completes(source, clip, tmp
 
 def test_workers_give_the_same_table(source, clip, tmp_path):
     a = _run(source, clip, tmp_path / "a")
-    b = embed_source(source, Scope(frozenset({"filled", "shadow"}), CONCEPTS), clip, str(tmp_path / "b" / "db"),
-                     EmbeddingsConfig(batch_size=3, num_workers=2), tmp_path / "b" / "rejects.parquet",
-                     progress=False)  # fmt: skip
+    b = embed_source(
+        source,
+        Scope(frozenset({"filled", "shadow"}), CONCEPTS),
+        clip,
+        str(tmp_path / "b" / "db"),
+        EmbeddingsConfig(batch_size=3, num_workers=2),
+        tmp_path / "b" / "rejects.parquet",
+        progress=False,
+    )
     assert (b.inserted, b.rejected) == (a.inserted, a.rejected)
     ta = {r["id"]: r["embedding"] for r in _table(tmp_path / "a", clip).to_arrow().to_pylist()}
     tb = {r["id"]: r["embedding"] for r in _table(tmp_path / "b", clip).to_arrow().to_pylist()}
@@ -134,8 +154,9 @@ def test_table_of_another_model_is_refused_or_recreated(source, clip, tmp_path):
         open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, "other-model:1")
     with pytest.raises(ModelMismatchError, match="dim"):
         open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim * 2, clip.model_id)
-    table, recreated = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, "other-model:1",
-                                            on_mismatch="recreate")  # fmt: skip
+    table, recreated = open_embedding_table(
+        str(tmp_path / "db"), "image_embeddings", clip.dim, "other-model:1", on_mismatch="recreate"
+    )
     assert recreated and table.count_rows() == 0
 
 

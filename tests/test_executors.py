@@ -37,8 +37,14 @@ def instance_home(tmp: Path) -> Path:
 
 
 def run_job(job: str, env: dict) -> str:
-    proc = subprocess.run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", job],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [str(VENV_BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", job],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "RUN_SUCCESS" in log, log[-4000:]
     return log
@@ -55,8 +61,9 @@ def reference(tmp_path_factory):
     from pipelines.resources import RealRagConfigResource
 
     root, path = profile(tmp_path_factory.mktemp("reference"), "in_process")
-    assert dg.materialize([*ALL_ASSETS, *ALL_CHECKS], tags=ALL_SHARDS,
-                          resources={"realrag": RealRagConfigResource(config_path=str(path))}).success  # fmt: skip
+    assert dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS], tags=ALL_SHARDS, resources={"realrag": RealRagConfigResource(config_path=str(path))}
+    ).success
     return root
 
 
@@ -64,8 +71,9 @@ def assert_same_outputs(ours: Path, reference: Path, run_outputs, table_uri: str
     """Same table rows, generated and RAG manifests, negatives, results, and every PNG byte for byte."""
 
     def rooted(rows, root):  # source paths differ only by the artifacts root
-        return [{k: v.replace(str(root.parent), "<root>") if isinstance(v, str) else v for k, v in r.items()}
-                for r in rows]  # fmt: skip
+        return [
+            {k: v.replace(str(root.parent), "<root>") if isinstance(v, str) else v for k, v in r.items()} for r in rows
+        ]
 
     def table_rows(root, uri=None):
         rows = lancedb.connect(uri or str(root / "lancedb")).open_table("image_embeddings").to_arrow()
@@ -82,8 +90,13 @@ def assert_same_outputs(ours: Path, reference: Path, run_outputs, table_uri: str
 def test_multiprocess_job_gives_the_in_process_result(reference, tmp_path, run_outputs):
     """Dagster's multiprocess executor: each step its own process."""
     root, path = profile(tmp_path, "multiprocess")
-    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(path), "HOME": str(tmp_path), "TQDM_DISABLE": "1",
-           "DAGSTER_HOME": str(instance_home(tmp_path))}  # fmt: skip
+    env = {
+        "PATH": str(VENV_BIN),
+        "REALRAG_CONFIG": str(path),
+        "HOME": str(tmp_path),
+        "TQDM_DISABLE": "1",
+        "DAGSTER_HOME": str(instance_home(tmp_path)),
+    }
     log = run_job("realrag_multiprocess", env)
     assert "multiprocess" in log.lower()
     assert_same_outputs(root, reference, run_outputs)
@@ -140,13 +153,35 @@ def test_celery_workers_with_a_redis_broker_give_the_in_process_result(reference
     root, path = profile(tmp_path, "celery")
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
-    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(path), "HOME": str(tmp_path), "TQDM_DISABLE": "1",
-           "DAGSTER_HOME": str(instance_home(tmp_path)), "REALRAG_CELERY_BROKER": broker}  # fmt: skip
+    env = {
+        "PATH": str(VENV_BIN),
+        "REALRAG_CONFIG": str(path),
+        "HOME": str(tmp_path),
+        "TQDM_DISABLE": "1",
+        "DAGSTER_HOME": str(instance_home(tmp_path)),
+        "REALRAG_CELERY_BROKER": broker,
+    }
     procs, logs = [], []
     try:
-        procs.append(subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                       "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    server,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         client = redis.Redis(host="127.0.0.1", port=port)
 
         def answers():
@@ -158,12 +193,37 @@ def test_celery_workers_with_a_redis_broker_give_the_in_process_result(reference
         wait_for(answers, "redis-server", procs=procs)
         for name in ("w1", "w2"):
             logs.append(tmp_path / f"{name}.log")
-            procs.append(subprocess.Popen(
-                [str(VENV_BIN / "celery"), "-A", "pipelines.celery_engine", "worker", "-Q", "dagster", "--pool", "solo",
-                 "--prefetch-multiplier=1", "-n", f"{name}@%h", "--loglevel", "INFO", "--logfile", str(logs[-1])],
-                cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))  # fmt: skip
-        wait_for(lambda: all(log.is_file() and "ready." in log.read_text() for log in logs), "two celery workers",
-                 timeout=120, procs=procs)  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(VENV_BIN / "celery"),
+                        "-A",
+                        "pipelines.celery_engine",
+                        "worker",
+                        "-Q",
+                        "dagster",
+                        "--pool",
+                        "solo",
+                        "--prefetch-multiplier=1",
+                        "-n",
+                        f"{name}@%h",
+                        "--loglevel",
+                        "INFO",
+                        "--logfile",
+                        str(logs[-1]),
+                    ],
+                    cwd=PROJECT_ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_for(
+            lambda: all(log.is_file() and "ready." in log.read_text() for log in logs),
+            "two celery workers",
+            timeout=120,
+            procs=procs,
+        )
         run_job("realrag_celery", env)
         tasks = [log.read_text().count("] succeeded in") for log in logs]
     finally:
@@ -183,8 +243,9 @@ def test_celery_workers_with_a_redis_broker_give_the_in_process_result(reference
 
 
 @pytest.mark.slow
-def test_artifacts_and_table_on_an_s3_server_each_step_in_its_own_process(reference, s3_server, s3_bucket, tmp_path,
-                                                                            run_outputs):
+def test_artifacts_and_table_on_an_s3_server_each_step_in_its_own_process(
+    reference, s3_server, s3_bucket, tmp_path, run_outputs
+):
     """artifacts_uri on an S3-compatible server (moto, on localhost): every step of the multiprocess job pulls the
     working copy and pushes what it wrote, the LanceDB table lives on the server. A new machine (the working copy
     wiped) pulls the same outputs as the in-process run, and can run a stage alone from there."""
@@ -192,8 +253,14 @@ def test_artifacts_and_table_on_an_s3_server_each_step_in_its_own_process(refere
 
     uri = f"s3://{s3_bucket}/realrag"
     root, path = profile(tmp_path, "s3", artifacts_uri=uri)
-    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(path), "HOME": str(tmp_path), "TQDM_DISABLE": "1",
-           "DAGSTER_HOME": str(instance_home(tmp_path)), **s3_server}  # fmt: skip
+    env = {
+        "PATH": str(VENV_BIN),
+        "REALRAG_CONFIG": str(path),
+        "HOME": str(tmp_path),
+        "TQDM_DISABLE": "1",
+        "DAGSTER_HOME": str(instance_home(tmp_path)),
+        **s3_server,
+    }
     log = run_job("realrag_multiprocess", env)
     assert log.count(f"artifacts {root} -> {uri}: push") >= 14  # once per step (and per check)
     assert not (root / "lancedb").exists()  # the table is on the server
@@ -202,9 +269,14 @@ def test_artifacts_and_table_on_an_s3_server_each_step_in_its_own_process(refere
     assert_same_outputs(root, reference, run_outputs, table_uri=f"{uri}/lancedb")
     results = run_outputs(root)["results"]
     shutil.rmtree(root)  # another new machine: only fid, in a new process
-    proc = subprocess.run([str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "fid", "-m",
-                           "pipelines.definitions"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "fid", "-m", "pipelines.definitions"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     fresh = tmp_path / "check"
     ArtifactSync(uri, fresh).pull(("reports/",))

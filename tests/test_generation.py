@@ -26,8 +26,10 @@ class CountingGenerator:
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("out of memory")
         # few colours on purpose: different prompts may give identical pixels
-        return [Image.new("RGB", (16, 16), (zlib.crc32(p.encode()) % 2 * 200, s * 40 % 255, 9))
-                for p, s in zip(prompts, seeds)]  # fmt: skip
+        return [
+            Image.new("RGB", (16, 16), (zlib.crc32(p.encode()) % 2 * 200, s * 40 % 255, 9))
+            for p, s in zip(prompts, seeds)
+        ]
 
 
 @pytest.fixture
@@ -55,8 +57,9 @@ def test_manifest_rows_files_and_embeddings(encoder, tmp_path):
 
 def test_a_crash_keeps_finished_batches_and_a_rerun_completes(encoder, tmp_path):
     with pytest.raises(RuntimeError, match="out of memory"):
-        generate_for_prompts(CountingGenerator(fail_after=1), encoder, PROMPTS, (0, 1), tmp_path, batch_size=4,
-                             progress=False)  # fmt: skip
+        generate_for_prompts(
+            CountingGenerator(fail_after=1), encoder, PROMPTS, (0, 1), tmp_path, batch_size=4, progress=False
+        )
     assert read_manifest(tmp_path).num_rows == 4
     gen = CountingGenerator()
     report = generate_for_prompts(gen, encoder, PROMPTS, (0, 1), tmp_path, batch_size=4, progress=False)
@@ -92,7 +95,9 @@ def test_a_rag_manifest_of_an_older_version_is_a_clear_error(tmp_path):
     from realrag_core.manifest import append_part
     from realrag_core.rag import generate_arms
 
-    append_part(tmp_path, {"arm": ["none"], "prompt_id": ["p0"]}, pa.schema([("arm", pa.string()), ("prompt_id", pa.string())]))
+    append_part(
+        tmp_path, {"arm": ["none"], "prompt_id": ["p0"]}, pa.schema([("arm", pa.string()), ("prompt_id", pa.string())])
+    )
 
     class Gen:
         generator_id = "g"

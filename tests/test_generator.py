@@ -29,8 +29,9 @@ def _gen(smoke_cfg, clip, seed=0, scheduler="ddim"):
     torch.manual_seed(seed)
     tokens = TextTokens(clip)
     unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
-    return DemoDiffusionGenerator(unet, tokens, smoke_cfg.generator.unet, "test", steps=3, guidance=2.0, batch_size=2,
-                                  scheduler=scheduler)  # fmt: skip
+    return DemoDiffusionGenerator(
+        unet, tokens, smoke_cfg.generator.unet, "test", steps=3, guidance=2.0, batch_size=2, scheduler=scheduler
+    )
 
 
 def _px(img):
@@ -66,14 +67,18 @@ def test_samplers_differ_and_the_generator_id_names_every_setting_that_changes_i
     from realrag_core.generators.demo_training import demo_generator_id
 
     ref = draw_concept("red", "circle", "filled", 32)
-    images = {k: _px(_gen(smoke_cfg, text, scheduler=k).generate(["a red circle"], [ref], [3])[0])
-              for k in ("ddim", "dpmsolver++", "unipc")}  # fmt: skip
+    images = {
+        k: _px(_gen(smoke_cfg, text, scheduler=k).generate(["a red circle"], [ref], [3])[0])
+        for k in ("ddim", "dpmsolver++", "unipc")
+    }
     assert np.abs(images["ddim"] - images["dpmsolver++"]).mean() > 0.1
     with pytest.raises(ValueError, match="unknown sampler"):
         _gen(smoke_cfg, text, scheduler="euler")
     base = SamplingConfig(steps=15, guidance=2.0)
-    ids = {demo_generator_id("k", base.model_copy(update=u)) for u in
-           ({}, {"steps": 25}, {"guidance": 3.0}, {"scheduler": "unipc"}, {"reference_guidance": 2.0})}  # fmt: skip
+    ids = {
+        demo_generator_id("k", base.model_copy(update=u))
+        for u in ({}, {"steps": 25}, {"guidance": 3.0}, {"scheduler": "unipc"}, {"reference_guidance": 2.0})
+    }
     assert len(ids) == 5  # each setting that changes images gives another id (resumed stages never mix them)
     assert demo_generator_id("k", base.model_copy(update={"batch_size": 7})) == demo_generator_id("k", base)
     assert demo_generator_id("k", base).startswith("demo-diffusion:k-")
@@ -112,8 +117,9 @@ def training_data(smoke_cfg, text):
 def test_training_lowers_the_denoising_loss(smoke_cfg, training_data):
     _, images, captions, pools, tokens = training_data
     unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
-    losses = train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 60, 16, 2e-3,
-                             smoke_cfg.generator.train.mix, 0)  # fmt: skip
+    losses = train_generator(
+        unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 60, 16, 2e-3, smoke_cfg.generator.train.mix, 0
+    )
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
 
 
@@ -128,8 +134,9 @@ def test_snapshots_are_the_weights_of_shorter_runs_and_leave_the_run_unchanged(s
     def run(steps, **snap):
         torch.manual_seed(0)
         unet = build_unet(spec, tokens.width, tokens.dim)
-        losses = train_generator(unet, tokens, spec, images, captions, pools, steps, 8, 1e-3, mix, 0,
-                                 ema_decay=0.9, **snap)  # fmt: skip
+        losses = train_generator(
+            unet, tokens, spec, images, captions, pools, steps, 8, 1e-3, mix, 0, ema_decay=0.9, **snap
+        )
         return losses, {k: v.clone() for k, v in unet.state_dict().items()}
 
     taken = {}
@@ -173,7 +180,10 @@ def test_shipped_weights_are_used_only_for_their_split(smoke_data, tmp_path):
     other_world = compute_world(records, other_cfg.world)
     _, refused = build_demo_generator(other_cfg, other_world, records, tmp_path / "other", tmp_path / "reports")
     assert refused["source"] == "trained" and refused["key"] != first["key"]
-    assert refused["text_encoder"]["reused"] is True and refused["text_encoder"]["model_id"] == first["text_encoder"]["model_id"]
+    assert (
+        refused["text_encoder"]["reused"] is True
+        and refused["text_encoder"]["model_id"] == first["text_encoder"]["model_id"]
+    )
     assert json.loads((tmp_path / "other" / "generator.json").read_text())["world_hash"] == other_world.hash
 
 
@@ -214,10 +224,14 @@ def test_reference_pools_follow_the_configured_artists(smoke_cfg, pool):
     prepare_source(smoke_cfg.source)
     records = list(iter_records(smoke_cfg.source))
     roles = smoke_cfg.world.styles.model_copy(update={"artists": {"a": ("filled", "shadow")}})
-    cfg = smoke_cfg.model_copy(update={
-        "world": smoke_cfg.world.model_copy(update={"styles": roles}),
-        "generator": smoke_cfg.generator.model_copy(update={
-            "train": smoke_cfg.generator.train.model_copy(update={"reference_pool": pool})})})  # fmt: skip
+    cfg = smoke_cfg.model_copy(
+        update={
+            "world": smoke_cfg.world.model_copy(update={"styles": roles}),
+            "generator": smoke_cfg.generator.model_copy(
+                update={"train": smoke_cfg.generator.train.model_copy(update={"reference_pool": pool})}
+            ),
+        }
+    )
     world = compute_world(records, cfg.world)
     _, _, pools, kept = training_set(cfg, world, records)
     artist = {"filled": "a", "shadow": "a"}
@@ -254,8 +268,22 @@ def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(sm
     runs = []
     for paired in (None, PairedAugment(flip=True, max_shift=2)):
         unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
-        runs.append(train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 5, 8, 1e-3,
-                                    smoke_cfg.generator.train.mix, 0, paired=paired))  # fmt: skip
+        runs.append(
+            train_generator(
+                unet,
+                tokens,
+                smoke_cfg.generator.unet,
+                images,
+                captions,
+                pools,
+                5,
+                8,
+                1e-3,
+                smoke_cfg.generator.train.mix,
+                0,
+                paired=paired,
+            )
+        )
     assert all(np.isfinite(r).all() for r in runs) and runs[0] != runs[1]  # the augmented batches differ
     train = smoke_cfg.generator.train.model_copy(update={"paired_augment": PairedAugment()})
     on = smoke_cfg.model_copy(update={"generator": smoke_cfg.generator.model_copy(update={"train": train})})
@@ -263,9 +291,19 @@ def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(sm
     # the key of a profile without it is what it was before the option existed (shipped weights stay valid)
     import hashlib
 
-    blob = json.dumps([world.hash, "t", smoke_cfg.generator.unet.model_dump(mode="json"),
-                       {k: v for k, v in smoke_cfg.generator.train.model_dump(mode="json").items()
-                        if k not in ("paired_augment", "unfamiliar_text", "outside_share", "styles")}], sort_keys=True)  # fmt: skip
+    blob = json.dumps(
+        [
+            world.hash,
+            "t",
+            smoke_cfg.generator.unet.model_dump(mode="json"),
+            {
+                k: v
+                for k, v in smoke_cfg.generator.train.model_dump(mode="json").items()
+                if k not in ("paired_augment", "unfamiliar_text", "outside_share", "styles")
+            },
+        ],
+        sort_keys=True,
+    )
     assert generator_key(smoke_cfg, world, "t") == hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -292,9 +330,24 @@ def test_outside_share_trains_only_the_reference_pathway_on_concepts_outside_the
         unet = build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim)
         seen = []
         forward = unet.forward
-        unet.forward = lambda x, *a, **k: seen.append((x.detach(), k["encoder_hidden_states"].detach())) or forward(x, *a, **k)
-        train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 3, 8, 1e-3, mix, 0,
-                        outside_share=share, outside=(o_images, o_captions, o_pools))  # fmt: skip
+        unet.forward = lambda x, *a, **k: (
+            seen.append((x.detach(), k["encoder_hidden_states"].detach())) or forward(x, *a, **k)
+        )
+        train_generator(
+            unet,
+            tokens,
+            smoke_cfg.generator.unet,
+            images,
+            captions,
+            pools,
+            3,
+            8,
+            1e-3,
+            mix,
+            0,
+            outside_share=share,
+            outside=(o_images, o_captions, o_pools),
+        )
         inputs, hidden = torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
         n_text = sum(any(torch.allclose(h, o, atol=1e-6) for o in outside_rows) for h in hidden)
         refs = inputs[:, 3:]  # the spatial reference channels
@@ -307,8 +360,20 @@ def test_outside_share_trains_only_the_reference_pathway_on_concepts_outside_the
     assert seen_by_unet(None, both)[:2] == (0, 0)
     assert seen_by_unet(1.0, text_only)[:2] == (0, 0)  # text-only examples never come from outside
     with pytest.raises(ValueError, match="outside the world"):
-        train_generator(build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim), tokens, smoke_cfg.generator.unet,
-                        images, captions, pools, 1, 8, 1e-3, both, 0, outside_share=0.5)  # fmt: skip
+        train_generator(
+            build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim),
+            tokens,
+            smoke_cfg.generator.unet,
+            images,
+            captions,
+            pools,
+            1,
+            8,
+            1e-3,
+            both,
+            0,
+            outside_share=0.5,
+        )
 
 
 def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(smoke_cfg, training_data):
@@ -329,12 +394,37 @@ def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(s
         seen = []
         forward = unet.forward
         unet.forward = lambda *a, **k: seen.append(k["encoder_hidden_states"].detach()) or forward(*a, **k)
-        train_generator(unet, tokens, smoke_cfg.generator.unet, images, captions, pools, 3, 8, 1e-3, mix, 0,
-                        unfamiliar_text=share, unfamiliar_captions=outside)  # fmt: skip
+        train_generator(
+            unet,
+            tokens,
+            smoke_cfg.generator.unet,
+            images,
+            captions,
+            pools,
+            3,
+            8,
+            1e-3,
+            mix,
+            0,
+            unfamiliar_text=share,
+            unfamiliar_captions=outside,
+        )
         rows = torch.cat(seen)
         counts.append(sum(bool(torch.allclose(r, o, atol=1e-6)) for r in rows for o in outside_rows))
     with_pool = sum(bool(p) for p in pools)
     assert with_pool > 0 and counts[0] == 0 and counts[1] > 0
     with pytest.raises(ValueError, match="outside the world"):
-        train_generator(build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim), tokens, smoke_cfg.generator.unet,
-                        images, captions, pools, 1, 8, 1e-3, mix, 0, unfamiliar_text=0.5)  # fmt: skip
+        train_generator(
+            build_unet(smoke_cfg.generator.unet, tokens.width, tokens.dim),
+            tokens,
+            smoke_cfg.generator.unet,
+            images,
+            captions,
+            pools,
+            1,
+            8,
+            1e-3,
+            mix,
+            0,
+            unfamiliar_text=0.5,
+        )

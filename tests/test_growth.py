@@ -14,8 +14,9 @@ from realrag_core.sources import prepare_source
 
 
 def _tick(config_file, cursor):
-    with dg.build_sensor_context(cursor=cursor, resources={"realrag": RealRagConfigResource(
-            config_path=str(config_file))}) as context:  # fmt: skip
+    with dg.build_sensor_context(
+        cursor=cursor, resources={"realrag": RealRagConfigResource(config_path=str(config_file))}
+    ) as context:
         return source_growth(context), context.cursor
 
 
@@ -68,11 +69,14 @@ def test_new_images_reach_a_new_retriever_through_the_sensor_without_a_full_rebu
     resources = {"realrag": RealRagConfigResource(config_path=str(smoke_config_file))}
 
     def run(selection):
-        result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=selection, instance=instance,
-                                resources=resources, tags=ALL_SHARDS)  # fmt: skip
+        result = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS], selection=selection, instance=instance, resources=resources, tags=ALL_SHARDS
+        )
         assert result.success
-        return {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-                for e in result.get_asset_materialization_events()}  # fmt: skip
+        return {
+            e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()
+        }
 
     first = run(None)
     _, cursor = _tick(smoke_config_file, None)
@@ -83,7 +87,9 @@ def test_new_images_reach_a_new_retriever_through_the_sensor_without_a_full_rebu
     for row in rows[:3]:  # mirrored drawings of concepts the database holds: new content, new ids
         colour, shape = row["concept"].split(" ", 1)
         rel = f"{row['style']}/{colour}-{shape}-mirrored.png"
-        ImageOps.mirror(draw_concept(colour, shape, row["style"], smoke_cfg.source.image_size).rotate(90)).save(source / rel)
+        ImageOps.mirror(draw_concept(colour, shape, row["style"], smoke_cfg.source.image_size).rotate(90)).save(
+            source / rel
+        )
         added.append({**row, "path": rel})
     with (source / MANIFEST_NAME).open("a", newline="", encoding="utf-8") as fh:
         csv.DictWriter(fh, fieldnames=list(rows[0])).writerows(added)
@@ -97,11 +103,14 @@ def test_new_images_reach_a_new_retriever_through_the_sensor_without_a_full_rebu
     assert negatives["mining/mode"] == "incremental" and negatives["mining/added_rows"] == len(in_scope)
     assert negatives["table_version"] > first["reflective_negatives"]["table_version"]
     assert negatives["negatives_version"] != first["reflective_negatives"]["negatives_version"]
-    retrained = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=retrain_job.selection, instance=instance,
-                               resources=resources)  # fmt: skip
+    retrained = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS], selection=retrain_job.selection, instance=instance, resources=resources
+    )
     assert retrained.success
-    meta = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-            for e in retrained.get_asset_materialization_events()}  # fmt: skip
+    meta = {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in retrained.get_asset_materialization_events()
+    }
     assert set(meta) == {"retriever", "contrastive_retriever"}
     assert meta["retriever"]["table_version"] == negatives["table_version"]
     assert meta["retriever"]["negatives_version"] == negatives["negatives_version"]

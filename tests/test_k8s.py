@@ -43,21 +43,37 @@ def _launched_job(instance, recon, step_key):
     executor_def = job_def.executor_def
     processed = executor_def.apply_config_mapping({})  # the configuration the job carries, filled in by dagster
     assert processed.success, processed.errors
-    executor = executor_def.executor_creation_fn(InitExecutorContext(
-        job=recon, executor_def=executor_def, executor_config=processed.value["config"], instance=instance))  # fmt: skip
+    executor = executor_def.executor_creation_fn(
+        InitExecutorContext(
+            job=recon, executor_def=executor_def, executor_config=processed.value["config"], instance=instance
+        )
+    )
     batch = mock.MagicMock()
     handler = executor._step_handler  # noqa: SLF001
     handler._api_client = DagsterKubernetesClient.production_client(batch_api_override=batch)  # noqa: SLF001
-    run = create_run_for_test(instance, job_name="realrag_k8s", job_code_origin=recon.get_python_origin(),
-                              tags=ALL_SHARDS)  # fmt: skip
+    run = create_run_for_test(
+        instance, job_name="realrag_k8s", job_code_origin=recon.get_python_origin(), tags=ALL_SHARDS
+    )
     plan = create_execution_plan(recon, tags=ALL_SHARDS)
     plan_context = PlanOrchestrationContext(
-        plan_data=PlanData(job=recon, dagster_run=run, instance=instance, execution_plan=plan, raise_on_error=True,
-                           retry_mode=RetryMode.DISABLED),
-        log_manager=create_context_free_log_manager(instance, run), executor=executor, output_capture=None,
-    )  # fmt: skip
-    context = StepHandlerContext(instance=instance, plan_context=plan_context, steps=plan.steps,
-                                 execute_step_args=ExecuteStepArgs(recon.get_python_origin(), run.run_id, [step_key]))  # fmt: skip
+        plan_data=PlanData(
+            job=recon,
+            dagster_run=run,
+            instance=instance,
+            execution_plan=plan,
+            raise_on_error=True,
+            retry_mode=RetryMode.DISABLED,
+        ),
+        log_manager=create_context_free_log_manager(instance, run),
+        executor=executor,
+        output_capture=None,
+    )
+    context = StepHandlerContext(
+        instance=instance,
+        plan_context=plan_context,
+        steps=plan.steps,
+        execute_step_args=ExecuteStepArgs(recon.get_python_origin(), run.run_id, [step_key]),
+    )
     list(handler.launch_step(context))
     [(name, _, kwargs)] = [c for c in batch.method_calls if c[0] == "create_namespaced_job"]
     return kwargs["namespace"], kwargs["body"]
@@ -66,16 +82,23 @@ def _launched_job(instance, recon, step_key):
 def test_step_jobs_carry_image_environment_volume_and_a_gpu_on_heavy_steps(tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
-    launcher = {"service_account_name": "dagster", "instance_config_map": "dagster-instance", "dagster_home": "/opt/dagster/dagster_home",
-                "postgres_password_secret": "dagster-postgresql-secret", "job_image": "launcher-image",
-                "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}  # fmt: skip
+    launcher = {
+        "service_account_name": "dagster",
+        "instance_config_map": "dagster-instance",
+        "dagster_home": "/opt/dagster/dagster_home",
+        "postgres_password_secret": "dagster-postgresql-secret",
+        "job_image": "launcher-image",
+        "load_incluster_config": False,
+        "kubeconfig_file": str(kubeconfig),
+    }
     recon = reconstructable(realrag_k8s)
     from pipelines.definitions import ALL_ASSETS
 
     heavy = gpu_steps(ALL_ASSETS)
     assert {"generated_images", "rag_images", "retriever", "image_embeddings"} <= set(heavy) and "prompts" not in heavy
-    with instance_for_test(overrides={"run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher",
-                                                       "config": launcher}}) as instance:  # fmt: skip
+    with instance_for_test(
+        overrides={"run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": launcher}}
+    ) as instance:
         for step in ("generated_images", "prompts"):
             namespace, job = _launched_job(instance, recon, step)
             pod = job.spec.template.spec
@@ -93,12 +116,22 @@ def test_step_jobs_carry_image_environment_volume_and_a_gpu_on_heavy_steps(tmp_p
 def test_executor_config_follows_the_environment():
     from pipelines.definitions import ALL_ASSETS
 
-    cfg = executor_config(ALL_ASSETS, {"REALRAG_K8S_IMAGE": "registry.example/realrag:1", "REALRAG_K8S_GPUS": "2",
-                                       "REALRAG_K8S_PVC": "shared", "REALRAG_K8S_NAMESPACE": "ml",
-                                       "REALRAG_K8S_SECRET": "hf", "REALRAG_K8S_CONFIG": "/data/cars.yaml"})  # fmt: skip
+    cfg = executor_config(
+        ALL_ASSETS,
+        {
+            "REALRAG_K8S_IMAGE": "registry.example/realrag:1",
+            "REALRAG_K8S_GPUS": "2",
+            "REALRAG_K8S_PVC": "shared",
+            "REALRAG_K8S_NAMESPACE": "ml",
+            "REALRAG_K8S_SECRET": "hf",
+            "REALRAG_K8S_CONFIG": "/data/cars.yaml",
+        },
+    )
     assert cfg["job_image"] == "registry.example/realrag:1" and cfg["job_namespace"] == "ml"
     assert cfg["volumes"][0]["persistent_volume_claim"]["claim_name"] == "shared"
     assert cfg["env_secrets"] == ["hf"] and cfg["env_vars"] == ["REALRAG_CONFIG=/data/cars.yaml"]
-    limits = {k: v["container_config"]["resources"]["limits"]["nvidia.com/gpu"] for k, v in cfg["per_step_k8s_config"].items()}
+    limits = {
+        k: v["container_config"]["resources"]["limits"]["nvidia.com/gpu"] for k, v in cfg["per_step_k8s_config"].items()
+    }
     assert limits and set(limits.values()) == {"2"} and set(limits) == set(gpu_steps(ALL_ASSETS))
     assert executor_config(ALL_ASSETS, {"REALRAG_K8S_GPUS": "0"})["per_step_k8s_config"] == {}

@@ -48,7 +48,9 @@ def test_masks_remove_false_and_invalid_negatives():
     t, v, r = _feats(b=4, k=2)
     scale = torch.tensor(10.0)
     none_valid = torch.zeros(4, 2, dtype=torch.bool)
-    assert torch.allclose(reflective_contrastive_loss(t, v, scale, r, none_valid), reflective_contrastive_loss(t, v, scale))
+    assert torch.allclose(
+        reflective_contrastive_loss(t, v, scale, r, none_valid), reflective_contrastive_loss(t, v, scale)
+    )
     same = torch.zeros(4, 4, dtype=torch.bool)
     same[0, 1] = same[1, 0] = True  # prompts 0 and 1 share a concept
     masked = reflective_contrastive_loss(t, v, scale, same_concept=same)

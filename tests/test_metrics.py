@@ -47,8 +47,15 @@ def test_paired_comparisons_use_the_same_prompts_and_seeds():
         for seed in (0, 1):
             base = {"prompt_id": f"p{p}", "concept": f"c{p}", "seed": seed, "generator_split": "novel"}
             scored.append({**base, "kind": "clip", "retriever_seed": None, "concept_acc": 0.0, "retrieved_id": f"x{p}"})
-            scored.append({**base, "kind": "reflective", "retriever_seed": 0, "concept_acc": 1.0 if p < 7 else 0.0,
-                           "retrieved_id": f"x{p}" if p < 5 else f"y{p}"})  # fmt: skip
+            scored.append(
+                {
+                    **base,
+                    "kind": "reflective",
+                    "retriever_seed": 0,
+                    "concept_acc": 1.0 if p < 7 else 0.0,
+                    "retrieved_id": f"x{p}" if p < 5 else f"y{p}",
+                }
+            )
     [row] = [r for r in paired_comparisons(scored) if (r["a"], r["b"]) == ("reflective", "clip")]
     assert row["diff"] == pytest.approx(0.7) and row["n"] == 20 and row["prompts"] == 10
     assert row["different_retrievals"] == pytest.approx(0.5) and row["lo"] > 0.3
@@ -60,19 +67,24 @@ def test_paired_comparisons_use_the_same_prompts_and_seeds():
             scored.append({**s, "kind": "contrastive", "retriever_seed": 1, "concept_acc": 0.0})
     rows = paired_comparisons(scored)
     [both] = [r for r in rows if (r["a"], r["b"]) == ("reflective", "clip")]
-    assert both["n"] == 40 and both["diff"] == pytest.approx(0.35) and both["different_retrievals"] == pytest.approx(0.25)
+    assert (
+        both["n"] == 40 and both["diff"] == pytest.approx(0.35) and both["different_retrievals"] == pytest.approx(0.25)
+    )
     [rc] = [r for r in rows if (r["a"], r["b"]) == ("reflective", "contrastive")]
     assert rc["n"] == 20 and rc["diff"] == pytest.approx(0.0)  # only seed 1 exists in both
     # reflective's two seeds disagree (0.7 vs 0.0 over clip): the interval over concepts and seeds says so
     assert both["retriever_seeds"] == 2 and both["concepts"] == 10 and both["lo"] < 0.05
     assert both["mde"] == pytest.approx(2.8 * both["se"]) and both["mde"] > row["mde"]
-    md = results_markdown([{"arm": "clip", "split": "novel", "metric": "concept_acc", "value": 0.0, "n": 20,
-                            "lo": 0.0, "hi": 0.0}], [row])  # fmt: skip
+    md = results_markdown(
+        [{"arm": "clip", "split": "novel", "metric": "concept_acc", "value": 0.0, "n": 20, "lo": 0.0, "hi": 0.0}], [row]
+    )
     assert "reflective - clip | novel | +0.700" in md
 
 
-@pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-                                      ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+@pytest.mark.parametrize(
+    "mean,std",
+    [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))],
+)
 def test_judge_features_normalise_like_the_judges_own_preprocessing(smoke_cfg, tmp_path, mean, std):
     """The torchmetrics extractor must see what the judge sees, also for a pretrained judge (OpenAI mean/std)."""
     import json
@@ -117,12 +129,19 @@ def test_inception_fid_loads_weights_from_the_config_and_orders_sets(inception_w
 def test_clip_i_is_the_mean_cosine_with_the_concepts_real_images(judge):
     from realrag_core.metrics import clip_scores
 
-    real = [("red circle", draw_concept("red", "circle", "filled", 32)),
-            ("red circle", draw_concept("red", "circle", "shadow", 32)),
-            ("blue star", draw_concept("blue", "star", "filled", 32))]  # fmt: skip
+    real = [
+        ("red circle", draw_concept("red", "circle", "filled", 32)),
+        ("red circle", draw_concept("red", "circle", "shadow", 32)),
+        ("blue star", draw_concept("blue", "star", "filled", 32)),
+    ]
     images = [real[0][1], real[2][1], draw_concept("green", "square", "filled", 32)]
-    out = clip_scores(judge, images, ["a red circle", "a blue star", "a green square"],
-                      ["red circle", "blue star", "green square"], real)  # fmt: skip
+    out = clip_scores(
+        judge,
+        images,
+        ["a red circle", "a blue star", "a green square"],
+        ["red circle", "blue star", "green square"],
+        real,
+    )
     emb = judge.embed_images([im for _, im in real] + [images[2]])
     assert out["clip_i"][0] == pytest.approx(float(emb[0] @ (emb[0] + emb[1]) / 2), abs=1e-5)
     assert out["clip_i"][1] == pytest.approx(1.0, abs=1e-5)  # the image is the concept's only reference
@@ -151,11 +170,23 @@ def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path)
     database = [r for r in records if r.style == "filled"]
     emb = judge.embed_images([Image.open(r.path).convert("RGB") for r in database]).numpy()
     table, _ = open_embedding_table(str(tmp_path / "db"), "t", judge.dim, judge.model_id)
-    upsert(table, pa.table({"id": [r.path.name for r in database], "path": [str(r.path) for r in database],
-                            "caption": [r.caption for r in database], "concept": [r.concept for r in database],
-                            "style": [r.style for r in database], "split": ["db"] * 3,
-                            VECTOR_COLUMN: [list(v) for v in emb], "model_id": [judge.model_id] * 3,
-                            "added_at": [datetime.now(timezone.utc)] * 3}, schema=table.schema))  # fmt: skip
+    upsert(
+        table,
+        pa.table(
+            {
+                "id": [r.path.name for r in database],
+                "path": [str(r.path) for r in database],
+                "caption": [r.caption for r in database],
+                "concept": [r.concept for r in database],
+                "style": [r.style for r in database],
+                "split": ["db"] * 3,
+                VECTOR_COLUMN: [list(v) for v in emb],
+                "model_id": [judge.model_id] * 3,
+                "added_at": [datetime.now(timezone.utc)] * 3,
+            },
+            schema=table.schema,
+        ),
+    )
     by_split = {"known": {"red circle"}, "novel": {"blue star", "green square"}}
     ref, report = fid_reference_set(records, "dotted", by_split, judge, table, IndexConfig(), threshold=0.99999)
     assert [d["path"] for d in report["near_duplicates"]] == [str(copied)]

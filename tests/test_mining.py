@@ -12,8 +12,9 @@ def _unit(rng, n, d=16):
 def _brute_force(gen, gen_c, table, table_c, k, exclude_concept):
     out_i, out_s = [], []
     for q, c in zip(gen, gen_c):
-        scores = [(float(q @ row), j) for j, (row, tc) in enumerate(zip(table, table_c))
-                  if not (exclude_concept and tc == c)]  # fmt: skip
+        scores = [
+            (float(q @ row), j) for j, (row, tc) in enumerate(zip(table, table_c)) if not (exclude_concept and tc == c)
+        ]
         scores.sort(key=lambda x: -x[0])
         out_i.append([j for _, j in scores[:k]])
         out_s.append([s for s, _ in scores[:k]])
@@ -28,8 +29,9 @@ def test_matches_brute_force_across_chunks(policy):
     gen_c = [f"c{i % 30}" for i in range(25)]
     want_i, want_s = _brute_force(gen, gen_c, table, table_c, 3, policy == "exclude_concept")
     for chunk_rows, query_block in ((64, 1024), (64, 7), (1000, 4)):  # blocks over rows, queries, both
-        got = mine_negatives(gen, gen_c, table, table_c, k=3, policy=policy, chunk_rows=chunk_rows,
-                             query_block=query_block)  # fmt: skip
+        got = mine_negatives(
+            gen, gen_c, table, table_c, k=3, policy=policy, chunk_rows=chunk_rows, query_block=query_block
+        )
         assert np.array_equal(got.indices, want_i)
         assert np.allclose(got.similarities, want_s, atol=1e-6)
 
@@ -79,18 +81,40 @@ def test_incremental_re_mine_equals_a_full_one_after_growth_and_removal(policy):
     gen_ids, gen_c = [f"g{i}" for i in range(30)], [f"c{i % 20}" for i in range(30)]
     old = list(range(300))  # the table at the previous mining
     first = mine_negatives(gen, gen_c, table[old], [concepts[j] for j in old], 3, policy)
-    previous = {g: [(ids[old[j]], float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
-                for i, g in enumerate(gen_ids)}  # fmt: skip
+    previous = {
+        g: [(ids[old[j]], float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
+        for i, g in enumerate(gen_ids)
+    }
     # the database grows by 100 rows and loses 40 old ones (some of them were negatives of some images)
     removed = set(old[::7][:40]) | {old[first.indices[0, 0]]}
     now = [j for j in range(400) if j not in removed]
-    got, stats = mine_incremental(gen, gen_ids, gen_c, table[now], [ids[j] for j in now], [concepts[j] for j in now],
-                                  previous, {ids[j] for j in old}, 3, policy)  # fmt: skip
+    got, stats = mine_incremental(
+        gen,
+        gen_ids,
+        gen_c,
+        table[now],
+        [ids[j] for j in now],
+        [concepts[j] for j in now],
+        previous,
+        {ids[j] for j in old},
+        3,
+        policy,
+    )
     want = mine_negatives(gen, gen_c, table[now], [concepts[j] for j in now], 3, policy)
     assert np.array_equal(got.indices, want.indices) and np.allclose(got.similarities, want.similarities, atol=1e-6)
     assert stats["added_rows"] == 100 and stats["full_search_images"] >= 1 and stats["reused_images"] >= 1
     assert stats["reused_images"] + stats["full_search_images"] == 30
     assert stats["compared_pairs"] < 30 * len(now)  # cheaper than a full re-mine
-    unchanged, none_added = mine_incremental(gen, gen_ids, gen_c, table[old], [ids[j] for j in old],
-                                             [concepts[j] for j in old], previous, {ids[j] for j in old}, 3, policy)  # fmt: skip
+    unchanged, none_added = mine_incremental(
+        gen,
+        gen_ids,
+        gen_c,
+        table[old],
+        [ids[j] for j in old],
+        [concepts[j] for j in old],
+        previous,
+        {ids[j] for j in old},
+        3,
+        policy,
+    )
     assert np.array_equal(unchanged.indices, first.indices) and none_added["compared_pairs"] == 0

@@ -18,8 +18,11 @@ RED, BLUE = Image.new("RGB", (48, 48), (230, 20, 20)), Image.new("RGB", (48, 48)
 
 @pytest.fixture(scope="module")
 def omnigen(tmp_path_factory):
-    spec = OmniGenGeneratorConfig(kind="diffusers_omnigen", model=str(write_tiny_omnigen(tmp_path_factory.mktemp("og"))),
-                                  sampling={"steps": 3, "guidance": 2.5, "image_size": 32, "batch_size": 2})  # fmt: skip
+    spec = OmniGenGeneratorConfig(
+        kind="diffusers_omnigen",
+        model=str(write_tiny_omnigen(tmp_path_factory.mktemp("og"))),
+        sampling={"steps": 3, "guidance": 2.5, "image_size": 32, "batch_size": 2},
+    )
     pipe = load_omnigen_pipeline(spec)
     return OmniGenGenerator(pipe, spec, diffusers_generator_id(spec))
 
@@ -53,14 +56,23 @@ def test_omnigen_without_a_reference_is_plain_text_to_image(omnigen, monkeypatch
     base = OmniGenPipeline.from_pretrained(omnigen.spec.model)
     base.set_progress_bar_config(disable=True)
     ours = omnigen.generate(["a red circle", "a blue square"], None, [3, 4])
-    theirs = base(prompt=["a red circle", "a blue square"], num_inference_steps=3, guidance_scale=2.5, height=32,
-                  width=32, generator=[torch.Generator("cpu").manual_seed(s) for s in (3, 4)]).images  # fmt: skip
+    theirs = base(
+        prompt=["a red circle", "a blue square"],
+        num_inference_steps=3,
+        guidance_scale=2.5,
+        height=32,
+        width=32,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in (3, 4)],
+    ).images
     assert all(np.abs(_px(a) - _px(b)).max() <= 1.0 for a, b in zip(ours, theirs))
     # and with a reference, diffusers' multimodal processor gets OmniGen's image placeholder and the image
     seen, processor = [], omnigen.pipe.multimodal_processor
     process = processor.process_multi_modal_prompt
-    monkeypatch.setattr(processor, "process_multi_modal_prompt",
-                        lambda text, images: seen.append((text, images)) or process(text, images))  # fmt: skip
+    monkeypatch.setattr(
+        processor,
+        "process_multi_modal_prompt",
+        lambda text, images: seen.append((text, images)) or process(text, images),
+    )
     omnigen.generate(["a red circle"], [RED], [0])
     assert seen[0][0] == "a red circle, like <img><|image_1|></img>" and len(seen[0][1]) == 1
 

@@ -45,8 +45,11 @@ def test_bad_fractions_are_a_config_error(smoke_data, tmp_path):
         parse_config(smoke_data, tmp_path)
 
 
-SEEN = {"train": ("a {concept}", "a drawing of a {concept}"), "val": ("a picture of a {concept}",),
-        "eval": ("an image of a {concept}",)}
+SEEN = {
+    "train": ("a {concept}", "a drawing of a {concept}"),
+    "val": ("a picture of a {concept}",),
+    "eval": ("an image of a {concept}",),
+}
 
 
 def test_seen_concepts_prompts_split_by_template_and_every_concept_trains(tmp_path):
@@ -66,7 +69,6 @@ def test_seen_concepts_prompts_split_by_template_and_every_concept_trains(tmp_pa
 
 
 def test_a_prompts_file_without_a_protocol_column_reads_as_unseen_concepts(tmp_path):
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     old = build_prompts(_world(3, 3), ("a {concept}",), (0.5, 0.2, 0.3), 0)
@@ -76,11 +78,14 @@ def test_a_prompts_file_without_a_protocol_column_reads_as_unseen_concepts(tmp_p
     assert load_prompts(tmp_path) == old and {p.protocol for p in load_prompts(tmp_path)} == {"unseen_concepts"}
 
 
-@pytest.mark.parametrize("seen,match", [
-    ({"val_templates": ["a {concept}"]}, "both a train and a val template"),
-    ({"eval_templates": ["a picture of a {concept}"]}, "both a val and a eval template"),
-    ({"train_templates": []}, "train_templates: at least one"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "seen,match",
+    [
+        ({"val_templates": ["a {concept}"]}, "both a train and a val template"),
+        ({"eval_templates": ["a picture of a {concept}"]}, "both a val and a eval template"),
+        ({"train_templates": []}, "train_templates: at least one"),
+    ],
+)
 def test_seen_concepts_templates_must_be_disjoint(smoke_data, tmp_path, seen, match):
     from realrag_core.config import ConfigError, parse_config
 
@@ -97,9 +102,17 @@ def test_one_shared_class_name_template_gives_one_prompt_per_split(smoke_data, t
     from realrag_core.config import parse_config
 
     one = ("a photo of a {concept}",)
-    prompts = build_prompts(_world(2, 2), one, (0.5, 0.2, 0.3), 0, ("seen_concepts",),
-                            {"train": one, "val": one, "eval": one})  # fmt: skip
+    prompts = build_prompts(
+        _world(2, 2), one, (0.5, 0.2, 0.3), 0, ("seen_concepts",), {"train": one, "val": one, "eval": one}
+    )
     assert len(prompts) == 12 and len({p.prompt_id for p in prompts}) == 12 and len({p.prompt for p in prompts}) == 4
-    smoke_data["prompts"] = {"protocols": ["seen_concepts"], "seen_concepts": {
-        "train_templates": list(one), "val_templates": list(one), "eval_templates": list(one), "shared_templates": True}}
+    smoke_data["prompts"] = {
+        "protocols": ["seen_concepts"],
+        "seen_concepts": {
+            "train_templates": list(one),
+            "val_templates": list(one),
+            "eval_templates": list(one),
+            "shared_templates": True,
+        },
+    }
     assert parse_config(smoke_data, tmp_path).prompts.seen_concepts.shared_templates

@@ -24,9 +24,17 @@ def _table(tmp_path, concepts_images):
             paths.append(str(path))
             concepts.append(concept)
     v = np.eye(4, dtype=np.float32)[np.arange(len(ids)) % 4]
-    data = {"id": ids, "path": paths, "caption": concepts, "concept": concepts, "style": ["s"] * len(ids),
-            "split": ["known"] * len(ids), "embedding": list(v), "model_id": ["m"] * len(ids),
-            "added_at": [datetime.now(timezone.utc)] * len(ids)}  # fmt: skip
+    data = {
+        "id": ids,
+        "path": paths,
+        "caption": concepts,
+        "concept": concepts,
+        "style": ["s"] * len(ids),
+        "split": ["known"] * len(ids),
+        "embedding": list(v),
+        "model_id": ["m"] * len(ids),
+        "added_at": [datetime.now(timezone.utc)] * len(ids),
+    }
     upsert(table, pa.Table.from_pydict(data, schema=table_schema(4, "m")))
     return table
 
@@ -54,10 +62,23 @@ def test_oracle_rows_name_the_table_version_they_chose_from(tmp_path):
     oracle = OracleRetriever(3)
     before = oracle.model_id_for(table)
     assert before.startswith("oracle:seed3:t@v")
-    upsert(table, pa.Table.from_pydict({"id": ["lamp-9"], "path": [str(tmp_path / "lamp_0.png")], "caption": ["lamp"],
-                                        "concept": ["lamp"], "style": ["s"], "split": ["known"],
-                                        "embedding": [np.ones(4, dtype=np.float32)], "model_id": ["m"],
-                                        "added_at": [datetime.now(timezone.utc)]}, schema=table_schema(4, "m")))  # fmt: skip
+    upsert(
+        table,
+        pa.Table.from_pydict(
+            {
+                "id": ["lamp-9"],
+                "path": [str(tmp_path / "lamp_0.png")],
+                "caption": ["lamp"],
+                "concept": ["lamp"],
+                "style": ["s"],
+                "split": ["known"],
+                "embedding": [np.ones(4, dtype=np.float32)],
+                "model_id": ["m"],
+                "added_at": [datetime.now(timezone.utc)],
+            },
+            schema=table_schema(4, "m"),
+        ),
+    )
     assert oracle.model_id_for(table) != before
 
 
@@ -69,7 +90,9 @@ class _Echo:
     def generate(self, prompts, references, seeds):
         out = []
         for ref in references:
-            colour = tuple(int(c) for c in np.asarray(ref).reshape(-1, 3).mean(0)) if ref is not None else (128, 128, 128)
+            colour = (
+                tuple(int(c) for c in np.asarray(ref).reshape(-1, 3).mean(0)) if ref is not None else (128, 128, 128)
+            )
             out.append(Image.new("RGB", (8, 8), colour))
         return out
 
@@ -77,8 +100,16 @@ class _Echo:
 def test_the_oracle_arm_generates_from_its_own_concept_beside_none(tmp_path):
     table = _table(tmp_path, {"lamp": 3, "tram": 3})
     prompts = [_prompt("lamp"), _prompt("tram")]
-    report = generate_arms(_Echo(), {"none": [(None, None)], "oracle": [(None, OracleRetriever(0))]}, prompts, [0, 1],
-                           table, IndexConfig(), tmp_path / "rag", progress=False)  # fmt: skip
+    report = generate_arms(
+        _Echo(),
+        {"none": [(None, None)], "oracle": [(None, OracleRetriever(0))]},
+        prompts,
+        [0, 1],
+        table,
+        IndexConfig(),
+        tmp_path / "rag",
+        progress=False,
+    )
     rows = read_manifest(tmp_path / "rag").to_pylist()
     oracle = [r for r in rows if r["arm"] == "oracle"]
     assert report["rows_added"] == 8 and len(oracle) == 4

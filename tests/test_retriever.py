@@ -18,15 +18,23 @@ def world(smoke_cfg, tmp_path):
 
     records = list(iter_records(smoke_cfg.source))
     pre = [r for r in records if r.style == "outline"]
-    train_or_reuse(smoke_cfg.clip.architecture, smoke_cfg.clip.train, 0, pre, tmp_path / "clip", tmp_path / "p.png", "t")
+    train_or_reuse(
+        smoke_cfg.clip.architecture, smoke_cfg.clip.train, 0, pre, tmp_path / "clip", tmp_path / "p.png", "t"
+    )
     clip = load_clip(tmp_path / "clip")
     db = [r for r in records if r.style in ("filled", "shadow", "striped")]
     images, kept = load_images(db)
-    table = TableView([f"{r.concept}/{r.style}" for r in kept], [r.concept for r in kept], clip.embed_images(images),
-                      torch.stack([clip.preprocess(im) for im in images]))  # fmt: skip
+    table = TableView(
+        [f"{r.concept}/{r.style}" for r in kept],
+        [r.concept for r in kept],
+        clip.embed_images(images),
+        torch.stack([clip.preprocess(im) for im in images]),
+    )
     concepts = sorted({r.concept for r in kept})
-    prompts = [Prompt(f"p{i}", f"a {c}", c, "known" if i % 3 else "novel", "train", "a {concept}")
-               for i, c in enumerate(concepts)]  # fmt: skip
+    prompts = [
+        Prompt(f"p{i}", f"a {c}", c, "known" if i % 3 else "novel", "train", "a {concept}")
+        for i, c in enumerate(concepts)
+    ]
     return tmp_path / "clip", table, prompts
 
 
@@ -62,10 +70,12 @@ def test_baseline_is_the_same_code_with_the_reflective_term_off(world):
 
 
 def test_negatives_by_prompt_orders_and_deduplicates():
-    rows = [{"prompt_id": "p", "seed": 1, "rank": 1, "negative_id": "b"},
-            {"prompt_id": "p", "seed": 0, "rank": 2, "negative_id": "c"},
-            {"prompt_id": "p", "seed": 0, "rank": 1, "negative_id": "b"},
-            {"prompt_id": "q", "seed": 0, "rank": 1, "negative_id": "a"}]  # fmt: skip
+    rows = [
+        {"prompt_id": "p", "seed": 1, "rank": 1, "negative_id": "b"},
+        {"prompt_id": "p", "seed": 0, "rank": 2, "negative_id": "c"},
+        {"prompt_id": "p", "seed": 0, "rank": 1, "negative_id": "b"},
+        {"prompt_id": "q", "seed": 0, "rank": 1, "negative_id": "a"},
+    ]
     assert negatives_by_prompt(rows) == {"p": ["b", "c"], "q": ["a"]}
 
 
@@ -85,8 +95,11 @@ def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, s
 
     # a third of the concepts become validation prompts
     prompts = [dataclasses.replace(p, retriever_split="val" if i % 3 == 0 else "train") for i, p in enumerate(prompts)]
-    cfg = smoke_cfg.model_copy(update={"retriever": smoke_cfg.retriever.model_copy(
-        update={"lr_grid": (1e-6, 3e-3), "seeds": (0, 4), "steps": 30})})  # fmt: skip
+    cfg = smoke_cfg.model_copy(
+        update={
+            "retriever": smoke_cfg.retriever.model_copy(update={"lr_grid": (1e-6, 3e-3), "seeds": (0, 4), "steps": 30})
+        }
+    )
     out = tmp_path / "ret"
     (out / "seed_9").mkdir(parents=True)  # a seed no longer configured is removed
     report = build_retriever(cfg, folder, prompts, _rows(table), 1, None, out, tmp_path / "loss.png", "t")
@@ -130,7 +143,9 @@ def test_training_both_towers_changes_the_image_tower_and_validates_on_its_own_e
     import dataclasses
 
     with pytest.raises(ValueError, match="pixels"):
-        train_retriever(clip, prompts, dataclasses.replace(table, pixels=None), {}, 2, 8, 1e-3, seed=0, trainable="both")
+        train_retriever(
+            clip, prompts, dataclasses.replace(table, pixels=None), {}, 2, 8, 1e-3, seed=0, trainable="both"
+        )
     view = table
     assert torch.allclose(view.reembedded(clip).embeddings, table.embeddings, atol=1e-5)  # same tower, same rows
     before = _snapshot(clip.model)
@@ -177,7 +192,9 @@ def test_early_stopping_keeps_the_best_validated_step_and_never_the_base(world, 
     assert last["kept_step"] == 40 and kept["kept_step"] in (10, 20, 30)  # measured: the peak comes early here
     assert kept["score"] > last["score"]
     assert kept["score"] == validation_score(validate(kept_model, val, table))[0]
-    changed = any(not torch.equal(a, b) for a, b in zip(kept_model.model.state_dict().values(), base.model.state_dict().values()))
+    changed = any(
+        not torch.equal(a, b) for a, b in zip(kept_model.model.state_dict().values(), base.model.state_dict().values())
+    )
     assert changed  # a real fine-tune, not the base
 
 

@@ -28,8 +28,12 @@ def test_shards_partition_the_prompts_and_are_roughly_even():
 
 def test_a_prompts_shard_does_not_depend_on_the_process():
     code = "from realrag_core.shards import shard_of; print([shard_of(f'p{i:04d}', 8) for i in range(50)])"
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}  # fmt: skip
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert outs == {str([shard_of(f"p{i:04d}", 8) for i in range(50)]) + "\n"}
 
 

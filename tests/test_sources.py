@@ -38,8 +38,10 @@ def test_class_folders_use_the_template(tmp_path):
         (tmp_path / cls / "notes.txt").write_text("ignored")
     cfg = ClassFolderSourceConfig(root=tmp_path, caption_template="a photo of a {concept}, a type of car")
     records = list(iter_records(cfg))
-    assert [r.caption for r in records] == ["a photo of a Ford F-150, a type of car",
-                                            "a photo of a Tesla Cybertruck, a type of car"]
+    assert [r.caption for r in records] == [
+        "a photo of a Ford F-150, a type of car",
+        "a photo of a Tesla Cybertruck, a type of car",
+    ]
     assert prepare_source(cfg)["images"] == 2
 
 
@@ -74,12 +76,20 @@ def test_a_hugging_face_dataset_exports_once_through_load_dataset(tmp_path):
     from realrag_core.config import HFDatasetSourceConfig
 
     images = [Image.new("RGB", (12, 12), c) for c in ("red", "blue", "green", "red")]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["Tesla Cybertruck", "Rivian R1T", "Ford F-150"])})
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=["Tesla Cybertruck", "Rivian R1T", "Ford F-150"]),
+        }
+    )
     data = datasets.Dataset.from_dict({"image": images, "label": [0, 1, 2, 0]}, features=features)
     (tmp_path / "ds" / "data").mkdir(parents=True)
     data.to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
-    cfg = HFDatasetSourceConfig(name=str(tmp_path / "ds"), image_dir=tmp_path / "export",
-                                caption_template="a photo of a {concept}, a type of car")  # fmt: skip
+    cfg = HFDatasetSourceConfig(
+        name=str(tmp_path / "ds"),
+        image_dir=tmp_path / "export",
+        caption_template="a photo of a {concept}, a type of car",
+    )
     first = prepare_source(cfg, progress=False)
     assert first["rebuilt"] and first["images"] == 4 and first["concepts"] == 3
     records = list(iter_records(cfg))
@@ -88,6 +98,8 @@ def test_a_hugging_face_dataset_exports_once_through_load_dataset(tmp_path):
     assert Image.open(records[2].path).getpixel((0, 0)) == (0, 128, 0)
     assert prepare_source(cfg, progress=False)["rebuilt"] is False  # same settings: the export is reused
     with pytest.raises(ValueError, match=r"no column\(s\) \['caption'\]"):
-        prepare_source(cfg.model_copy(update={"caption_column": "caption", "image_dir": tmp_path / "e2"}), progress=False)
+        prepare_source(
+            cfg.model_copy(update={"caption_column": "caption", "image_dir": tmp_path / "e2"}), progress=False
+        )
     with pytest.raises(ValueError, match="label_column or caption_column"):
         HFDatasetSourceConfig(name="x", image_dir=tmp_path, label_column=None)

@@ -25,9 +25,11 @@ VENV_BIN = Path(sys.executable).parent
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver "
-                       "(scripts/test.sh installs them where apt-get is allowed)"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them where apt-get is allowed)",
+    ),
+]
 
 
 def _free_port() -> int:
@@ -84,9 +86,19 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=2400,1800"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--window-size=2400,1800",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -106,21 +118,48 @@ def test_ui_shows_the_stages_and_a_retriever_materialization_launched_from_it_su
     home = tmp_path / "dagster_home"
     home.mkdir()
     project = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    (home / "dagster.yaml").write_text(yaml.safe_dump({k: project[k] for k in ("telemetry", "concurrency", "run_retries")}))
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump({k: project[k] for k in ("telemetry", "concurrency", "run_retries")})
+    )
     # the stages above retriever, recorded in the instance the UI shows
-    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings",
-                "generated_images", "reflective_negatives"]  # fmt: skip
+    upstream = [
+        "image_source",
+        "world_splits",
+        "prompts",
+        "clip_backbone",
+        "judge",
+        "generator",
+        "image_embeddings",
+        "generated_images",
+        "reflective_negatives",
+    ]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=upstream, tags=ALL_SHARDS, instance=instance,
-                              resources={"realrag": RealRagConfigResource(config_path=str(smoke_config_file))}).success  # fmt: skip
+        assert dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            selection=upstream,
+            tags=ALL_SHARDS,
+            instance=instance,
+            resources={"realrag": RealRagConfigResource(config_path=str(smoke_config_file))},
+        ).success
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(home),
-           "REALRAG_CONFIG": str(smoke_config_file), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(home),
+        "REALRAG_CONFIG": str(smoke_config_file),
+        "TQDM_DISABLE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     log = open(tmp_path / "dagster_dev.log", "w")
-    server = subprocess.Popen([str(VENV_BIN / "dagster"), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1",
-                               "-p", str(port)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)  # fmt: skip
+    server = subprocess.Popen(
+        [str(VENV_BIN / "dagster"), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
         _wait(lambda: _up(f"{base}/server_info"), 240, "dagster dev to serve")
@@ -147,8 +186,12 @@ def test_ui_shows_the_stages_and_a_retriever_materialization_launched_from_it_su
         def finished():
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 runs = [r for r in instance.get_runs() if dg.AssetKey("retriever") in (r.asset_selection or set())]
-                done = [r for r in runs if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
-                                                        dg.DagsterRunStatus.CANCELED)]  # fmt: skip
+                done = [
+                    r
+                    for r in runs
+                    if r.status
+                    in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+                ]
                 return done[0] if done else None
 
         run = _wait(finished, 480, "the retriever run launched from the UI to finish", every=3)

@@ -16,8 +16,17 @@ def _rows(ids, rng):
     v = rng.standard_normal((len(ids), DIM)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     n = len(ids)
-    data = {"id": ids, "path": ids, "caption": ids, "concept": ids, "style": ["s"] * n, "split": ["known"] * n,
-            "embedding": list(v), "model_id": ["m"] * n, "added_at": [datetime.now(timezone.utc)] * n}  # fmt: skip
+    data = {
+        "id": ids,
+        "path": ids,
+        "caption": ids,
+        "concept": ids,
+        "style": ["s"] * n,
+        "split": ["known"] * n,
+        "embedding": list(v),
+        "model_id": ["m"] * n,
+        "added_at": [datetime.now(timezone.utc)] * n,
+    }
     return pa.Table.from_pydict(data, schema=table_schema(DIM, "m")), v
 
 
@@ -65,7 +74,7 @@ def _concurrent_writer(args):
     rng = np.random.default_rng(worker)
     order = rng.permutation(len(ids))
     for start in range(0, len(ids), 25):
-        rows, _ = _rows([ids[i] for i in order[start:start + 25]], rng)
+        rows, _ = _rows([ids[i] for i in order[start : start + 25]], rng)
         if lock:
             vector_table.upsert(table, rows)
         else:  # object storage: no shared lock, merge_insert as is
@@ -124,13 +133,17 @@ def test_batched_search_returns_what_one_query_per_vector_returns(tmp_path, inde
     table, _ = open_embedding_table(str(tmp_path), "t", DIM, "m")
     rows, vecs = _rows([f"r{i}" for i in range(600)], rng)
     upsert(table, rows)
-    cfg = IndexConfig(threshold_rows=500 if indexed else 10_000, type="IVF_PQ", num_partitions=4, num_sub_vectors=8,
-                      nprobes=4)  # fmt: skip
+    cfg = IndexConfig(
+        threshold_rows=500 if indexed else 10_000, type="IVF_PQ", num_partitions=4, num_sub_vectors=8, nprobes=4
+    )
     assert ensure_index(table, cfg).indexed == indexed
     queries = rng.standard_normal((37, DIM)).astype(np.float32)
     one_by_one = [search(table, q, 3, cfg).to_pylist() for q in queries]
     for chunk in (1024, 10, 1):  # several chunks, and single-vector calls, give the same rows in query order
         batched = search_batch(table, queries, 3, cfg, chunk=chunk)
         assert [[r["id"] for r in rows] for rows in batched] == [[r["id"] for r in rows] for rows in one_by_one]
-        assert np.allclose([[r["_distance"] for r in rows] for rows in batched],
-                           [[r["_distance"] for r in rows] for rows in one_by_one], atol=1e-6)  # fmt: skip
+        assert np.allclose(
+            [[r["_distance"] for r in rows] for rows in batched],
+            [[r["_distance"] for r in rows] for rows in one_by_one],
+            atol=1e-6,
+        )

@@ -91,8 +91,9 @@ def test_pre_training_styles_neither_filter_the_world_nor_enter_its_hash(smoke_d
 def test_selection_concepts_lie_outside_the_world_and_leave_it_unchanged(smoke_data, tmp_path):
     data = copy.deepcopy(smoke_data)
     data["world"]["num_concepts"] = 6
-    records = _records([f"c{i}" for i in range(12)], ["outline", "filled", "shadow", "striped", "dotted"],
-                       missing={("c11", "dotted")})  # fmt: skip
+    records = _records(
+        [f"c{i}" for i in range(12)], ["outline", "filled", "shadow", "striped", "dotted"], missing={("c11", "dotted")}
+    )
     plain = compute_world(records, parse_config(data, tmp_path).world)
     data["world"]["selection_concepts"] = 3
     world = compute_world(records, parse_config(data, tmp_path).world)

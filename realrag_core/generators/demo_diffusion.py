@@ -20,7 +20,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UniPCMultistepScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UNet2DConditionModel,
+    UniPCMultistepScheduler,
+)
 from diffusers.training_utils import EMAModel
 from PIL import Image
 
@@ -35,7 +41,11 @@ def build_unet(spec: DemoUNetConfig, text_width: int, text_dim: int | None = Non
     """``text_dim``: size of the pooled text embedding, needed when ``spec.global_text``."""
     if spec.global_text and not text_dim:
         raise ValueError("global_text needs the pooled text embedding's size")
-    extra = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": text_dim} if spec.global_text else {}
+    extra = (
+        {"class_embed_type": "projection", "projection_class_embeddings_input_dim": text_dim}
+        if spec.global_text
+        else {}
+    )
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.cross_attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.cross_attention))
     return UNet2DConditionModel(
@@ -55,14 +65,20 @@ def build_unet(spec: DemoUNetConfig, text_width: int, text_dim: int | None = Non
 
 def training_scheduler() -> DDPMScheduler:
     return DDPMScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
         clip_sample=False,
-    )  # fmt: skip
+    )
 
 
 def sampling_scheduler(kind: str = "ddim"):
-    common = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2",
-                  prediction_type="v_prediction", timestep_spacing="trailing")  # fmt: skip
+    common = dict(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        timestep_spacing="trailing",
+    )
     if kind == "ddim":
         return DDIMScheduler(**common, clip_sample=True, set_alpha_to_one=True)
     if kind == "dpmsolver++":
@@ -115,9 +131,19 @@ def to_pil(x: torch.Tensor) -> Image.Image:
 class DemoDiffusionGenerator:
     """Behind the one protocol: ``generate(prompts, references | None, seeds) -> images``."""
 
-    def __init__(self, unet: UNet2DConditionModel, text: TextTokens, spec: DemoUNetConfig, generator_id: str,
-                 steps: int = 25, guidance: float = 3.0, batch_size: int = 64, device: str = "cpu",
-                 reference_guidance: float | None = None, scheduler: str = "ddim"):  # fmt: skip
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        text: TextTokens,
+        spec: DemoUNetConfig,
+        generator_id: str,
+        steps: int = 25,
+        guidance: float = 3.0,
+        batch_size: int = 64,
+        device: str = "cpu",
+        reference_guidance: float | None = None,
+        scheduler: str = "ddim",
+    ):
         self.reference_guidance = reference_guidance
         self.scheduler = scheduler
         sampling_scheduler(scheduler)  # an unknown name fails here, not in the middle of a run
@@ -149,12 +175,12 @@ class DemoDiffusionGenerator:
 
     def _generate_batch(self, prompts, references, seeds) -> list[Image.Image]:
         n, size = len(prompts), self.spec.image_size
-        noise = torch.stack([
-            torch.randn(3, size, size, generator=torch.Generator().manual_seed(int(s))) for s in seeds
-        ]).to(self.device)  # fmt: skip
-        ref = torch.stack([
-            to_tensor(r, size) if r is not None else torch.zeros(3, size, size) for r in references
-        ]).to(self.device)  # fmt: skip
+        noise = torch.stack(
+            [torch.randn(3, size, size, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        ).to(self.device)
+        ref = torch.stack([to_tensor(r, size) if r is not None else torch.zeros(3, size, size) for r in references]).to(
+            self.device
+        )
         cond = self.text(prompts)
         uncond = self._null(n)
         glob = torch.cat([self.text.pooled(prompts), self._null_global(n)]) if self.spec.global_text else None
@@ -198,9 +224,18 @@ def untrained_like(gen: DemoDiffusionGenerator, seed: int = 0) -> DemoDiffusionG
     'generator that learned nothing')."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(gen.unet.config)
-    return DemoDiffusionGenerator(unet, gen.text, gen.spec, f"{gen.generator_id}:untrained-{seed}", gen.steps,
-                                  gen.guidance, gen.batch_size, gen.device, gen.reference_guidance,
-                                  gen.scheduler)  # fmt: skip
+    return DemoDiffusionGenerator(
+        unet,
+        gen.text,
+        gen.spec,
+        f"{gen.generator_id}:untrained-{seed}",
+        gen.steps,
+        gen.guidance,
+        gen.batch_size,
+        gen.device,
+        gen.reference_guidance,
+        gen.scheduler,
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -272,11 +307,17 @@ def train_generator(
         raise ValueError("unfamiliar_text needs captions of concepts outside the world, and there are none")
     if outside_share:
         if outside is None or not any(outside[2]):
-            raise ValueError("outside_share needs images of concepts outside the world with a reference, and there are none")
+            raise ValueError(
+                "outside_share needs images of concepts outside the world with a reference, and there are none"
+            )
         outside_images, outside_captions, outside_pools = outside
         outside_rows = [j for j, p in enumerate(outside_pools) if p]
-    names = sorted(set(captions) | set(unfamiliar_captions if unfamiliar_text else ())
-                   | set(outside_captions if outside_share else ()) | {""})  # fmt: skip
+    names = sorted(
+        set(captions)
+        | set(unfamiliar_captions if unfamiliar_text else ())
+        | set(outside_captions if outside_share else ())
+        | {""}
+    )
     text_cache = dict(zip(names, text(names)))
     pooled_cache = dict(zip(names, text.pooled(names))) if spec.global_text else None
     ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True) if ema_decay else None

@@ -17,14 +17,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ..clip_backbone import ClipBundle, load_clip
-from ..clip_pretrain import (accuracy, classify, load_images, take_shipped, train_or_reuse, training_key,
-                             training_key_of)
+from ..clip_pretrain import accuracy, classify, load_images, take_shipped, train_or_reuse, training_key, training_key_of
 from ..config import RealRagConfig
 from ..plots import image_grid, line_plot
 from ..sources import ImageRecord
 from ..world import World
 from .base import Generator
-from .demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, load_unet, save_generator, to_tensor, train_generator
+from .demo_diffusion import (
+    DemoDiffusionGenerator,
+    TextTokens,
+    build_unet,
+    load_unet,
+    save_generator,
+    to_tensor,
+    train_generator,
+)
 
 
 TEXT_ENCODER_DIR = "text_encoder"
@@ -35,8 +42,15 @@ def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
 
     ``text_key`` is the text encoder's *training* key (its recipe and data), not a hash of its weights, so
     weights shipped from one machine stay valid where CPU arithmetic differs in the last bits."""
-    blob = json.dumps([world.hash, text_key, cfg.generator.unet.model_dump(mode="json"),
-                       cfg.generator.train.model_dump(mode="json", exclude_none=True)], sort_keys=True)  # fmt: skip
+    blob = json.dumps(
+        [
+            world.hash,
+            text_key,
+            cfg.generator.unet.model_dump(mode="json"),
+            cfg.generator.train.model_dump(mode="json", exclude_none=True),
+        ],
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -53,13 +67,21 @@ def text_encoder_key(cfg: RealRagConfig, records: list[ImageRecord]) -> str:
     return training_key(recipe.architecture, recipe.train, recipe.seed, text_encoder_records(cfg, records))
 
 
-def build_text_encoder(cfg: RealRagConfig, records: list[ImageRecord], folder: Path, reports: Path,
-                       force: bool = False) -> dict:  # fmt: skip
+def build_text_encoder(
+    cfg: RealRagConfig, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
+) -> dict:
     """The generator's own frozen text encoder in ``folder/text_encoder`` (reused when its recipe and data match)."""
     recipe = cfg.generator.text_encoder
-    return train_or_reuse(recipe.architecture, recipe.train, recipe.seed, text_encoder_records(cfg, records),
-                          folder / TEXT_ENCODER_DIR, reports / "generator_text_encoder_loss.png",
-                          "generator text encoder", force)  # fmt: skip
+    return train_or_reuse(
+        recipe.architecture,
+        recipe.train,
+        recipe.seed,
+        text_encoder_records(cfg, records),
+        folder / TEXT_ENCODER_DIR,
+        reports / "generator_text_encoder_loss.png",
+        "generator text encoder",
+        force,
+    )
 
 
 def load_text_encoder(folder: Path, device: str = "cpu") -> tuple[ClipBundle, str]:
@@ -86,7 +108,9 @@ def generator_styles(cfg: RealRagConfig) -> set[str]:
     """The styles the demo generator trains on: ``generator.train.styles``, else the database styles and its
     text encoder's."""
     spec = cfg.generator
-    return set(spec.train.styles) if spec.train.styles else set(cfg.world.styles.database) | set(spec.text_encoder.styles)
+    return (
+        set(spec.train.styles) if spec.train.styles else set(cfg.world.styles.database) | set(spec.text_encoder.styles)
+    )
 
 
 def _examples(cfg: RealRagConfig, records: list[ImageRecord], wanted):
@@ -98,14 +122,18 @@ def _examples(cfg: RealRagConfig, records: list[ImageRecord], wanted):
     tensors = torch.stack([to_tensor(im, size) for im in images]) if images else torch.empty(0, 3, size, size)
     pool = cfg.generator.train.reference_pool
     if pool == "other_artist":
+
         def differs(a: str, b: str) -> bool:
             return roles.artist_of(a) != roles.artist_of(b)
     elif pool == "same_artist":
+
         def differs(a: str, b: str) -> bool:
             return a != b and roles.artist_of(a) == roles.artist_of(b)
     else:
+
         def differs(a: str, b: str) -> bool:
             return a != b
+
     by_concept: dict[str, list[int]] = {}
     for j, r in enumerate(kept):
         by_concept.setdefault(r.concept, []).append(j)
@@ -120,8 +148,9 @@ def unfamiliar_captions(cfg: RealRagConfig, world: World, records: list[ImageRec
     return [cfg.clip.eval_caption.format(concept=c) for c in sorted({r.concept for r in records} - inside)]
 
 
-def build_demo_generator(cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path,
-                         force: bool = False) -> tuple[DemoDiffusionGenerator, dict]:  # fmt: skip
+def build_demo_generator(
+    cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
+) -> tuple[DemoDiffusionGenerator, dict]:
     text_key = text_encoder_key(cfg, records)
     key = generator_key(cfg, world, text_key)
     info_path = folder / "generator.json"
@@ -134,16 +163,25 @@ def build_demo_generator(cfg: RealRagConfig, world: World, records: list[ImageRe
                 shutil.copytree(shipped, folder, dirs_exist_ok=True)
             source = "shipped"
         else:
-            print(f"[generator] shipped weights in {shipped} were made for another split/config "
-                  f"({shipped_info.get('key')} != {key}): refusing them and training")  # fmt: skip
-    if source == "trained" and not force and info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
+            print(
+                f"[generator] shipped weights in {shipped} were made for another split/config "
+                f"({shipped_info.get('key')} != {key}): refusing them and training"
+            )
+    if (
+        source == "trained"
+        and not force
+        and info_path.is_file()
+        and json.loads(info_path.read_text()).get("key") == key
+    ):
         source = "reused"
     if shipped:  # a shipped encoder of this recipe is taken even when the UNet beside it is refused: a new UNet
         # then trains on exactly the encoder the shipped one used, not on a re-made copy
         take_shipped(shipped / TEXT_ENCODER_DIR, text_key, folder / TEXT_ENCODER_DIR, force=False)
     encoder_info = build_text_encoder(cfg, records, folder, reports)  # deterministic: never retrained by force
     if encoder_info["key"] != text_key:
-        raise ValueError(f"the text encoder in {folder / TEXT_ENCODER_DIR} has key {encoder_info['key']}, not {text_key}")
+        raise ValueError(
+            f"the text encoder in {folder / TEXT_ENCODER_DIR} has key {encoder_info['key']}, not {text_key}"
+        )
     text_clip = load_clip(folder / TEXT_ENCODER_DIR, cfg.device)
     text = TextTokens(text_clip)
     if source == "trained":
@@ -160,16 +198,41 @@ def build_demo_generator(cfg: RealRagConfig, world: World, records: list[ImageRe
             bar.set_postfix(loss=f"{loss:.4f}")
 
         start = time.perf_counter()
-        losses = train_generator(unet, text, cfg.generator.unet, images, captions, pools, t.steps, t.batch_size,
-                                 t.lr, t.mix, t.seed, on_step, t.ema_decay, t.paired_augment, t.unfamiliar_text,
-                                 unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else (),
-                                 t.outside_share, outside_set(cfg, world, records)[:3] if t.outside_share else None)  # fmt: skip
+        losses = train_generator(
+            unet,
+            text,
+            cfg.generator.unet,
+            images,
+            captions,
+            pools,
+            t.steps,
+            t.batch_size,
+            t.lr,
+            t.mix,
+            t.seed,
+            on_step,
+            t.ema_decay,
+            t.paired_augment,
+            t.unfamiliar_text,
+            unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else (),
+            t.outside_share,
+            outside_set(cfg, world, records)[:3] if t.outside_share else None,
+        )
         bar.close()
-        info = {"key": key, "world_hash": world.hash, "text_key": text_key, "text_model_id": text_clip.model_id,
-                "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(kept),
-                "train_concepts": len({r.concept for r in kept}), "steps": t.steps, "final_loss": losses[-1],
-                "params": sum(p.numel() for p in unet.parameters()), "losses": losses,
-                "command": "bash scripts/train_demo_generator.sh"}
+        info = {
+            "key": key,
+            "world_hash": world.hash,
+            "text_key": text_key,
+            "text_model_id": text_clip.model_id,
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "train_images": len(kept),
+            "train_concepts": len({r.concept for r in kept}),
+            "steps": t.steps,
+            "final_loss": losses[-1],
+            "params": sum(p.numel() for p in unet.parameters()),
+            "losses": losses,
+            "command": "bash scripts/train_demo_generator.sh",
+        }
         save_generator(unet, folder, info)
         line_plot(losses, reports / "generator_loss.png", "demo generator (v-prediction MSE)", "step", "loss")
     gen, info = open_demo_generator(cfg, world, folder)
@@ -190,17 +253,30 @@ def open_demo_generator(cfg: RealRagConfig, world: World, folder: Path) -> tuple
     key = generator_key(cfg, world, text_key)
     unet, info = load_unet(folder)
     if info.get("key") != key:
-        raise ValueError(f"the generator in {folder} was made for another split/config ({info.get('key')} != {key}): "
-                         "materialize the generator asset again")  # fmt: skip
+        raise ValueError(
+            f"the generator in {folder} was made for another split/config ({info.get('key')} != {key}): "
+            "materialize the generator asset again"
+        )
     s = cfg.generator.sampling
     generator_id = demo_generator_id(key, s)
-    gen = DemoDiffusionGenerator(unet, TextTokens(text_clip), cfg.generator.unet, generator_id, s.steps, s.guidance,
-                                 s.batch_size, cfg.device, s.reference_guidance, s.scheduler)  # fmt: skip
+    gen = DemoDiffusionGenerator(
+        unet,
+        TextTokens(text_clip),
+        cfg.generator.unet,
+        generator_id,
+        s.steps,
+        s.guidance,
+        s.batch_size,
+        cfg.device,
+        s.reference_guidance,
+        s.scheduler,
+    )
     return gen, {**{k: v for k, v in info.items() if k != "losses"}, "generator_id": generator_id}
 
 
-def database_references(cfg: RealRagConfig, world: World, records: list[ImageRecord],
-                        split: str | None = None) -> dict[str, list[ImageRecord]]:  # fmt: skip
+def database_references(
+    cfg: RealRagConfig, world: World, records: list[ImageRecord], split: str | None = None
+) -> dict[str, list[ImageRecord]]:
     """Concept -> its database-style images (what RAG can retrieve as a reference), for the world's concepts
     or one generator split of them."""
     database = set(cfg.world.styles.database)
@@ -211,8 +287,9 @@ def database_references(cfg: RealRagConfig, world: World, records: list[ImageRec
     return out
 
 
-def check_generator(gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord],
-                    cfg: RealRagConfig, seed: int = 1234) -> tuple[dict, object]:  # fmt: skip
+def check_generator(
+    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg: RealRagConfig, seed: int = 1234
+) -> tuple[dict, object]:
     """(a) text-only samples of known concepts; (b) reference-conditioned vs text-only samples of novel
     concepts, same prompts and seeds. Judge top-1 concept among all world concepts, with Wilson intervals."""
     per = cfg.generator.check_samples_per_concept
@@ -245,10 +322,12 @@ def check_generator(gen: Generator, judge: ClipBundle, world: World, records: li
         return images, ref_images, truth
 
     results, samples = {}, {}
-    for name, concepts, with_ref, with_text in (("known/text_only", known, False, True),
-                                                ("novel/text_only", novel, False, True),
-                                                ("novel/text_and_reference", novel, True, True),
-                                                ("novel/reference_only", novel, True, False)):  # fmt: skip
+    for name, concepts, with_ref, with_text in (
+        ("known/text_only", known, False, True),
+        ("novel/text_only", novel, False, True),
+        ("novel/text_and_reference", novel, True, True),
+        ("novel/reference_only", novel, True, False),
+    ):
         rng.seed(seed)  # the same reference choice for every novel arm
         images, refs, truth = run(concepts, with_ref, with_text)
         results[name] = accuracy(classify(judge, images, world.concepts, caption), truth)
@@ -257,16 +336,20 @@ def check_generator(gen: Generator, judge: ClipBundle, world: World, records: li
     cells, labels = [], []
     for i in range(0, min(len(novel) * per, 8 * per), per):
         ref = samples["novel/text_and_reference"][1][i]
-        for img, lab in ((ref, "ref"), (samples["novel/text_only"][0][i], "text"),
-                         (samples["novel/text_and_reference"][0][i], "text+ref"),
-                         (samples["novel/reference_only"][0][i], "ref only")):  # fmt: skip
+        for img, lab in (
+            (ref, "ref"),
+            (samples["novel/text_only"][0][i], "text"),
+            (samples["novel/text_and_reference"][0][i], "text+ref"),
+            (samples["novel/reference_only"][0][i], "ref only"),
+        ):
             cells.append(img)
             labels.append(f"{lab}: {samples['novel/text_only'][2][i]}")
     return results, image_grid(cells, labels, 4, cell=64)
 
 
-def reference_effect(gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord],
-                     cfg: RealRagConfig, seed: int = 4321) -> dict:  # fmt: skip
+def reference_effect(
+    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg: RealRagConfig, seed: int = 4321
+) -> dict:
     """Does a reference carry its concept? Prompts of novel concepts c paired with a database reference of
     another novel concept c' (same prompts and seeds with and without it): how often the judge names c' with
     the reference versus without it. The difference, with a bootstrap interval over prompts, is the effect
@@ -296,11 +379,21 @@ def reference_effect(gen: Generator, judge: ClipBundle, world: World, records: l
     without = classify(judge, gen.generate(prompts, None, seeds), world.concepts, caption)
     diff = np.array([float(a == o) - float(b == o) for a, b, o in zip(with_ref, without, other)])
     lo, hi = bootstrap_ci(diff, own)
-    return {"judged_as_reference_concept": {"with_reference": accuracy(with_ref, other),
-                                            "without_reference": accuracy(without, other)},
-            "judged_as_prompt_concept": {"with_reference": accuracy(with_ref, own),
-                                         "without_reference": accuracy(without, own)},
-            "effect": float(diff.mean()), "effect_lo": lo, "effect_hi": hi, "n": len(diff), "concepts": len(novel)}  # fmt: skip
+    return {
+        "judged_as_reference_concept": {
+            "with_reference": accuracy(with_ref, other),
+            "without_reference": accuracy(without, other),
+        },
+        "judged_as_prompt_concept": {
+            "with_reference": accuracy(with_ref, own),
+            "without_reference": accuracy(without, own),
+        },
+        "effect": float(diff.mean()),
+        "effect_lo": lo,
+        "effect_hi": hi,
+        "n": len(diff),
+        "concepts": len(novel),
+    }
 
 
 def generator_bars(checks: dict, ceiling: dict) -> dict:
@@ -309,8 +402,11 @@ def generator_bars(checks: dict, ceiling: dict) -> dict:
     bars = {}
     if ceiling.get("known") and "known/text_only" in checks:
         need = 0.5 * ceiling["known"]["acc"]
-        bars["known_text_only"] = {"value": checks["known/text_only"]["acc"], "needed": need,
-                                   "met": checks["known/text_only"]["acc"] >= need}  # fmt: skip
+        bars["known_text_only"] = {
+            "value": checks["known/text_only"]["acc"],
+            "needed": need,
+            "met": checks["known/text_only"]["acc"] >= need,
+        }
     if ceiling.get("novel") and "novel/text_and_reference" in checks:
         ref, text = checks["novel/text_and_reference"]["acc"], checks["novel/text_only"]["acc"]
         need = 0.5 * ceiling["novel"]["acc"]

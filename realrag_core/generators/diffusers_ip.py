@@ -42,8 +42,12 @@ from PIL import Image
 
 from .base import check_generate_args
 
-PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline",
-             "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}  # fmt: skip
+PIPELINES = {
+    "sd": "StableDiffusionPipeline",
+    "sdxl": "StableDiffusionXLPipeline",
+    "sd3": "StableDiffusion3Pipeline",
+    "flux": "FluxPipeline",
+}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -57,8 +61,9 @@ def from_pretrained(class_name: str, spec):
     """``diffusers.<class_name>.from_pretrained`` with the configured revision, dtype, cache folder and token."""
     import diffusers
 
-    return getattr(diffusers, class_name).from_pretrained(spec.model, revision=spec.revision,
-                                                          dtype=DTYPES[spec.dtype], **hub_kwargs(spec))  # fmt: skip
+    return getattr(diffusers, class_name).from_pretrained(
+        spec.model, revision=spec.revision, dtype=DTYPES[spec.dtype], **hub_kwargs(spec)
+    )
 
 
 def denoiser(pipe):
@@ -83,12 +88,24 @@ def load_pipeline(spec, device: str = "cpu"):
     each family's image encoder comes from)."""
     pipe, ip, common = from_pretrained(PIPELINES[spec.family], spec), spec.ip_adapter, hub_kwargs(spec)
     if spec.family == "flux":
-        pipe.load_ip_adapter(ip.repo, weight_name=ip.weight_name, subfolder=ip.subfolder, revision=ip.revision,
-                             image_encoder_pretrained_model_name_or_path=ip.image_encoder_folder,
-                             image_encoder_dtype=DTYPES[spec.dtype], **common)  # fmt: skip
+        pipe.load_ip_adapter(
+            ip.repo,
+            weight_name=ip.weight_name,
+            subfolder=ip.subfolder,
+            revision=ip.revision,
+            image_encoder_pretrained_model_name_or_path=ip.image_encoder_folder,
+            image_encoder_dtype=DTYPES[spec.dtype],
+            **common,
+        )
     else:
-        pipe.load_ip_adapter(ip.repo, subfolder=ip.subfolder, weight_name=ip.weight_name,
-                             image_encoder_folder=ip.image_encoder_folder, revision=ip.revision, **common)  # fmt: skip
+        pipe.load_ip_adapter(
+            ip.repo,
+            subfolder=ip.subfolder,
+            weight_name=ip.weight_name,
+            image_encoder_folder=ip.image_encoder_folder,
+            revision=ip.revision,
+            **common,
+        )
     return place(pipe, spec, device)
 
 
@@ -124,15 +141,21 @@ class DiffusersIPAdapterGenerator:
         self.pipe.prepare_ip_adapter_image_embeds = lambda *args, **kwargs: embeds  # per prompt, see module doc
         try:
             return self.pipe(
-                prompt=prompts, ip_adapter_image_embeds=embeds, num_inference_steps=s.steps,
-                guidance_scale=s.guidance, generator=generators, height=s.image_size, width=s.image_size,
+                prompt=prompts,
+                ip_adapter_image_embeds=embeds,
+                num_inference_steps=s.steps,
+                guidance_scale=s.guidance,
+                generator=generators,
+                height=s.image_size,
+                width=s.image_size,
                 output_type="pil",
-            ).images  # fmt: skip
+            ).images
         finally:
             del self.pipe.prepare_ip_adapter_image_embeds  # back to the class's method
 
-    def generate(self, prompts: Sequence[str], references: Sequence[Image.Image | None] | None,
-                 seeds: Sequence[int]) -> list[Image.Image]:  # fmt: skip
+    def generate(
+        self, prompts: Sequence[str], references: Sequence[Image.Image | None] | None, seeds: Sequence[int]
+    ) -> list[Image.Image]:
         refs = check_generate_args(prompts, references, seeds)
         out: list[Image.Image | None] = [None] * len(prompts)
         s = self.spec.sampling

@@ -64,29 +64,41 @@ class OmniGenGenerator:
         kwargs = {}
         if refs is not None:
             prompts = [self.spec.reference_prompt.replace("{prompt}", p) for p in prompts]
-            kwargs = {"input_images": [[r.convert("RGB")] for r in refs], "img_guidance_scale": self.spec.image_guidance,
-                      "max_input_image_size": s.image_size}  # fmt: skip
+            kwargs = {
+                "input_images": [[r.convert("RGB")] for r in refs],
+                "img_guidance_scale": self.spec.image_guidance,
+                "max_input_image_size": s.image_size,
+            }
             self.pipe.encode_input_images = self._seeded_encoder(seeds)
         try:
             return self.pipe(
-                prompt=prompts, num_inference_steps=s.steps, guidance_scale=s.guidance, height=s.image_size,
-                width=s.image_size, generator=[torch.Generator("cpu").manual_seed(x) for x in seeds],
-                output_type="pil", **kwargs,
-            ).images  # fmt: skip
+                prompt=prompts,
+                num_inference_steps=s.steps,
+                guidance_scale=s.guidance,
+                height=s.image_size,
+                width=s.image_size,
+                generator=[torch.Generator("cpu").manual_seed(x) for x in seeds],
+                output_type="pil",
+                **kwargs,
+            ).images
         finally:
             self.pipe.__dict__.pop("encode_input_images", None)  # back to the class's method
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], references: Sequence[Image.Image | None] | None,
-                 seeds: Sequence[int]) -> list[Image.Image]:  # fmt: skip
+    def generate(
+        self, prompts: Sequence[str], references: Sequence[Image.Image | None] | None, seeds: Sequence[int]
+    ) -> list[Image.Image]:
         refs = check_generate_args(prompts, references, seeds)
         out: list[Image.Image | None] = [None] * len(prompts)
         for with_ref in (False, True):
             chosen = [i for i, r in enumerate(refs) if (r is not None) == with_ref]
             for start in range(0, len(chosen), self.spec.sampling.batch_size):
                 idx = chosen[start : start + self.spec.sampling.batch_size]
-                images = self._call([prompts[i] for i in idx], [refs[i] for i in idx] if with_ref else None,
-                                    [int(seeds[i]) for i in idx])  # fmt: skip
+                images = self._call(
+                    [prompts[i] for i in idx],
+                    [refs[i] for i in idx] if with_ref else None,
+                    [int(seeds[i]) for i in idx],
+                )
                 for i, im in zip(idx, images):
                     out[i] = im
         return out  # type: ignore[return-value]

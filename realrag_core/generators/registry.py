@@ -8,8 +8,13 @@ import json
 from pathlib import Path
 
 from ..clip_backbone import ClipBundle, load_clip
-from ..config import (DemoGeneratorConfig, DiffusersGeneratorConfig, ExternalGeneratorConfig, OmniGenGeneratorConfig,
-                      RealRagConfig)
+from ..config import (
+    DemoGeneratorConfig,
+    DiffusersGeneratorConfig,
+    ExternalGeneratorConfig,
+    OmniGenGeneratorConfig,
+    RealRagConfig,
+)
 from ..sources import ImageRecord
 from ..store import ArtifactStore
 from ..world import World, load_world
@@ -21,10 +26,16 @@ INFO_FILE = "generator.json"
 def diffusers_generator_id(spec: DiffusersGeneratorConfig | OmniGenGeneratorConfig) -> str:
     """Names the model, its revision and the adapter (IP-Adapter weights, or OmniGen's own image input); the hash
     covers every setting that changes images."""
-    speed_only = {"cpu_offload": True, "compile": True, "cache_dir": True, "token_env": True,
-                  "sampling": {"batch_size"}}  # where and how fast, never which images (batch neighbours are tested)
-    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json", exclude=speed_only),
-                                       sort_keys=True).encode()).hexdigest()[:12]  # fmt: skip
+    speed_only = {
+        "cpu_offload": True,
+        "compile": True,
+        "cache_dir": True,
+        "token_env": True,
+        "sampling": {"batch_size"},
+    }  # where and how fast, never which images (batch neighbours are tested)
+    digest = hashlib.sha256(
+        json.dumps(spec.model_dump(mode="json", exclude=speed_only), sort_keys=True).encode()
+    ).hexdigest()[:12]
     if isinstance(spec, OmniGenGeneratorConfig):
         return f"diffusers:omnigen:{spec.model}@{spec.revision or 'unpinned'}+input_images:{digest}"
     return f"diffusers:{spec.family}:{spec.model}@{spec.revision or 'unpinned'}+{spec.ip_adapter.weight_name}:{digest}"
@@ -76,8 +87,9 @@ def _expected_id(cfg: RealRagConfig) -> str | None:
     return diffusers_generator_id(cfg.generator) if diffusers else None
 
 
-def build_generator(cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path,
-                    force: bool = False) -> tuple[Generator, dict]:  # fmt: skip
+def build_generator(
+    cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
+) -> tuple[Generator, dict]:
     """The ``generator`` asset's work: train (or take shipped weights of) the demo generator with its own text
     encoder, or load a pretrained diffusers pipeline; either way ``folder/generator.json`` records what later
     stages must open."""
@@ -103,10 +115,14 @@ def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Gen
     recorded = json.loads(path.read_text()).get("generator_id") if path.is_file() else None
     expected = _expected_id(cfg)
     if recorded is None or (expected is not None and recorded != expected):
-        raise ValueError(f"the generator asset recorded {recorded!r}, the config asks for {expected or 'another'!r}: "
-                         "materialize the generator asset again")  # fmt: skip
+        raise ValueError(
+            f"the generator asset recorded {recorded!r}, the config asks for {expected or 'another'!r}: "
+            "materialize the generator asset again"
+        )
     gen, info = _open_pretrained(cfg)
     if gen.generator_id != recorded:
-        raise ValueError(f"the generator asset recorded {recorded!r}, the configured one is {gen.generator_id!r}: "
-                         "materialize the generator asset again")  # fmt: skip
+        raise ValueError(
+            f"the generator asset recorded {recorded!r}, the configured one is {gen.generator_id!r}: "
+            "materialize the generator asset again"
+        )
     return gen, info, load_clip(store.clip_dir, cfg.device, cfg.precision)

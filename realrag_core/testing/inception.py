@@ -15,8 +15,10 @@ def write_random_inception(path: Path, seed: int = 0) -> Path:
 
     import torch_fidelity.feature_extractor_inceptionv3 as tf
 
-    with mock.patch.object(tf, "load_state_dict_from_url", lambda *a, **k: None), \
-         mock.patch.object(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None):  # fmt: skip
+    with (
+        mock.patch.object(tf, "load_state_dict_from_url", lambda *a, **k: None),
+        mock.patch.object(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None),
+    ):
         net = tf.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     torch.manual_seed(seed)
     for module in net.modules():

@@ -53,9 +53,18 @@ def clip_text_config(hidden: int, **extra):
     """A tiny ``CLIPTextConfig`` with CLIP's vocabulary, context length and special tokens."""
     from transformers import CLIPTextConfig
 
-    return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-                          pad_token_id=49407, **extra)  # fmt: skip
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+        **extra,
+    )
 
 
 def tiny_vae(sample_size: int, levels: int = 2, **extra):
@@ -63,10 +72,16 @@ def tiny_vae(sample_size: int, levels: int = 2, **extra):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32, 32)[:levels],
-        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-        norm_num_groups=8, sample_size=sample_size * 2 ** (levels - 1), **extra,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 32, 32, 32)[:levels],
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        norm_num_groups=8,
+        sample_size=sample_size * 2 ** (levels - 1),
+        **extra,
+    )
 
 
 def clip_words(count: int) -> list[str]:
@@ -94,16 +109,27 @@ def t5_tokenizer(words: int = 2000):
     chars = [c for c in string.printable if not c.isspace()]
     pieces = [("▁", -2.0)] + [(f"▁{c}", -8.0) for c in chars] + [(c, -9.0) for c in chars]
     pieces += [(f"▁{w}", -3.0 - 4.0 * i / words) for i, w in enumerate(clip_words(words))]
-    return T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + pieces, extra_ids=0,
-                       model_max_length=512)  # fmt: skip
+    return T5Tokenizer(
+        vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + pieces, extra_ids=0, model_max_length=512
+    )
 
 
 def t5_encoder(vocab_size: int, d_model: int):
     """A tiny ``T5EncoderModel`` (2 layers)."""
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_ff=64, d_kv=8, num_layers=2,
-                                   num_heads=4, relative_attention_num_buckets=8, decoder_start_token_id=0))  # fmt: skip
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=vocab_size,
+            d_model=d_model,
+            d_ff=64,
+            d_kv=8,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            decoder_start_token_id=0,
+        )
+    )
 
 
 PHI3_SPECIALS = ["<|user|>", "<|assistant|>", "<|end|>", "<|diffusion|>"]
@@ -122,21 +148,32 @@ def llama_tokenizer(vocab_size: int = 1500):
     bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     corpus = clip_words(3000) + ["Generate an image according to the following instructions", "a photo of a"]
-    corpus += ["low quality, jpeg artifacts, ugly, duplicate, morbid, mutilated, extra fingers, mutated hands, poorly "
-               "drawn hands, poorly drawn face, mutation, deformed, blurry, dehydrated, bad anatomy, bad proportions, "
-               "extra limbs, cloned face, disfigured, gross proportions, malformed limbs, missing arms, missing legs, "
-               "extra arms, extra legs, fused fingers, too many fingers."]  # fmt: skip
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                                        initial_alphabet=list(string.printable.strip())))  # fmt: skip
+    corpus += [
+        "low quality, jpeg artifacts, ugly, duplicate, morbid, mutilated, extra fingers, mutated hands, poorly "
+        "drawn hands, poorly drawn face, mutation, deformed, blurry, dehydrated, bad anatomy, bad proportions, "
+        "extra limbs, cloned face, disfigured, gross proportions, malformed limbs, missing arms, missing legs, "
+        "extra arms, extra legs, fused fingers, too many fingers."
+    ]
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            show_progress=False,
+            initial_alphabet=list(string.printable.strip()),
+        ),
+    )
     model = json.loads(bpe.to_str())["model"]
-    tok = LlamaTokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], add_bos_token=True,
-                         model_max_length=4096)  # fmt: skip
+    tok = LlamaTokenizer(
+        vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], add_bos_token=True, model_max_length=4096
+    )
     tok.add_special_tokens({"additional_special_tokens": PHI3_SPECIALS})
     return tok
 
 
-def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, text_dim: int = 32,
-                             image_embed_dim: int = 32) -> tuple[Path, Path]:  # fmt: skip
+def write_tiny_sd_ip_adapter(
+    root: Path, seed: int = 0, sample_size: int = 16, text_dim: int = 32, image_embed_dim: int = 32
+) -> tuple[Path, Path]:
     """A Stable-Diffusion-1.5-class pipeline (UNet with cross-attention, KL VAE, CLIP text model and tokenizer,
     DDIM scheduler) and an IP-Adapter for it. Returns (pipeline folder, IP-Adapter repository folder)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -145,29 +182,50 @@ def write_tiny_sd_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16, t
     root = Path(root)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=text_dim,
-        attention_head_dim=8, norm_num_groups=8,
-    )  # fmt: skip
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=text_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
     vae = tiny_vae(sample_size)
     text_encoder = CLIPTextModel(clip_text_config(text_dim))
     tokenizer = clip_tokenizer()
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)  # fmt: skip
+    scheduler = DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipeline_dir = root / "tiny-sd"
     pipe.save_pretrained(pipeline_dir)
 
-    ip_repo = write_tiny_ip_adapter(root / "tiny-ip-adapter", unet, SD_IP_SUBFOLDER, SD_IP_WEIGHT, seed,
-                                    image_embed_dim)  # fmt: skip
+    ip_repo = write_tiny_ip_adapter(
+        root / "tiny-ip-adapter", unet, SD_IP_SUBFOLDER, SD_IP_WEIGHT, seed, image_embed_dim
+    )
     return pipeline_dir, ip_repo
 
 
-def write_tiny_ip_adapter(repo: Path, unet, subfolder: str, weight_name: str, seed: int = 0,
-                          image_embed_dim: int = 32) -> Path:  # fmt: skip
+def write_tiny_ip_adapter(
+    repo: Path, unet, subfolder: str, weight_name: str, seed: int = 0, image_embed_dim: int = 32
+) -> Path:
     """An IP-Adapter for ``unet`` in h94/IP-Adapter's layout: ``<subfolder>/<weight_name>`` (flat safetensors:
     ``image_proj.*`` for diffusers' ImageProjection with 4 tokens, ``ip_adapter.<id>.to_{k,v}_ip.weight`` with
     ids 1, 3, 5, ... over the UNet's cross-attention processors in order) and ``<subfolder>/image_encoder``."""
@@ -175,10 +233,17 @@ def write_tiny_ip_adapter(repo: Path, unet, subfolder: str, weight_name: str, se
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed + 7)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, projection_dim=image_embed_dim, num_hidden_layers=2,
-        num_attention_heads=4, image_size=32, patch_size=8,
-    ))  # fmt: skip
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            projection_dim=image_embed_dim,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
     image_encoder.save_pretrained(repo / subfolder / "image_encoder")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
         repo / subfolder / "image_encoder"
@@ -219,22 +284,41 @@ def write_tiny_sdxl_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16)
     text_encoder = CLIPTextModel(clip_text_config(32))
     text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(32, projection_dim=32))
     unet = UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64, attention_head_dim=(2, 4),
-        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=32 + 6 * 8, norm_num_groups=8,
-    )  # fmt: skip
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+        norm_num_groups=8,
+    )
     vae = tiny_vae(sample_size)
     tokenizer = clip_tokenizer()  # SDXL's two tokenizers are both CLIP's
-    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                       steps_offset=1, timestep_spacing="leading")  # fmt: skip
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-                                     tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)  # fmt: skip
+    scheduler = EulerDiscreteScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1, timestep_spacing="leading"
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+    )
     pipeline_dir = root / "tiny-sdxl"
     pipe.save_pretrained(pipeline_dir)
-    ip_repo = write_tiny_ip_adapter(root / "tiny-ip-adapter-sdxl", unet, "sdxl_models", "ip-adapter_sdxl.safetensors",
-                                    seed)  # fmt: skip
+    ip_repo = write_tiny_ip_adapter(
+        root / "tiny-ip-adapter-sdxl", unet, "sdxl_models", "ip-adapter_sdxl.safetensors", seed
+    )
     return pipeline_dir, ip_repo
 
 
@@ -259,42 +343,73 @@ def write_tiny_sd3_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16) 
     torch.manual_seed(seed)
     heads, head_dim = 4, 8
     transformer = SD3Transformer2DModel(
-        sample_size=sample_size, patch_size=1, in_channels=4, out_channels=4, num_layers=2,
-        attention_head_dim=head_dim, num_attention_heads=heads, caption_projection_dim=32, joint_attention_dim=64,
-        pooled_projection_dim=64, pos_embed_max_size=2 * sample_size,
-    )  # fmt: skip
+        sample_size=sample_size,
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        caption_projection_dim=32,
+        joint_attention_dim=64,
+        pooled_projection_dim=64,
+        pos_embed_max_size=2 * sample_size,
+    )
     tokenizer_3 = t5_tokenizer()
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=tiny_vae(sample_size, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
-                     scaling_factor=1.5035),
-        text_encoder=CLIPTextModelWithProjection(clip_text_config(32, projection_dim=32)), tokenizer=clip_tokenizer(),
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_vae(
+            sample_size, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035
+        ),
+        text_encoder=CLIPTextModelWithProjection(clip_text_config(32, projection_dim=32)),
+        tokenizer=clip_tokenizer(),
         text_encoder_2=CLIPTextModelWithProjection(clip_text_config(32, projection_dim=32)),
-        tokenizer_2=clip_tokenizer(), text_encoder_3=t5_encoder(len(tokenizer_3), 64), tokenizer_3=tokenizer_3,
-    )  # fmt: skip
+        tokenizer_2=clip_tokenizer(),
+        text_encoder_3=t5_encoder(len(tokenizer_3), 64),
+        tokenizer_3=tokenizer_3,
+    )
     pipeline_dir = root / "tiny-sd3"
     pipe.save_pretrained(pipeline_dir)
 
     repo = root / "tiny-ip-adapter-sd3"
     torch.manual_seed(seed + 7)
-    encoder = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                                   num_attention_heads=4, image_size=32, patch_size=8))  # fmt: skip
+    encoder = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
     encoder.save_pretrained(repo / "image_encoder")
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(repo / "image_encoder")
     hidden = heads * head_dim
-    proj = IPAdapterTimeImageProjection(embed_dim=32, output_dim=hidden, hidden_dim=64, heads=1, num_queries=4,
-                                        timestep_in_dim=32)  # fmt: skip
-    instantx = {".ln0": ".0.norm1", ".ln1": ".0.norm2", ".attn.to_q": ".0.to_q", ".attn.to_kv": ".0.to_kv",
-                ".attn.to_out.0": ".0.to_out", ".adaln_norm": ".1.0", ".ff.net.0.proj": ".1.1", ".ff.net.2": ".1.3",
-                ".adaln_proj": ".2.1"}  # fmt: skip
+    proj = IPAdapterTimeImageProjection(
+        embed_dim=32, output_dim=hidden, hidden_dim=64, heads=1, num_queries=4, timestep_in_dim=32
+    )
+    instantx = {
+        ".ln0": ".0.norm1",
+        ".ln1": ".0.norm2",
+        ".attn.to_q": ".0.to_q",
+        ".attn.to_kv": ".0.to_kv",
+        ".attn.to_out.0": ".0.to_out",
+        ".adaln_norm": ".1.0",
+        ".ff.net.0.proj": ".1.1",
+        ".ff.net.2": ".1.3",
+        ".adaln_proj": ".2.1",
+    }
     weights = {}
     for key, value in proj.state_dict().items():
         for ours, theirs in instantx.items():
             key = key.replace(ours, theirs) if key.startswith("layers.") else key
         weights[f"image_proj.{key}"] = value
     for block in range(transformer.config.num_layers):
-        proc = SD3IPAdapterJointAttnProcessor2_0(hidden_size=hidden, ip_hidden_states_dim=hidden, head_dim=head_dim,
-                                                 timesteps_emb_dim=64)  # fmt: skip
+        proc = SD3IPAdapterJointAttnProcessor2_0(
+            hidden_size=hidden, ip_hidden_states_dim=hidden, head_dim=head_dim, timesteps_emb_dim=64
+        )
         with torch.no_grad():
             proc.to_v_ip.weight.mul_(8)  # default init is faint next to the joint attention: make the reference show
         weights.update({f"ip_adapter.{block}.{k}": v for k, v in proc.state_dict().items()})
@@ -315,32 +430,54 @@ def write_tiny_flux_ip_adapter(root: Path, seed: int = 0, sample_size: int = 16)
 
     root = Path(root)
     torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=2, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                         pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 4, 8))  # fmt: skip
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=2,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 4, 8),
+    )
     tokenizer_2 = t5_tokenizer()
     pipe = FluxPipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=tiny_vae(sample_size, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159,
-                     scaling_factor=0.3611),
-        text_encoder=CLIPTextModel(clip_text_config(32)), tokenizer=clip_tokenizer(),
-        text_encoder_2=t5_encoder(len(tokenizer_2), 32), tokenizer_2=tokenizer_2,
-    )  # fmt: skip
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=tiny_vae(
+            sample_size, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611
+        ),
+        text_encoder=CLIPTextModel(clip_text_config(32)),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=t5_encoder(len(tokenizer_2), 32),
+        tokenizer_2=tokenizer_2,
+    )
     pipeline_dir = root / "tiny-flux"
     pipe.save_pretrained(pipeline_dir)
 
     repo = root / "tiny-ip-adapter-flux"
     torch.manual_seed(seed + 7)
-    CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=2, num_attention_heads=4,
-        image_size=32, patch_size=8,
-    )).save_pretrained(repo / "image_encoder")  # fmt: skip
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(repo / "image_encoder")
     gen = torch.Generator().manual_seed(seed + 1)
     inner, context = transformer.inner_dim, transformer.config.joint_attention_dim
-    weights = {"ip_adapter_proj_model.proj.weight": torch.randn(4 * context, 32, generator=gen) * 0.2,
-               "ip_adapter_proj_model.proj.bias": torch.zeros(4 * context),
-               "ip_adapter_proj_model.norm.weight": torch.ones(context),
-               "ip_adapter_proj_model.norm.bias": torch.zeros(context)}  # fmt: skip
+    weights = {
+        "ip_adapter_proj_model.proj.weight": torch.randn(4 * context, 32, generator=gen) * 0.2,
+        "ip_adapter_proj_model.proj.bias": torch.zeros(4 * context),
+        "ip_adapter_proj_model.norm.weight": torch.ones(context),
+        "ip_adapter_proj_model.norm.bias": torch.zeros(context),
+    }
     for block in range(transformer.config.num_layers):
         for kv in ("k", "v"):
             name = f"double_blocks.{block}.processor.ip_adapter_double_stream_{kv}_proj"
@@ -361,14 +498,25 @@ def write_tiny_omnigen(root: Path, seed: int = 0, sample_size: int = 8) -> Path:
     tokenizer = llama_tokenizer()
     heads, hidden = 4, 32
     transformer = OmniGenTransformer2DModel(
-        in_channels=4, patch_size=2, hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads,
-        intermediate_size=64, num_layers=2, pad_token_id=2, vocab_size=len(tokenizer), max_position_embeddings=4096,
-        original_max_position_embeddings=1024, pos_embed_max_size=4 * sample_size, time_step_dim=32,
+        in_channels=4,
+        patch_size=2,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=64,
+        num_layers=2,
+        pad_token_id=2,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        original_max_position_embeddings=1024,
+        pos_embed_max_size=4 * sample_size,
+        time_step_dim=32,
         rope_scaling={"short_factor": [1.0] * (hidden // heads // 2), "long_factor": [1.0] * (hidden // heads // 2)},
-    )  # fmt: skip
+    )
     vae = tiny_vae(sample_size, levels=4, scaling_factor=4.0)  # random latents are ~0.25: lift them to unit scale
-    pipe = OmniGenPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
-                           tokenizer=tokenizer)  # fmt: skip
+    pipe = OmniGenPipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, tokenizer=tokenizer
+    )
     pipeline_dir = root / "tiny-omnigen"
     pipe.save_pretrained(pipeline_dir)
     return pipeline_dir
@@ -381,8 +529,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for family, write in (("Stable Diffusion", write_tiny_sd_ip_adapter), ("SDXL", write_tiny_sdxl_ip_adapter),
-                          ("SD3", write_tiny_sd3_ip_adapter), ("FLUX", write_tiny_flux_ip_adapter)):  # fmt: skip
+    for family, write in (
+        ("Stable Diffusion", write_tiny_sd_ip_adapter),
+        ("SDXL", write_tiny_sdxl_ip_adapter),
+        ("SD3", write_tiny_sd3_ip_adapter),
+        ("FLUX", write_tiny_flux_ip_adapter),
+    ):
         pipeline_dir, ip_repo = write(args.folder, args.seed)
         print(f"[tiny] {family}-class pipeline in {pipeline_dir}, its IP-Adapter in {ip_repo}")
     print(f"[tiny] OmniGen-class pipeline in {write_tiny_omnigen(args.folder, args.seed)}")
