@@ -5,7 +5,7 @@ negatives, non-finite retriever weights); the rest warn."""
 import dagster as dg
 import pyarrow.parquet as pq
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.checks import (
     Outcome,
     beats_zero_shot_outcome,

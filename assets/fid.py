@@ -4,8 +4,8 @@ import collections
 
 import dagster as dg
 
-from pipelines.partitions import SHARD_NAMES
-from pipelines.resources import RealRagConfigResource
+from .partitions import SHARD_NAMES
+from .resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrained import materialize_pretrained
 from realrag_core.prompts import load_prompts, of_protocol

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from pipelines.partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
-from pipelines.resources import RealRagConfigResource
+from .partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
+from .resources import RealRagConfigResource
 from realrag_core.generation import generate_for_prompts
 from realrag_core.manifest import read_manifest
 from realrag_core.generators.registry import open_stored_generator

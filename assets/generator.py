@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.generators.demo_training import check_generator, generator_bars, reference_effect
 from realrag_core.generators.registry import build_generator

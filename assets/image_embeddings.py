@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.embed_images import embed_source
 from realrag_core.embed_reader import Scope

@@ -3,7 +3,7 @@ check a user's folder) and show a sample of it."""
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.plots import image_grid
 from realrag_core.sources import prepare_source, sample_for_preview
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_judge
 from realrag_core.world import load_world
 

@@ -4,7 +4,7 @@ import collections
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.prompts import build_prompts, save_prompts
 from realrag_core.world import load_world
 

@@ -4,8 +4,8 @@ import collections
 
 import dagster as dg
 
-from pipelines.partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
-from pipelines.resources import RealRagConfigResource
+from .partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
+from .resources import RealRagConfigResource
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.prompts import load_prompts, of_protocol
 from realrag_core.manifest import read_manifest

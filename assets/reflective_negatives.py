@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.partitions import SHARD_NAMES
-from pipelines.resources import RealRagConfigResource
+from .partitions import SHARD_NAMES
+from .resources import RealRagConfigResource
 from realrag_core.manifest import read_manifest
 from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, negatives_version, previous_negatives
 from realrag_core.prompts import load_prompts

@@ -7,7 +7,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.config import DemoGeneratorConfig
 from realrag_core.prompts import load_prompts, of_protocol
 from realrag_core.store import retriever_key

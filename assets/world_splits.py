@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource
+from .resources import RealRagConfigResource
 from realrag_core.sources import iter_records
 from realrag_core.world import compute_world, save_world
 

@@ -18,7 +18,7 @@ import os
 
 import dagster as dg
 
-from pipelines.partitions import ALL_SHARDS
+from assets.partitions import ALL_SHARDS
 
 DEFAULT_BROKER = "redis://localhost:6379/0"
 

@@ -19,8 +19,8 @@ from assets.retriever import contrastive_retriever, retriever, retriever_ablatio
 from assets.world_splits import world_splits
 from pipelines.celery_engine import celery_job
 from pipelines.k8s import k8s_job
-from pipelines.partitions import ALL_SHARDS
-from pipelines.resources import RealRagConfigResource
+from assets.partitions import ALL_SHARDS
+from assets.resources import RealRagConfigResource
 from pipelines.sensors import retrain_job, retrain_schedule, source_growth
 
 ALL_ASSETS = [

@@ -19,7 +19,7 @@ import os
 
 import dagster as dg
 
-from pipelines.partitions import ALL_SHARDS
+from assets.partitions import ALL_SHARDS
 
 MOUNT_PATH = "/data"
 

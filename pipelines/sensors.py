@@ -3,7 +3,7 @@ re-mined negatives); a schedule retrains the retrievers on the cron in the profi
 
 import dagster as dg
 
-from pipelines.resources import RealRagConfigResource, location_operations
+from assets.resources import RealRagConfigResource, location_operations
 from realrag_core.growth import source_fingerprint
 
 GROWTH_CHAIN = [dg.AssetKey("image_embeddings"), dg.AssetKey("reflective_negatives")]

@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from .image_io import flatten_on_white
-from .sources import MANIFEST_NAME, write_manifest
+from .captions import MANIFEST_NAME, write_manifest
 
 
 @dataclass(frozen=True)

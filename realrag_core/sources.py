@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .captions import MANIFEST_NAME, write_manifest
 from .config import (
     CaptionFileSourceConfig,
     ClassFolderSourceConfig,
@@ -23,8 +24,6 @@ from .config import (
 )
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-MANIFEST_NAME = "captions.csv"
-MANIFEST_COLUMNS = ("path", "caption", "concept", "style")
 
 
 @dataclass(frozen=True)
@@ -261,17 +260,6 @@ def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> d
         "concepts": len({r["concept"] for r in rows}),
         "styles": sorted({r["style"] for r in rows}),
     }
-
-
-def write_manifest(path: Path, rows: list[dict]) -> None:
-    """Write a captions.csv atomically (a crash leaves the old manifest, never half a file)."""
-    columns = list(MANIFEST_COLUMNS) + sorted({k for r in rows for k in r} - set(MANIFEST_COLUMNS))
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def prepare_source(source, progress: bool = True) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from .config import SyntheticSourceConfig
-from .sources import MANIFEST_NAME, write_manifest
+from .captions import MANIFEST_NAME, write_manifest
 
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "ring", "hexagon")
 COLOURS = {

@@ -10,8 +10,8 @@ import pytest
 from assets.world_splits import world_splits
 from assets.checks import ALL_CHECKS
 from pipelines.definitions import ALL_ASSETS, defs
-from pipelines.partitions import ALL_SHARDS
-from pipelines.resources import RealRagConfigResource
+from assets.partitions import ALL_SHARDS
+from assets.resources import RealRagConfigResource
 from realrag_core.config import PROJECT_ROOT
 
 
@@ -347,7 +347,7 @@ def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(
 
     import yaml
 
-    from pipelines.partitions import SHARD_NAMES
+    from assets.partitions import SHARD_NAMES
 
     upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings"]
     assert _materialize(smoke_config_file, upstream).success

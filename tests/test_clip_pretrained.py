@@ -63,8 +63,8 @@ def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(
     import lancedb
 
     from pipelines.definitions import ALL_ASSETS
-    from pipelines.partitions import ALL_SHARDS
-    from pipelines.resources import RealRagConfigResource
+    from assets.partitions import ALL_SHARDS
+    from assets.resources import RealRagConfigResource
 
     name, (base, judge) = tiny_checkpoints
     smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": name, "pretrained": str(base)}

@@ -167,8 +167,8 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
     import dagster as dg
 
     from pipelines.definitions import ALL_ASSETS
-    from pipelines.partitions import ALL_SHARDS
-    from pipelines.resources import RealRagConfigResource
+    from assets.partitions import ALL_SHARDS
+    from assets.resources import RealRagConfigResource
     from realrag_core.config import PROJECT_ROOT
     from realrag_core.manifest import read_manifest
 
@@ -286,8 +286,8 @@ def test_the_generator_stages_run_through_the_assets_with_every_route(family, sm
     import dagster as dg
 
     from pipelines.definitions import ALL_ASSETS
-    from pipelines.partitions import ALL_SHARDS
-    from pipelines.resources import RealRagConfigResource
+    from assets.partitions import ALL_SHARDS
+    from assets.resources import RealRagConfigResource
     from realrag_core.testing.tiny_models import write_tiny_omnigen
     from realrag_core.manifest import read_manifest
 

@@ -57,8 +57,8 @@ def reference(tmp_path_factory):
 
     from assets.checks import ALL_CHECKS
     from pipelines.definitions import ALL_ASSETS
-    from pipelines.partitions import ALL_SHARDS
-    from pipelines.resources import RealRagConfigResource
+    from assets.partitions import ALL_SHARDS
+    from assets.resources import RealRagConfigResource
 
     root, path = profile(tmp_path_factory.mktemp("reference"), "in_process")
     assert dg.materialize(

@@ -6,7 +6,7 @@ import time
 import dagster as dg
 from PIL import Image
 
-from pipelines.resources import RealRagConfigResource
+from assets.resources import RealRagConfigResource
 from pipelines.sensors import GROWTH_CHAIN, source_growth
 from realrag_core.config import ClassFolderSourceConfig
 from realrag_core.growth import source_fingerprint
@@ -60,7 +60,7 @@ def test_new_images_reach_a_new_retriever_through_the_sensor_without_a_full_rebu
 
     from assets.checks import ALL_CHECKS
     from pipelines.definitions import ALL_ASSETS
-    from pipelines.partitions import ALL_SHARDS
+    from assets.partitions import ALL_SHARDS
     from pipelines.sensors import retrain_job
     from realrag_core.sources import MANIFEST_NAME
     from realrag_core.synthetic_world import draw_concept

@@ -20,7 +20,7 @@ from dagster._grpc.types import ExecuteStepArgs  # noqa: E402
 from dagster_k8s.client import DagsterKubernetesClient  # noqa: E402
 
 from pipelines.k8s import MOUNT_PATH, executor_config, gpu_steps  # noqa: E402
-from pipelines.partitions import ALL_SHARDS  # noqa: E402
+from assets.partitions import ALL_SHARDS  # noqa: E402
 
 KUBECONFIG = """apiVersion: v1
 kind: Config

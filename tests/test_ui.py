@@ -112,8 +112,8 @@ def test_ui_shows_the_stages_and_a_retriever_materialization_launched_from_it_su
 
     from assets.checks import ALL_CHECKS
     from pipelines.definitions import ALL_ASSETS
-    from pipelines.partitions import ALL_SHARDS
-    from pipelines.resources import RealRagConfigResource
+    from assets.partitions import ALL_SHARDS
+    from assets.resources import RealRagConfigResource
 
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -5,7 +5,7 @@ definition is part of the code, not of a run). Which prompt falls in which shard
 
 import dagster as dg
 
-from pipelines.resources import location_operations
+from .resources import location_operations
 from realrag_core.shards import shard_names
 
 _OPS = location_operations()
