@@ -3,7 +3,6 @@ the stages below when a bad result would poison them (non-finite or duplicate em
 negatives, non-finite retriever weights); the rest warn."""
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from .resources import RealRagConfigResource
 from realrag_core.checks import (
@@ -18,7 +17,7 @@ from realrag_core.checks import (
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import ARMS
 from realrag_core.store import retriever_key
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, table_model
+from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, table_model
 
 from .fid import fid
 from .image_embeddings import image_embeddings
@@ -35,7 +34,7 @@ def _result(outcome: Outcome) -> dg.AssetCheckResult:
 
 def _table(realrag: RealRagConfigResource):
     cfg = realrag.load()
-    return open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+    return open_database_table(cfg)
 
 
 @dg.asset_check(
@@ -78,7 +77,7 @@ def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.Ass
     generator_id = (store.read_report("generated_images") or {}).get("generator_id")
     manifest = read_manifest(store.generated_dir)
     generated = [r for r in (manifest.to_pylist() if manifest is not None else []) if r["generator_id"] == generator_id]
-    negatives = pq.read_table(store.negatives_path).to_pylist() if store.negatives_path.is_file() else []
+    negatives = store.read_negatives()
     return _result(negatives_outcome(negatives, generated, cfg.mining.k, cfg.mining.policy, _table(realrag).version))
 
 

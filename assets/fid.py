@@ -15,7 +15,7 @@ from realrag_core.results import evaluate, results_grid, write_results
 from realrag_core.reference_set import fid_reference_set
 from realrag_core.shards import require_complete
 from realrag_core.sources import iter_records
-from realrag_core.vector_table import open_table_readonly
+from realrag_core.vector_table import open_database_table
 from realrag_core.world import load_world
 
 from ._metadata import inline_image, results_table
@@ -94,7 +94,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
                 cfg.world.styles.reference,
                 by_split,
                 load_clip(store.clip_dir, cfg.device, cfg.precision) if threshold is not None else None,
-                open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name) if threshold is not None else None,
+                open_database_table(cfg) if threshold is not None else None,
                 cfg.embeddings.index,
                 threshold,
             )

@@ -8,7 +8,7 @@ from realrag_core.generation import generate_for_prompts
 from realrag_core.manifest import read_manifest
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.plots import image_grid
-from realrag_core.prompts import load_prompts
+from realrag_core.prompts import in_splits, load_prompts
 from realrag_core.shards import in_shards
 
 from ._metadata import inline_image
@@ -36,7 +36,7 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     store = realrag.store()
     gen, info, encoder = open_stored_generator(cfg, store)
     shards = selected_shards(context)
-    prompts = [p for p in load_prompts(store.world_dir) if p.retriever_split in cfg.generation.retriever_splits]
+    prompts = in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits)
     prompts = in_shards(prompts, shards, len(SHARD_NAMES))
     report = generate_for_prompts(
         gen, encoder, prompts, cfg.generation.seeds, store.generated_dir, cfg.generator.sampling.batch_size

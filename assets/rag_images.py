@@ -12,7 +12,7 @@ from realrag_core.manifest import read_manifest
 from realrag_core.rag import OracleRetriever, current_rows, generate_arms
 from realrag_core.retriever import load_retrievers
 from realrag_core.shards import in_shards
-from realrag_core.vector_table import open_table_readonly
+from realrag_core.vector_table import open_database_table, open_table_readonly
 
 
 @dg.asset(
@@ -38,7 +38,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
     cfg = realrag.load()
     store = realrag.store()
     gen, _, base = open_stored_generator(cfg, store)
-    table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+    table = open_database_table(cfg)
     shards = selected_shards(context)
     all_prompts = load_prompts(store.world_dir)
     metadata = {"shards": ", ".join(shards), "seeds": len(cfg.rag.seeds)}

@@ -12,9 +12,9 @@ from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
 from realrag_core.manifest import read_manifest
 from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, negatives_version, previous_negatives
-from realrag_core.prompts import load_prompts
+from realrag_core.prompts import in_splits, load_prompts
 from realrag_core.shards import require_complete
-from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_table_readonly, read_rows, table_model
+from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_database_table, read_rows, table_model
 
 
 @dg.asset(
@@ -48,13 +48,12 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     # generated_images is partitioned by prompt shard: mine only when every shard is there
     expected = [
         (p.prompt_id, seed)
-        for p in load_prompts(store.world_dir)
-        if p.retriever_split in cfg.generation.retriever_splits
+        for p in in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits)
         for seed in cfg.generation.seeds
     ]
     done = zip(manifest["prompt_id"].to_pylist(), manifest["seed"].to_pylist())
     require_complete("generated_images", expected, done, len(SHARD_NAMES))
-    table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+    table = open_database_table(cfg)
     model_id, _ = table_model(table)
     encoders = set(manifest["encoder_id"].to_pylist())
     if encoders != {model_id}:
@@ -65,7 +64,7 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     rows = read_rows(table)
     generated = np.stack(manifest["embedding"].to_numpy(zero_copy_only=False))
     vectors = np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False))
-    previous = pq.read_table(store.negatives_path).to_pylist() if store.negatives_path.is_file() else []
+    previous = store.read_negatives()
     old_ids = (
         ids_at_version(cfg.lancedb_uri, cfg.embeddings.table_name, previous[0]["table_version"])
         if previous and cfg.mining.incremental

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .resources import RealRagConfigResource
 from realrag_core.config import DemoGeneratorConfig
-from realrag_core.prompts import load_prompts, of_protocol
+from realrag_core.prompts import in_splits, load_prompts, of_protocol
 from realrag_core.store import retriever_key
 from realrag_core.generation import generate_for_prompts
 from realrag_core.generators.demo_diffusion import untrained_like
@@ -20,7 +19,7 @@ from realrag_core.retriever import RETRIEVER_FILE, ablation_protocol, build_retr
 from realrag_core.retriever_study import run_ablations, write_ablations
 from realrag_core.embed_images import embed_source
 from realrag_core.embed_reader import Scope
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
+from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, read_rows
 from realrag_core.world import load_world
 
 from ._metadata import flat, inline_image
@@ -31,8 +30,8 @@ ROW_COLUMNS = ("id", "concept", "style", "path", VECTOR_COLUMN)
 def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
-    table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
-    negatives = pq.read_table(store.negatives_path).to_pylist() if reflective else None
+    table = open_database_table(cfg)
+    negatives = store.read_negatives() if reflective else None
     if reflective and negatives and {r["table_version"] for r in negatives} != {table.version}:
         raise ValueError(
             f"negatives were mined on table version(s) {sorted({r['table_version'] for r in negatives})}, "
@@ -165,8 +164,8 @@ def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagCon
 def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
-    table = open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
-    negatives = pq.read_table(store.negatives_path).to_pylist()
+    table = open_database_table(cfg)
+    negatives = store.read_negatives()
     generated = read_manifest(store.generated_dir)
     protocol = ablation_protocol(cfg)
     reports = {
@@ -192,7 +191,7 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
         gen, _, encoder = open_stored_generator(cfg, store)
         untrained = untrained_like(gen, cfg.generator.train.seed)
         folder = Path(store.root) / "ablations" / "generated_untrained"
-        chosen = [p for p in prompts if p.retriever_split in cfg.generation.retriever_splits]
+        chosen = in_splits(prompts, cfg.generation.retriever_splits)
         generate_for_prompts(
             untrained, encoder, chosen, cfg.generation.seeds, folder, cfg.generator.sampling.batch_size
         )

@@ -60,6 +60,11 @@ def prompt_id(prompt: str, concept: str, protocol: str = "unseen_concepts", spli
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def in_splits(prompts, splits) -> list["Prompt"]:
+    """The prompts of these retriever splits (every protocol), in their stored order."""
+    return [p for p in prompts if p.retriever_split in splits]
+
+
 def of_protocol(prompts, protocol: str, splits=None) -> list["Prompt"]:
     """The prompts of one protocol (and of these retriever splits), in their stored order."""
     return [p for p in prompts if p.protocol == protocol and (splits is None or p.retriever_split in splits)]

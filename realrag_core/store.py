@@ -7,6 +7,7 @@ stage can run alone in a fresh process (the CLI's ``asset materialize --select i
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 
@@ -67,8 +68,16 @@ class ArtifactStore:
         import json
 
         path = self.reports_dir / f"{name}.json"
-        path.write_text(json.dumps(data, indent=2, default=str))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)  # atomic: a reader sees the old report or the new one, never half of one
         return path
+
+    def read_negatives(self) -> list[dict]:
+        """Stage 3's output, the reflective negatives (one row per generated image and rank); [] before it ran."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.negatives_path).to_pylist() if self.negatives_path.is_file() else []
 
     def read_report(self, name: str) -> dict | None:
         import json

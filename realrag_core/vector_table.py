@@ -87,6 +87,11 @@ def read_rows(table, columns=("id", "concept", "style", VECTOR_COLUMN)) -> pa.Ta
     return table.search().select(list(columns)).limit(None).to_arrow()
 
 
+def open_database_table(cfg):
+    """The profile's image-embedding table (stage 1's output), opened for reading."""
+    return open_table_readonly(cfg.lancedb_uri, cfg.embeddings.table_name)
+
+
 def open_table_readonly(uri: str, name: str):
     db = lancedb.connect(uri)
     if name not in db.table_names():
