@@ -14,6 +14,7 @@ from realrag_core.checks import (
     negatives_outcome,
     results_outcome,
 )
+from realrag_core.generators.registry import recorded_generator_id
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import ARMS
 from realrag_core.store import retriever_key
@@ -74,7 +75,7 @@ def embeddings_cover_every_valid_image(realrag: RealRagConfigResource) -> dg.Ass
 )
 def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     cfg, store = realrag.load(), realrag.store()
-    generator_id = (store.read_report("generated_images") or {}).get("generator_id")
+    generator_id = recorded_generator_id(cfg, store)
     manifest = read_manifest(store.generated_dir)
     generated = [r for r in (manifest.to_pylist() if manifest is not None else []) if r["generator_id"] == generator_id]
     negatives = store.read_negatives()

@@ -10,7 +10,8 @@ from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrained import materialize_pretrained
 from realrag_core.prompts import load_prompts, of_protocol
 from realrag_core.manifest import read_manifest
-from realrag_core.rag import current_rows
+from realrag_core.generators.registry import recorded_generator_id
+from realrag_core.rag import current_arms, current_rows
 from realrag_core.results import evaluate, results_grid, write_results
 from realrag_core.reference_set import fid_reference_set
 from realrag_core.shards import require_complete
@@ -46,9 +47,8 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     manifest = read_manifest(store.rag_dir)
     if manifest is None:
         raise FileNotFoundError("no RAG images: materialize rag_images first")
-    made = store.read_report("rag_images")
-    if not made or "retrievers" not in made:
-        raise FileNotFoundError("rag_images has no report of its generator and retrievers: materialize rag_images")
+    generator_id = recorded_generator_id(cfg, store)
+    current = current_arms(cfg, store, open_database_table(cfg))  # the models rag_images generates with
     manifest_rows = manifest.to_pylist()
     all_prompts = load_prompts(store.world_dir)
     judge = load_clip(store.judge_dir, cfg.device, cfg.precision)
@@ -59,12 +59,10 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         scorer = load_clip(folder, cfg.device, cfg.precision)
     results, paired, ref_reports, grid = [], [], {}, None
     for protocol in cfg.prompts.protocols:
-        ids = {
-            (r[0], r[1]): r[2] for r in made["retrievers"] if (r[3] if len(r) > 3 else "unseen_concepts") == protocol
-        }
+        ids = current[protocol]
         eval_prompts = of_protocol(all_prompts, protocol, cfg.rag.retriever_splits)
         pids = {p.prompt_id for p in eval_prompts}
-        rows = [r for r in current_rows(manifest_rows, made["generator_id"], ids) if r["prompt_id"] in pids]
+        rows = [r for r in current_rows(manifest_rows, generator_id, ids) if r["prompt_id"] in pids]
         # one order whatever runs wrote the manifest's parts: the bootstrap draws the same samples
         rows.sort(
             key=lambda r: (
@@ -79,7 +77,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         for r in rows:
             arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
         require_complete(
-            f"rag_images ({protocol})",
+            "rag_images",
             [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds],
             [k for k, v in arms_of.items() if len(v) == len(ids)],
             len(SHARD_NAMES),

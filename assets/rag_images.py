@@ -9,7 +9,7 @@ from .resources import RealRagConfigResource
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.prompts import load_prompts, of_protocol
 from realrag_core.manifest import read_manifest
-from realrag_core.rag import OracleRetriever, current_rows, generate_arms
+from realrag_core.rag import OracleRetriever, current_arms, current_rows, generate_arms
 from realrag_core.retriever import load_retrievers
 from realrag_core.shards import in_shards
 from realrag_core.vector_table import open_database_table, open_table_readonly
@@ -43,6 +43,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
     all_prompts = load_prompts(store.world_dir)
     metadata = {"shards": ", ".join(shards), "seeds": len(cfg.rag.seeds)}
     totals = collections.Counter()
+    current = current_arms(cfg, store, table)  # the ids fid will score, from the checkpoints
     retriever_ids = []  # (arm, retriever seed, retriever id, protocol) of every current model
     hit = collections.Counter()
     for protocol in cfg.prompts.protocols:  # each protocol's evaluation prompts with its own fine-tuned retrievers
@@ -57,17 +58,10 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
                 arms[arm].append((rseed, model))
                 if table_name:  # its image tower was trained: it searches the table that tower embedded
                     tables[(arm, rseed)] = open_table_readonly(cfg.lancedb_uri, table_name)
-        ids = {
-            (arm, rseed): (
-                model.model_id_for(table)
-                if isinstance(model, OracleRetriever)
-                else model.model_id
-                if model is not None
-                else ""
-            )
-            for arm, models in arms.items()
-            for rseed, model in models
-        }
+        ids = current[protocol]
+        loaded = {(arm, rseed) for arm, models in arms.items() for rseed, _ in models}
+        if loaded != set(ids):
+            raise ValueError(f"the retriever checkpoints changed while rag_images ran: {sorted(loaded ^ set(ids))}")
         retriever_ids += [(a, s, i, protocol) for (a, s), i in ids.items()]
         prompts = in_shards(of_protocol(all_prompts, protocol, cfg.rag.retriever_splits), shards, len(SHARD_NAMES))
         report = generate_arms(

@@ -5,15 +5,14 @@ import time
 
 import dagster as dg
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
-from realrag_core.manifest import read_manifest
+from realrag_core.generation import read_current_generated
+from realrag_core.generators.registry import recorded_generator_id
 from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, negatives_version, previous_negatives
 from realrag_core.prompts import in_splits, load_prompts
-from realrag_core.shards import require_complete
 from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_database_table, read_rows, table_model
 
 
@@ -33,26 +32,10 @@ from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_databa
 def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
-    manifest = read_manifest(store.generated_dir)
-    made = store.read_report("generated_images")
-    if manifest is None or not made:
-        raise FileNotFoundError("no generated images: materialize generated_images first")
-    # the manifest keeps other generators' images for reuse; only the current generator's G(T) are mined
-    manifest = manifest.filter(pc.equal(manifest["generator_id"], made["generator_id"]))
-    if manifest.num_rows == 0:
-        raise ValueError(
-            f"no generated images of the current generator {made['generator_id']!r}: rematerialize generated_images"
-        )
-    # one order whatever runs wrote the manifest's parts (shard by shard or all at once): same negatives, same file
-    manifest = manifest.sort_by([("prompt_id", "ascending"), ("seed", "ascending"), ("image_id", "ascending")])
-    # generated_images is partitioned by prompt shard: mine only when every shard is there
-    expected = [
-        (p.prompt_id, seed)
-        for p in in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits)
-        for seed in cfg.generation.seeds
-    ]
-    done = zip(manifest["prompt_id"].to_pylist(), manifest["seed"].to_pylist())
-    require_complete("generated_images", expected, done, len(SHARD_NAMES))
+    prompts = in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits)
+    manifest = read_current_generated(
+        store.generated_dir, recorded_generator_id(cfg, store), prompts, cfg.generation.seeds, len(SHARD_NAMES)
+    )
     table = open_database_table(cfg)
     model_id, _ = table_model(table)
     encoders = set(manifest["encoder_id"].to_pylist())

@@ -118,3 +118,29 @@ def generate_for_prompts(
         str(folder / MANIFEST_DIR),
         len(unique),
     )
+
+
+def read_current_generated(
+    folder: Path, generator_id: str, prompts: Sequence[Prompt], seeds: Sequence[int], shard_count: int
+) -> pa.Table:
+    """Stage 2's output as later stages read it: the manifest rows of ``generator_id`` (the manifest keeps other
+    generators' images for reuse), in one order whatever runs wrote its parts, and only when every (prompt,
+    seed) has its image (a clear error naming the shards to backfill otherwise)."""
+    import pyarrow.compute as pc
+
+    from .shards import require_complete
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError("no generated images: materialize generated_images first")
+    manifest = manifest.filter(pc.equal(manifest["generator_id"], generator_id))
+    if manifest.num_rows == 0:
+        raise ValueError(
+            f"no generated images of the current generator {generator_id!r}: rematerialize generated_images"
+        )
+    manifest = manifest.sort_by([("prompt_id", "ascending"), ("seed", "ascending"), ("image_id", "ascending")])
+    expected = [(p.prompt_id, seed) for p in prompts for seed in seeds]
+    require_complete(
+        "generated_images", expected, zip(manifest["prompt_id"].to_pylist(), manifest["seed"].to_pylist()), shard_count
+    )
+    return manifest

@@ -107,6 +107,28 @@ class OracleRetriever:
         return out
 
 
+FINE_TUNED = (("contrastive", "contrastive_retriever"), ("reflective", "retriever"))  # arm, retriever asset
+
+
+def current_arms(cfg, store, table) -> dict[str, dict[tuple[str, int | None], str]]:
+    """protocol -> {(arm, retriever seed): retriever id} of every model stage 5 uses now, read from the stages'
+    checkpoint records (the base CLIP's weights, each retriever asset's ``retriever.json``) and the table's
+    version for the oracle; ``none`` has the id "". rag_images generates with exactly these, fid scores them."""
+    from .clip_backbone import WEIGHTS_NAME, model_id_of
+    from .retriever import retriever_ids
+
+    base = model_id_of(store.clip_dir / WEIGHTS_NAME)
+    out = {}
+    for protocol in cfg.prompts.protocols:
+        ids = {("none", None): "", ("clip", None): base}
+        if cfg.rag.oracle:
+            ids[("oracle", None)] = OracleRetriever(cfg.rag.oracle_seed).model_id_for(table)
+        for arm, name in FINE_TUNED:
+            ids.update({(arm, seed): mid for seed, mid in retriever_ids(store.retriever_dir(name, protocol)).items()})
+        out[protocol] = ids
+    return out
+
+
 def image_path(generator_id: str, prompt_id: str, retrieved_id: str | None, seed: int) -> Path:
     """G(T, I_ref) depends on (generator, prompt, reference, seed) only (the generator protocol is
     deterministic and batch-invariant), so arms and retriever seeds that retrieve the same image share it."""

@@ -506,6 +506,14 @@ def ablation_protocol(cfg) -> str:
     return "unseen_concepts" if "unseen_concepts" in cfg.prompts.protocols else cfg.prompts.protocols[0]
 
 
+def retriever_ids(folder: Path) -> dict[int, str]:
+    """training seed -> model id of the models a retriever asset saved (its checkpoint record; no weights read)."""
+    info_path = current_folder(folder) / RETRIEVER_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(f"no {RETRIEVER_FILE} in {folder}: materialize the retriever first")
+    return {s["seed"]: s["model_id"] for s in json.loads(info_path.read_text())["seeds"]}
+
+
 def load_retrievers(
     folder: Path, device: str = "cpu", precision: str = "float32"
 ) -> list[tuple[int, ClipBundle, str | None]]:

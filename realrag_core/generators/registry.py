@@ -103,6 +103,20 @@ def build_generator(
     return gen, {**info, "source": "pretrained"}
 
 
+def recorded_generator_id(cfg: RealRagConfig, store: ArtifactStore) -> str:
+    """The id of the generator the ``generator`` stage recorded in its checkpoint (what every later stage
+    generates with), read without loading any weights."""
+    path = store.generator_dir / INFO_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {INFO_FILE} in {store.generator_dir}: materialize the generator first")
+    info = json.loads(path.read_text())
+    if isinstance(cfg.generator, DemoGeneratorConfig):
+        from .demo_training import demo_generator_id
+
+        return demo_generator_id(info["key"], cfg.generator.sampling)
+    return info["generator_id"]
+
+
 def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Generator, dict, ClipBundle]:
     """The generator the ``generator`` asset recorded, with the base CLIP (the LanceDB table's encoder; the demo
     generator reads prompts with its own text encoder). Refuses a record made for another generator config."""
