@@ -18,6 +18,8 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "[test] ${need[*]} not found: the tests that need them will be skipped (apt-get install ${need[*]})"
   fi
 fi
-# Two workers on a 2-core machine (pytest-xdist; REALRAG_TEST_WORKERS=0 runs in one process); tests that share a
-# folder outside tmp_path are grouped onto one worker (xdist_group).
-.venv/bin/python -m pytest -n "${REALRAG_TEST_WORKERS:-auto}" --dist loadgroup --durations 15 "$@"
+# One process by default. REALRAG_TEST_WORKERS=auto (or N) spreads the suite over pytest-xdist workers (tests that
+# share a folder outside tmp_path stay on one worker); measured on 2 busy cores it made the subprocess-heavy
+# tests time out and the Celery comparison differ in float rounding (workers train with another thread count),
+# so it is opt-in until the suite's tiers are split (issue 18).
+.venv/bin/python -m pytest -n "${REALRAG_TEST_WORKERS:-0}" --dist loadgroup --durations 15 "$@"
