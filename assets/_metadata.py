@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
+from realrag_core.prompts import row_protocol
+
 
 def inline_image(image: Image.Image | Path, alt: str = "image", max_side: int = 640) -> dg.MetadataValue:
     """A PNG embedded in markdown, so the UI shows the picture, not a path."""
@@ -91,7 +93,7 @@ def results_table(results: list[dict], paired: list[dict], digits: int = 4) -> d
     rows = [
         dg.TableRecord(
             {
-                "protocol": x.get("protocol", "unseen_concepts"),
+                "protocol": row_protocol(x),
                 "arm": x["arm"],
                 "split": x["split"],
                 "metric": x["metric"],
@@ -107,7 +109,7 @@ def results_table(results: list[dict], paired: list[dict], digits: int = 4) -> d
     pairs = [
         dg.TableRecord(
             {
-                "protocol": p.get("protocol", "unseen_concepts"),
+                "protocol": row_protocol(p),
                 "a_minus_b": f"{p['a']} - {p['b']}",
                 "split": p["split"],
                 "diff": r(p["diff"]),

@@ -78,7 +78,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
             arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
         require_complete(
             "rag_images",
-            [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds],
+            [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds_for(protocol)],
             [k for k, v in arms_of.items() if len(v) == len(ids)],
             len(SHARD_NAMES),
         )

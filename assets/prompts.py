@@ -33,6 +33,7 @@ def prompts(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -
         cfg.prompts.seed,
         cfg.prompts.protocols,
         cfg.prompts.seen_concepts.by_split(),
+        cfg.prompts.seen_concepts.eval_concepts,
     )
     path = save_prompts(items, store.world_dir)
     counts = collections.Counter(

@@ -41,7 +41,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
     table = open_database_table(cfg)
     shards = selected_shards(context)
     all_prompts = load_prompts(store.world_dir)
-    metadata = {"shards": ", ".join(shards), "seeds": len(cfg.rag.seeds)}
+    metadata = {"shards": ", ".join(shards)}
     totals = collections.Counter()
     current = current_arms(cfg, store, table)  # the ids fid will score, from the checkpoints
     retriever_ids = []  # (arm, retriever seed, retriever id, protocol) of every current model
@@ -68,7 +68,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
             gen,
             arms,
             prompts,
-            cfg.rag.seeds,
+            cfg.rag.seeds_for(protocol),
             table,
             cfg.embeddings.index,
             store.rag_dir,
@@ -87,6 +87,7 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
         totals["prompts"] += len(prompts)
         pre = "" if protocol == "unseen_concepts" else f"{protocol}/"
         metadata[f"{pre}retriever_seeds"] = len(arms["reflective"])
+        metadata[f"{pre}seeds"] = len(cfg.rag.seeds_for(protocol))
         for arm in [a for a in arms if a != "none"]:
             n = hit[(protocol, arm, True)] + hit[(protocol, arm, False)]
             metadata[f"{pre}retrieval_top1/{arm}"] = hit[(protocol, arm, True)] / n if n else 0.0

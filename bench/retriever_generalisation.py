@@ -28,8 +28,11 @@ import torch  # noqa: E402
 
 from realrag_core.clip_backbone import load_clip  # noqa: E402
 from realrag_core.config import load_config  # noqa: E402
-from realrag_core.prompts import of_protocol, load_prompts, prompt_id  # noqa: E402
-from realrag_core.retriever import fit_one, table_view, validate, validation_score  # noqa: E402
+from realrag_core.clip_pretrain import base_clip_records, load_images  # noqa: E402
+from realrag_core.prompts import Prompt, of_protocol, load_prompts, prompt_id  # noqa: E402
+from realrag_core.retriever import TableView, fit_one, table_view, validate, validation_score  # noqa: E402
+from realrag_core.sources import iter_records  # noqa: E402
+from realrag_core.world import compute_world  # noqa: E402
 from realrag_core.store import ArtifactStore  # noqa: E402
 from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows  # noqa: E402
 
@@ -43,6 +46,28 @@ def more_templates(train, templates):
                 text = t.format(concept=p.concept)
                 out.append(dataclasses.replace(p, prompt_id=prompt_id(text, p.concept), prompt=text, template=t))
     return out
+
+
+def replay_pairs(cfg, store, base, table, template):
+    """Pre-training pairs replayed during the fine-tune: the database artist's images of concepts outside the
+    world and the selection (pairs the base CLIP pre-trained on), embedded by the base image tower and appended to
+    the table the fine-tune draws positives from, each with a training prompt. World concepts are not replayed."""
+    world = compute_world(cfg, iter_records(cfg.source))
+    database = set(cfg.world.styles.database)
+    records = [r for r in base_clip_records(cfg, world, list(iter_records(cfg.source))) if r.style in database]
+    images, kept = load_images(records)
+    emb = base.embed_images(images)
+    concepts = [r.concept for r in kept]
+    augmented = TableView(
+        table.ids + [f"replay:{r.path.name}:{i}" for i, r in enumerate(kept)],
+        table.concepts + concepts,
+        torch.cat([table.embeddings, emb]),
+    )
+    prompts = []
+    for c in sorted(set(concepts)):
+        text = template.format(concept=c)
+        prompts.append(Prompt(prompt_id(text, c), text, c, "novel", "train", template))
+    return prompts, augmented
 
 
 def main(argv=None) -> None:
@@ -65,7 +90,9 @@ def main(argv=None) -> None:
     table = table_view(rows)
     report = json.loads((store.checkpoint_dir("contrastive_retriever") / "retriever.json").read_text())
     lr = report["chosen_lr"]
-    zero = validation_score(validate(load_clip(store.clip_dir, cfg.device, cfg.precision), val, table))[0]
+    base = load_clip(store.clip_dir, cfg.device, cfg.precision)
+    zero = validation_score(validate(base, val, table))[0]
+    replay, replay_table = replay_pairs(cfg, store, base, table, cfg.prompts.templates[0])
     r = cfg.retriever
     captions = tuple(cfg.clip.train.captions) if hasattr(cfg.clip, "train") else ("{concept}",)
     variants = [
@@ -91,6 +118,13 @@ def main(argv=None) -> None:
             {},
             more_templates(train, captions),
         ),
+        (
+            "replay",
+            f"pre-training pairs replayed: the database artist's {len(replay_table.ids) - len(table.ids)} images of "
+            f"{len(replay)} concepts outside the world, beside the training prompts",
+            {"table": replay_table},
+            train + replay,
+        ),
     ]
     out = {
         "config": args.config,
@@ -102,11 +136,16 @@ def main(argv=None) -> None:
     }
     for name, changed, update, train_prompts in variants:
         cfg_v = cfg.model_copy(
-            update={"retriever": r.model_copy(update={k: v for k, v in update.items() if k != "lr"})}
+            update={"retriever": r.model_copy(update={k: v for k, v in update.items() if k not in ("lr", "table")})}
         )
         scores, steps, start = [], [], time.perf_counter()
         for seed in args.seeds:
-            _, run = fit_one(cfg_v, store.clip_dir, train_prompts, val, table, {}, False, update.get("lr", lr), seed)
+            train_table = update.get("table", table)
+            model, run = fit_one(
+                cfg_v, store.clip_dir, train_prompts, val, train_table, {}, False, update.get("lr", lr), seed
+            )
+            if train_table is not table:  # validated against the database alone, like every other variant
+                run["score"] = validation_score(validate(model, val, table))[0]
             scores.append(run["score"])
             steps.append(run["kept_step"])
         row = {

@@ -11,6 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .prompts import row_protocol
+
 
 @dataclass
 class Outcome:
@@ -146,7 +148,7 @@ def results_outcome(
     protocols: Iterable[str] = ("unseen_concepts",),
 ) -> Outcome:
     """Every (protocol, arm, split) has every required metric, and every value in the table is finite."""
-    have = {(r.get("protocol", "unseen_concepts"), r["arm"], r["split"], r["metric"]) for r in results}
+    have = {(row_protocol(r), r["arm"], r["split"], r["metric"]) for r in results}
     missing = [
         f"{p}/{a}/{s}/{m}" for p in protocols for a in arms for s in splits for m in metrics if (p, a, s, m) not in have
     ]

@@ -668,6 +668,12 @@ class SeenConceptsConfig(_Strict):
     train_templates: tuple[str, ...] = ("a {concept}",)
     val_templates: tuple[str, ...] = ("a picture of a {concept}",)
     eval_templates: tuple[str, ...] = ("an image of a {concept}",)
+    eval_concepts: Literal["all", "unseen_eval"] = Field(
+        "all",
+        description="which concepts get evaluation prompts: all world concepts, or only those the unseen_concepts "
+        "split evaluates on (unseen_eval: both protocols scored on the same concepts, trained on or not; a quarter "
+        "of the generation cost). Training and validation use every concept either way",
+    )
     shared_templates: bool = Field(
         False,
         description="allow one template in several splits, as the paper's single class-name prompt: the "
@@ -801,6 +807,11 @@ class RetrieverConfig(_Strict):
         description="learning rates tried on validation with the first seed; each retriever (reflective and "
         "contrastive alike) keeps its best, so both get the same tuning budget",
     )
+    lr_grid_by_protocol: dict[Literal["unseen_concepts", "seen_concepts"], tuple[float, ...]] = Field(
+        {},
+        description="another grid for one protocol (its own validation prompts choose from it), e.g. higher rates "
+        "under seen_concepts, where every concept trains; both retrievers of that protocol share it",
+    )
     seeds: Seeds = Field((0, 1, 2), description="training seeds per retriever (each one is a model)")
     mask_same_concept: bool = True
     image_to_text: bool = False
@@ -828,15 +839,31 @@ class RetrieverConfig(_Strict):
             raise ValueError("learning rates must be > 0")
         return v
 
+    @field_validator("lr_grid_by_protocol")
+    @classmethod
+    def _grids(cls, v):
+        if any(not grid or any(x <= 0 for x in grid) for grid in v.values()):
+            raise ValueError("each protocol's grid: at least one learning rate, each > 0")
+        return v
+
     @property
     def learning_rates(self) -> tuple[float, ...]:
         return self.lr_grid or (self.lr,)
+
+    def learning_rates_for(self, protocol: str) -> tuple[float, ...]:
+        """The grid one protocol's retrievers are tuned on."""
+        return tuple(self.lr_grid_by_protocol.get(protocol, self.learning_rates))
 
 
 class RagConfig(_Strict):
     """Stage 5: every arm generates for the evaluation prompts with the same seeds."""
 
     seeds: Seeds = Field((0, 1, 2, 3), description="samples per prompt and arm")
+    seeds_by_protocol: dict[Literal["unseen_concepts", "seen_concepts"], Seeds] = Field(
+        {},
+        description="samples per prompt and arm for one protocol instead of `seeds`: e.g. one sample under "
+        "seen_concepts, whose evaluation prompts cover every concept (power comes from concepts more than samples)",
+    )
     retriever_splits: tuple[Literal["train", "val", "eval"], ...] = ("eval",)
     oracle: bool = Field(
         True,
@@ -844,6 +871,10 @@ class RagConfig(_Strict):
         "retriever could hand the generator (how much of the none-to-oracle gap each retriever closes)",
     )
     oracle_seed: int = Field(0, description="which of the concept's database images the oracle hands over")
+
+    def seeds_for(self, protocol: str) -> tuple[int, ...]:
+        """The sample seeds of one protocol's evaluation prompts."""
+        return tuple(self.seeds_by_protocol.get(protocol, self.seeds))
 
 
 class InceptionConfig(_Strict):

@@ -39,6 +39,11 @@ PROMPT_SCHEMA = pa.schema(
 PROTOCOLS = ("unseen_concepts", "seen_concepts")
 
 
+def row_protocol(row: dict) -> str:
+    """The protocol of a result, paired or prompt row; rows written before protocols existed are unseen_concepts."""
+    return row.get("protocol") or "unseen_concepts"
+
+
 @dataclass(frozen=True)
 class Prompt:
     prompt_id: str
@@ -96,11 +101,15 @@ def build_prompts(
     seed: int,
     protocols: tuple[str, ...] = ("unseen_concepts",),
     seen_templates: dict | None = None,
+    seen_eval_concepts: str = "all",
 ) -> list[Prompt]:
-    """``seen_templates``: retriever split -> templates of the seen-concepts protocol (train, val, eval)."""
+    """``seen_templates``: retriever split -> templates of the seen-concepts protocol (train, val, eval).
+    ``seen_eval_concepts``: ``all`` world concepts get seen-concepts evaluation prompts, or only the concepts the
+    unseen-concepts split puts in evaluation (``unseen_eval``: both protocols scored on the same concepts)."""
     prompts = []
+    needs_split = "unseen_concepts" in protocols or seen_eval_concepts == "unseen_eval"
+    part = split_concepts(world, fractions, seed) if needs_split else {}
     if "unseen_concepts" in protocols:
-        part = split_concepts(world, fractions, seed)
         for concept in world.concepts:
             for template in templates:
                 text = template.format(concept=concept)
@@ -112,8 +121,12 @@ def build_prompts(
     if "seen_concepts" in protocols:
         if not seen_templates:
             raise ValueError("the seen_concepts protocol needs its train/val/eval templates")
+        if seen_eval_concepts not in ("all", "unseen_eval"):
+            raise ValueError(f"seen_eval_concepts: 'all' or 'unseen_eval', not {seen_eval_concepts!r}")
         for split in ("train", "val", "eval"):
             for concept in world.concepts:
+                if split == "eval" and seen_eval_concepts == "unseen_eval" and part[concept] != "eval":
+                    continue
                 for template in seen_templates[split]:
                     text = template.format(concept=concept)
                     prompts.append(

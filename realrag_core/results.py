@@ -15,6 +15,7 @@ from PIL import Image
 from .clip_backbone import ClipBundle
 from .metrics import MIN_FID_SAMPLES, clip_scores, concept_accuracy, distribution_metrics, inception_metrics
 from .plots import image_grid
+from .prompts import row_protocol
 from .rag import ARMS
 from .stats import crossed_bootstrap
 
@@ -237,14 +238,10 @@ PROTOCOL_TITLES = {
 }
 
 
-def _protocol(r: dict) -> str:
-    return r.get("protocol", "unseen_concepts")
-
-
 def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int = MIN_FID_SAMPLES) -> str:
     """One section per protocol (rows without a ``protocol`` are unseen_concepts), each the arms x metrics
     tables, the known-concept cost, and the paired differences."""
-    protocols = list(dict.fromkeys([_protocol(r) for r in rows] + [_protocol(p) for p in paired]))
+    protocols = list(dict.fromkeys([row_protocol(r) for r in rows] + [row_protocol(p) for p in paired]))
     if len(protocols) <= 1:
         return _protocol_markdown(rows, paired, min_fid_samples)
     parts = []
@@ -253,8 +250,8 @@ def results_markdown(rows: list[dict], paired: list[dict], min_fid_samples: int 
             f"## {PROTOCOL_TITLES.get(protocol, protocol)}",
             "",
             _protocol_markdown(
-                [r for r in rows if _protocol(r) == protocol],
-                [p for p in paired if _protocol(p) == protocol],
+                [r for r in rows if row_protocol(r) == protocol],
+                [p for p in paired if row_protocol(p) == protocol],
                 min_fid_samples,
             ),
         ]
@@ -364,7 +361,7 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    protocols = list(dict.fromkeys(_protocol(r) for r in rows)) or ["unseen_concepts"]
+    protocols = list(dict.fromkeys(row_protocol(r) for r in rows)) or ["unseen_concepts"]
     fig, grid = plt.subplots(len(protocols), 2, figsize=(10, 3.4 * len(protocols)), dpi=100, sharey=True, squeeze=False)
     panels = [
         (protocol, split, ax) for protocol, axes in zip(protocols, grid) for split, ax in zip(("known", "novel"), axes)
@@ -373,7 +370,7 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
         sel = [
             r
             for r in rows
-            if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS and _protocol(r) == protocol
+            if r["split"] == split and r["metric"] == "concept_acc" and r["arm"] in ARMS and row_protocol(r) == protocol
         ]
         sel.sort(key=lambda r: ARMS.index(r["arm"]))
         x = np.arange(len(sel))

@@ -96,9 +96,15 @@ def train_retriever(
     drop_positive_negatives: bool = True,
     on_step: Callable[[int, float], None] | None = None,
     trainable: str = "text",
+    used_vocabulary: bool = True,
 ) -> list[float]:
     """``trainable="text"`` or ``"text_head"``: image features come from the table (frozen tower); ``"both"``:
-    positives and negatives go through the image tower at every step (``table.pixels`` needed)."""
+    positives and negatives go through the image tower at every step (``table.pixels`` needed).
+
+    ``used_vocabulary``: the token embedding trains as the rows of the tokens the training prompts use. The same
+    update as the full table's: AdamW here has no weight decay, so a row whose gradient is always zero never moves;
+    but the full table's gradient is a 49,408 x width tensor zero-filled at every step, about half of a step on the
+    demo's CPU (``tests/test_retriever.py`` checks both give the same weights)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model = clip.model
@@ -112,7 +118,6 @@ def train_retriever(
         flat = rows.reshape(-1)
         return F.normalize(model.encode_image(table.pixels[flat]), dim=-1).reshape(*rows.shape, -1)
 
-    optimizer = adamw(params, lr=lr, weight_decay=0.0)
     usable = [p for p in prompts if table.rows_of_concept.get(p.concept)]
     by_concept: dict[str, list[Prompt]] = {}
     for p in usable:
@@ -123,6 +128,28 @@ def train_retriever(
         raise ValueError("retriever training needs prompts of at least two concepts with database images")
     max_neg = max((len(v) for v in negatives_of.values()), default=0)
     scale = model.logit_scale.exp().detach()
+    texts = sorted({p.prompt for p in usable})  # tokenized once, not at every step
+    token_row = {t: i for i, t in enumerate(texts)}
+    all_tokens = clip.tokenizer(texts)
+    concept_index = {c: i for i, c in enumerate(concepts)}
+    full = model.token_embedding
+    swap = used_vocabulary and full.weight.requires_grad
+    if swap:
+        vocab = torch.unique(all_tokens)
+        used = torch.nn.Embedding.from_pretrained(full.weight.detach()[vocab].clone(), freeze=False)
+        remap = torch.full((full.num_embeddings,), -1, dtype=torch.long)
+        remap[vocab] = torch.arange(len(vocab))
+        all_tokens = remap[all_tokens]
+        params = [p for p in params if p is not full.weight] + [used.weight]
+        model.token_embedding = used
+
+    def full_table() -> None:  # the model as everyone else sees it (validation, checkpoints, the caller)
+        if swap:
+            with torch.no_grad():
+                full.weight[vocab] = used.weight
+            model.token_embedding = full
+
+    optimizer = adamw(params, lr=lr, weight_decay=0.0)
     model.train()
     losses = []
     for step in range(steps):
@@ -143,9 +170,9 @@ def train_retriever(
             negatives = embed(neg_rows)
         same = None
         if mask_same_concept:
-            cs = [p.concept for p in items]
-            same = torch.tensor([[a == b for b in cs] for a in cs])
-        tokens = clip.tokenizer([p.prompt for p in items])
+            cs = torch.tensor([concept_index[p.concept] for p in items])
+            same = cs[:, None] == cs[None, :]
+        tokens = all_tokens[[token_row[p.prompt] for p in items]]
         text = F.normalize(model.encode_text(tokens), dim=-1)
         loss = reflective_contrastive_loss(text, images, scale, negatives, mask, same, image_to_text)
         optimizer.zero_grad(set_to_none=True)
@@ -153,7 +180,10 @@ def train_retriever(
         optimizer.step()
         losses.append(loss.item())
         if on_step:
+            full_table()
             on_step(step, losses[-1])
+            model.token_embedding = used if swap else full
+    full_table()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -320,7 +350,9 @@ def fit_inputs_digest(
     drop_positive: bool,
 ) -> str:
     """Everything a fit's result depends on besides its learning rate and seed."""
-    settings = cfg.retriever.model_dump(mode="json", exclude={"lr", "lr_grid", "seeds", "ablations"})
+    settings = cfg.retriever.model_dump(
+        mode="json", exclude={"lr", "lr_grid", "lr_grid_by_protocol", "seeds", "ablations"}
+    )
     h = hashlib.sha256(
         json.dumps(
             {
@@ -402,7 +434,11 @@ def build_retriever(
         table.pixels = load_pixels(rows["path"].to_pylist(), base)
     train = [p for p in prompts if p.retriever_split == "train"]
     val = [p for p in prompts if p.retriever_split == "val"]
-    if not val and len(r.learning_rates) > 1:
+    protocols = {p.protocol for p in prompts}
+    if len(protocols) > 1:
+        raise ValueError(f"one retriever is trained on one protocol's prompts, not {sorted(protocols)}")
+    rates = r.learning_rates_for(protocols.pop() if protocols else "unseen_concepts")
+    if not val and len(rates) > 1:
         raise ValueError("retriever.lr_grid needs validation prompts (prompts.split_fractions gives none)")
     zero_shot = validate(base, val, table)
     negatives_of = negatives_by_prompt(negatives_rows) if negatives_rows is not None else {}
@@ -423,7 +459,7 @@ def build_retriever(
         )
 
     grid, best = [], None
-    for lr in r.learning_rates:
+    for lr in rates:
         model, run = fit(lr, first)
         grid.append({k: v for k, v in run.items() if k != "losses"})
         key = validation_score(run["validation"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import load_config
-from .prompts import PROTOCOLS
+from .prompts import PROTOCOLS, row_protocol
 from .store import ArtifactStore, retriever_key
 
 
@@ -81,7 +81,7 @@ def summary_lines(store: ArtifactStore) -> list[str]:
                 for s, m in r["validation"].items()
             )
             lines.append(
-                f"{name:10s} ({r.get('protocol', 'unseen_concepts')}) lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}"
+                f"{name:10s} ({row_protocol(r)}) lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}"
             )
             lines.append(f"           validation over {len(r['seeds'])} seeds: {val}; {r['train_seconds']} s")
     ablations = Path(store.root, "reports", "retriever_ablations.md")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up of the two README commands. Idempotent: a second run only checks what is there.
 #  - .venv at the repo root with the exact pins of constraints.txt (torch 2.14.1 / torchvision 0.29.1)
-#  - a persistent Dagster instance: DAGSTER_HOME=<repo root>, SQLite files in .dagster_home/, telemetry off
+#  - a persistent Dagster instance: DAGSTER_HOME=<repo root> unless already set, SQLite files in .dagster_home/
 #  - the demo world's npm packages in .cache/emoji-npm, integrity-checked
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,8 +26,9 @@ if [ "$(cat .venv/.realrag-stamp 2>/dev/null || true)" != "$stamp" ]; then
   echo "[setup] dependencies installed in $(( $(date +%s) - start )) s"
 fi
 
-# dagster.yaml at the root is the instance config; it keeps its SQLite files in .dagster_home/
-export DAGSTER_HOME="$ROOT"
+# dagster.yaml at the root is the instance config; it keeps its SQLite files in .dagster_home/. A DAGSTER_HOME
+# already set (another instance: Postgres, a test's temporary folder) is kept, as Dagster itself does.
+export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT}"
 
 # Not fatal: offline, the smoke profile and the tests still run (the real-package tests are skipped), and
 # the demo's image_source asset fails later with npm's own message.

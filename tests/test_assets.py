@@ -437,6 +437,8 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
     from realrag_core.prompts import load_prompts
 
     smoke_data["prompts"] = {"protocols": ["unseen_concepts", "seen_concepts"]}
+    smoke_data["rag"]["seeds_by_protocol"] = {"seen_concepts": [7]}  # one sample, a seed unseen uses not
+    smoke_data["retriever"]["lr_grid_by_protocol"] = {"seen_concepts": [0.002]}  # its own grid
     path = tmp_path / "both_protocols.yaml"
     path.write_text(yaml.safe_dump(smoke_data))
     result = _materialize(path)
@@ -451,6 +453,9 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
     meta = _metadata(result, "retriever")
     assert meta["seen_concepts/train_prompts"] == len(concepts) and meta["train_prompts"] < len(concepts)
     seen_ids, unseen_ids = set(meta["seen_concepts/model_ids"].split(", ")), set(meta["model_ids"].split(", "))
+    for key, grid in (("retriever__seen_concepts", [0.002]), ("retriever", smoke_data["retriever"]["lr_grid"])):
+        report = json.loads((root / "reports" / f"{key}.json").read_text())
+        assert [g["lr"] for g in report["lr_grid"]] == grid and report["chosen_lr"] in grid
     assert seen_ids.isdisjoint(unseen_ids)
     assert (root / "checkpoints" / "retriever__seen_concepts" / "seed_0" / "open_clip_model.safetensors").is_file()
     rag = read_manifest(root / "rag").to_pylist()
@@ -466,8 +471,11 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
         r for r in results if (r["protocol"], r["arm"], r["metric"]) == ("seen_concepts", "reflective", "concept_acc")
     ]
     eval_seen = [p for p in seen if p.retriever_split == "eval"]
-    assert sum(r["n"] for r in seen_acc) == len(eval_seen) * len(smoke_data["rag"]["seeds"]) * len(
-        smoke_data["retriever"]["seeds"]
+    assert sum(r["n"] for r in seen_acc) == len(eval_seen) * len(smoke_data["retriever"]["seeds"])
+    eval_ids = {p.prompt_id for p in eval_seen}
+    assert {r["seed"] for r in rag if r["prompt_id"] in eval_ids} == {7}
+    assert {r["seed"] for r in rag if protocol_of[r["prompt_id"]] == "unseen_concepts"} == set(
+        smoke_data["rag"]["seeds"]
     )
     md = (root / "reports" / "results.md").read_text()
     assert "## protocol unseen_concepts" in md and "## protocol seen_concepts (the paper's)" in md

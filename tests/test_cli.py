@@ -25,11 +25,14 @@ def _dagster(args, config_file, tmp_path):
 
 def _script(name, args, config_file, tmp_path):
     """One of scripts/ run as its documentation says, on the given profile."""
+    home = tmp_path / "dagster_home"  # never the working copy's instance (its run history and pool slots)
+    home.mkdir(exist_ok=True)
     env = {
         "PATH": f"{VENV_BIN}:/usr/bin:/bin",
         "REALRAG_CONFIG": str(config_file),
         "HOME": str(tmp_path),
         "TQDM_DISABLE": "1",
+        "DAGSTER_HOME": str(home),
     }
     proc = subprocess.run(
         ["bash", f"scripts/{name}", *map(str, args)],
@@ -116,6 +119,7 @@ def test_base_clip_and_judge_weights_script_on_smoke_and_shipped_weights_are_use
     import json
 
     _script("train_demo_models.sh", [tmp_path / "clip", tmp_path / "judge"], smoke_config_file, tmp_path)
+    assert list((tmp_path / "dagster_home").rglob("*.db"))  # its runs went to the DAGSTER_HOME it was given
     made = {m: json.loads((tmp_path / m / "training.json").read_text()) for m in ("clip", "judge")}
     smoke_data["clip"]["shipped_weights"] = str(tmp_path / "clip")
     smoke_data["judge"]["shipped_weights"] = str(tmp_path / "judge")

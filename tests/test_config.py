@@ -196,3 +196,12 @@ def test_retrain_cron_is_checked(smoke_data, tmp_path):
         parse_config(smoke_data, tmp_path)
     smoke_data["operations"] = {"retrain_cron": "30 2 * * 1"}
     assert parse_config(smoke_data, tmp_path).operations.retrain_cron == "30 2 * * 1"
+
+
+def test_rag_seeds_per_protocol(smoke_config_file):
+    """rag.seeds_by_protocol replaces rag.seeds for that protocol only, with the same rules on seeds."""
+    cfg = load_config(smoke_config_file, {"rag.seeds": [0, 1, 2], "rag.seeds_by_protocol": {"seen_concepts": [4]}})
+    assert cfg.rag.seeds_for("seen_concepts") == (4,) and cfg.rag.seeds_for("unseen_concepts") == (0, 1, 2)
+    for bad in ({"seen_concepts": [1, 1]}, {"seen_concepts": []}, {"seen": [0]}):
+        with pytest.raises(ValueError, match="seeds_by_protocol"):
+            load_config(smoke_config_file, {"rag.seeds_by_protocol": bad})

@@ -68,6 +68,23 @@ def test_seen_concepts_prompts_split_by_template_and_every_concept_trains(tmp_pa
     assert load_prompts(tmp_path) == both
 
 
+def test_seen_concepts_can_evaluate_on_the_unseen_protocols_evaluation_concepts():
+    """eval_concepts unseen_eval: seen_concepts' evaluation prompts are those of the concepts unseen_concepts
+    evaluates on (both protocols scored on the same concepts); training and validation keep every concept."""
+    world = _world(10, 6)
+    args = (world, ("a {concept}",), (0.5, 0.2, 0.3), 0, ("unseen_concepts", "seen_concepts"), SEEN)
+    full, narrow = build_prompts(*args), build_prompts(*args, "unseen_eval")
+    unseen_eval = {p.concept for p in full if p.protocol == "unseen_concepts" and p.retriever_split == "eval"}
+    assert 0 < len(unseen_eval) < len(world.concept_split)
+    seen_eval = {p.concept for p in narrow if p.protocol == "seen_concepts" and p.retriever_split == "eval"}
+    assert seen_eval == unseen_eval
+    assert [p for p in narrow if p.retriever_split != "eval"] == [p for p in full if p.retriever_split != "eval"]
+    seen_only = build_prompts(world, ("a {concept}",), (0.5, 0.2, 0.3), 0, ("seen_concepts",), SEEN, "unseen_eval")
+    assert {p.concept for p in seen_only if p.retriever_split == "eval"} == unseen_eval
+    with pytest.raises(ValueError, match="seen_eval_concepts"):
+        build_prompts(*args, "some")
+
+
 def test_a_prompts_file_without_a_protocol_column_reads_as_unseen_concepts(tmp_path):
     import pyarrow.parquet as pq
 

@@ -204,3 +204,30 @@ def test_early_stopping_is_refused_where_it_would_re_embed_the_database_at_every
     smoke_data["retriever"] = {**smoke_data["retriever"], "trainable": "both", "validate_every": 10}
     with pytest.raises(ConfigError, match="validate_every"):
         parse_config(smoke_data, tmp_path)
+
+
+@pytest.mark.parametrize("trainable", ["text", "both"])
+def test_training_the_used_vocabulary_gives_the_full_tables_weights(world, trainable):
+    """The token embedding trained as the rows the prompts use (the default) ends with the same weights, losses
+    and step callbacks as training the whole 49,408-row table; the callback sees the whole table, updated."""
+    folder, table, prompts = world
+    negatives = {p.prompt_id: [table.ids[(i * 5) % len(table.ids)]] for i, p in enumerate(prompts)}
+    runs = {}
+    for used in (True, False):
+        clip = load_clip(folder)
+        seen = []
+
+        def on_step(step, loss, clip=clip, seen=seen):
+            if step % 7 == 0:  # what validation would read mid-training: the full table, current
+                seen.append(clip.embed_texts([p.prompt for p in prompts[:3]]).clone())
+
+        losses = train_retriever(
+            clip, prompts, table, negatives, 25, 8, 3e-3, 0, on_step=on_step, trainable=trainable, used_vocabulary=used
+        )
+        assert clip.model.token_embedding.num_embeddings == clip.tokenizer.vocab_size
+        runs[used] = (losses, _snapshot(clip.model), seen)
+    (l_used, w_used, s_used), (l_full, w_full, s_full) = runs[True], runs[False]
+    assert l_used == l_full
+    assert w_used.keys() == w_full.keys() and all(torch.equal(w_used[k], w_full[k]) for k in w_full)
+    assert len(s_used) == 4 and all(torch.equal(a, b) for a, b in zip(s_used, s_full))
+    assert not torch.equal(s_used[0], s_used[-1])  # the callback saw training move the text features
