@@ -4,6 +4,7 @@ import dagster as dg
 
 from .resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
+from realrag_core.clip_pretrain import read_judge_ceiling
 from realrag_core.generators.demo_training import check_generator, generator_bars, reference_effect
 from realrag_core.generators.registry import build_generator
 from realrag_core.sources import iter_records
@@ -41,9 +42,7 @@ def generator(
     judge = load_clip(store.judge_dir, cfg.device, cfg.precision)
     checks, grid = check_generator(gen, judge, world, records, cfg)
     effect = reference_effect(gen, judge, world, records, cfg)
-    judged = store.read_report("judge") or {}
-    ceiling = judged.get("ceiling", {})
-    held_out = judged.get("ceiling_split", "database")  # the reference style's images, which the judge never saw
+    held_out, ceiling = read_judge_ceiling(store.judge_dir)  # the split of images the judge never trained on
     report = {
         **info,
         "checks": checks,

@@ -32,7 +32,7 @@ from realrag_core.clip_pretrain import base_clip_records, load_images  # noqa: E
 from realrag_core.prompts import Prompt, of_protocol, load_prompts, prompt_id  # noqa: E402
 from realrag_core.retriever import TableView, fit_one, table_view, validate, validation_score  # noqa: E402
 from realrag_core.sources import iter_records  # noqa: E402
-from realrag_core.world import compute_world  # noqa: E402
+from realrag_core.world import load_world  # noqa: E402
 from realrag_core.store import ArtifactStore  # noqa: E402
 from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows  # noqa: E402
 
@@ -52,7 +52,7 @@ def replay_pairs(cfg, store, base, table, template):
     """Pre-training pairs replayed during the fine-tune: the database artist's images of concepts outside the
     world and the selection (pairs the base CLIP pre-trained on), embedded by the base image tower and appended to
     the table the fine-tune draws positives from, each with a training prompt. World concepts are not replayed."""
-    world = compute_world(cfg, iter_records(cfg.source))
+    world = load_world(store.world_dir)
     database = set(cfg.world.styles.database)
     records = [r for r in base_clip_records(cfg, world, list(iter_records(cfg.source))) if r.style in database]
     images, kept = load_images(records)

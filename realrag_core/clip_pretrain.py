@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -38,6 +39,8 @@ from .plots import line_plot
 from .sources import ImageRecord, iter_records
 from .stats import wilson_interval
 from .world import World
+
+CEILING_FILE = "ceiling.json"  # in the judge's checkpoint folder
 
 
 def training_key_of(folder: Path) -> str:
@@ -292,10 +295,25 @@ def build_judge(cfg: RealRagConfig, world: World, folder: Path, reports: Path, f
             ceiling[f"{name}/{split}"] = score(
                 [i for i, r in enumerate(kept) if r.style in styles and world.concept_split[r.concept] == split]
             )
+    held_out = "reference" if ref else "database"
+    record = {"model_id": bundle.model_id, "ceiling_split": held_out, "ceiling": ceiling}
+    tmp = folder / f".{CEILING_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, folder / CEILING_FILE)  # beside the weights it measures: what later stages read
     return {
         **{k: v for k, v in info.items() if k != "losses"},
         "ceiling": ceiling,
         "selection": selection,
-        "ceiling_split": "reference" if ref else "database",
+        "ceiling_split": held_out,
         "loss_plot": "judge_loss.png",
     }
+
+
+def read_judge_ceiling(folder: Path) -> tuple[str, dict]:
+    """The judge's ceiling as its checkpoint records it (the split whose images it never trained on, and the
+    accuracy per ``<group>/<split>``); ``("database", {})`` for a judge folder written before it was recorded."""
+    path = folder / CEILING_FILE
+    if not path.is_file():
+        return "database", {}
+    record = json.loads(path.read_text())
+    return record["ceiling_split"], record["ceiling"]

@@ -161,7 +161,9 @@ def test_shipped_base_clip_and_judge_are_taken_only_for_their_recipe(smoke_data,
     trains. The reports carry the selection score and, for the judge, its held-out ceiling."""
     import copy
 
-    from realrag_core.clip_pretrain import build_demo_clip, build_judge
+    import json
+
+    from realrag_core.clip_pretrain import CEILING_FILE, build_demo_clip, build_judge, read_judge_ceiling
     from realrag_core.config import parse_config
 
     data, cfg, records, world = _outside_world_profile(smoke_data, tmp_path)
@@ -171,6 +173,10 @@ def test_shipped_base_clip_and_judge_are_taken_only_for_their_recipe(smoke_data,
     assert judged["reference_world_images_trained"] == 0 and judged["ceiling_split"] == "reference"
     assert made["selection"]["queries"] == 2 and judged["selection"]["n"] == 2
     assert judged["ceiling"]["reference/known"]["n"] + judged["ceiling"]["reference/novel"]["n"] == 8
+    # later stages read the ceiling from beside the weights, never from the judge's report
+    assert read_judge_ceiling(tmp_path / "made_judge") == ("reference", judged["ceiling"])
+    assert json.loads((tmp_path / "made_judge" / CEILING_FILE).read_text())["model_id"] == judged["model_id"]
+    assert read_judge_ceiling(tmp_path) == ("database", {})  # a folder without the record
     shipped = copy.deepcopy(data)
     shipped["clip"]["shipped_weights"] = str(tmp_path / "made_clip")
     shipped["judge"]["shipped_weights"] = str(tmp_path / "made_judge")
