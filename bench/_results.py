@@ -108,6 +108,8 @@ def write_table() -> Path:
     ]
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
+        if "ratios" not in r:  # a study's own record (e.g. retriever_generalisation.json, with its .md), no ratios
+            continue
         m = r["machine"]
         where = f"{m.get('gpu') or m['cpu']}, {m['cores']} cores, {m.get('torch_threads', '?')} torch threads"
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())

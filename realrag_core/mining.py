@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from .topk import blocked_topk
+
 POLICIES = ("exclude_concept", "exclude_positive")
 
 
@@ -59,43 +61,12 @@ def mine_negatives(
     query_block: int = 1024,
     strict: bool = True,
 ) -> Negatives:
-    """Blocked over table rows and queries: each block is one matrix product, masked in place, reduced to its
-    own top k and merged into the running top k. Memory beyond the inputs is one ``query_block x chunk_rows``
-    block (16 MB by default: cache-sized blocks ran faster than 64 MB ones in bench/bench_mining.py's setting) and
-    4 bytes of concept code per table row."""
+    """Exact top k by cosine (``topk.blocked_topk``: blocked over table rows and queries, never a per-query
+    loop); under ``exclude_concept`` rows of the query's own concept are masked."""
     if policy not in POLICIES:
         raise ValueError(f"unknown negative policy {policy!r}; expected one of {POLICIES}")
-    g = torch.from_numpy(np.ascontiguousarray(generated, dtype=np.float32))
-    gc, tc_all = _concept_codes(generated_concepts, table_concepts)
-    best_s = torch.full((len(g), k), float("-inf"))
-    best_i = torch.full((len(g), k), -1, dtype=torch.long)
-    buffer = torch.empty(min(query_block, len(g)) * min(chunk_rows, len(table)))  # one block, reused (no page faults)
-    for start in range(0, len(table), chunk_rows):
-        block = torch.from_numpy(np.ascontiguousarray(table[start : start + chunk_rows], dtype=np.float32))
-        n = len(block)
-        tc = tc_all[start : start + n]
-        # same-concept rows are masked among a few top candidates instead of over the whole block: a query has at
-        # most `spare` rows of its own concept here, so its top (k + spare) hold its k best other rows
-        spare = int(torch.bincount(tc.long()).max()) if policy == "exclude_concept" else 0
-        few = policy == "exclude_concept" and k + spare <= 64
-        for q in range(0, len(g), query_block):
-            m = min(query_block, len(g) - q)
-            sims = torch.mm(g[q : q + m], block.T, out=buffer[: m * n].view(m, n))  # [queries, chunk]
-            if few:
-                cand = sims.topk(min(k + spare, n), dim=1)
-                values = cand.values.masked_fill(tc[cand.indices] == gc[q : q + m, None], float("-inf"))
-                top = values.topk(min(k, values.shape[1]), dim=1)
-                top_s, top_i = top.values, torch.gather(cand.indices, 1, top.indices)
-            else:
-                if policy == "exclude_concept":
-                    sims.masked_fill_(gc[q : q + m, None] == tc[None, :], float("-inf"))
-                top = sims.topk(min(k, n), dim=1)
-                top_s, top_i = top.values, top.indices
-            cand_s = torch.cat([best_s[q : q + m], top_s], dim=1)
-            cand_i = torch.cat([best_i[q : q + m], top_i + start], dim=1)
-            merged = cand_s.topk(k, dim=1)
-            best_s[q : q + m] = merged.values
-            best_i[q : q + m] = torch.gather(cand_i, 1, merged.indices)
+    gc, tc = _concept_codes(generated_concepts, table_concepts) if policy == "exclude_concept" else (None, None)
+    best_s, best_i = blocked_topk(generated, table, k, gc, tc, chunk_rows=chunk_rows, query_block=query_block)
     if strict and torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
         raise ValueError(f"fewer than k={k} candidate negatives outside the prompt's concept")
     return Negatives(best_i.numpy(), best_s.numpy())

@@ -209,10 +209,13 @@ def search_batch(
 ) -> list[list[dict]]:
     """``search`` for many query vectors at once (LanceDB's multi-vector query, ``chunk`` vectors a call): the
     k nearest rows of each query, in query order, each with ``_distance``. Same results as one ``search`` per
-    query; one round trip per chunk instead of one per query."""
+    query; one round trip per chunk instead of one per query. On a table without an index (exact search either
+    way) many queries go to ``exact_search_batch`` instead: one blocked matrix product over the table's vectors."""
     queries = np.asarray(queries, dtype=np.float32)
-    out: list[list[dict]] = [[] for _ in range(len(queries))]
     index = _vector_index(table) is not None
+    if not index and len(queries) > 1:  # exact search anyway: one blocked matrix product beats a query per vector
+        return exact_search_batch(table, queries, k, columns)
+    out: list[list[dict]] = [[] for _ in range(len(queries))]
     for start in range(0, len(queries), chunk):
         part = queries[start : start + chunk]
         if len(part) == 1:  # a single vector is a plain query (no query_index column)
@@ -227,6 +230,27 @@ def search_batch(
     for rows in out:
         rows.sort(key=lambda r: r["_distance"])
     return out
+
+
+def exact_search_batch(
+    table, queries: np.ndarray, k: int, columns=("id", "concept", "style", "path")
+) -> list[list[dict]]:
+    """What LanceDB's flat (exact) cosine search returns for each query, from the table's vectors read once and
+    ``topk.blocked_topk``: for many queries on a table without an index (bench/bench_batched_retrieval.py)."""
+    from .topk import blocked_topk
+
+    rows = read_rows(table, tuple(dict.fromkeys((*columns, VECTOR_COLUMN))))
+    vectors = rows[VECTOR_COLUMN].combine_chunks()
+    dim = vectors.type.list_size
+    matrix = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+    queries = np.asarray(queries, dtype=np.float32)
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    sims, idx = blocked_topk(unit(queries), unit(matrix), min(k, len(matrix)))
+    values = {c: rows[c].to_pylist() for c in columns}
+    return [
+        [{**{c: values[c][i] for c in columns}, "_distance": 1.0 - s} for s, i in zip(srow, irow) if i >= 0]
+        for srow, irow in zip(sims.tolist(), idx.tolist())
+    ]
 
 
 def ids_at_version(uri: str, name: str, version: int) -> pa.ChunkedArray | None:

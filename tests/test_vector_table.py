@@ -147,3 +147,24 @@ def test_batched_search_returns_what_one_query_per_vector_returns(tmp_path, inde
             [[r["_distance"] for r in rows] for rows in one_by_one],
             atol=1e-6,
         )
+
+
+def test_exact_batched_search_with_k_above_the_row_count_returns_every_row_in_order(tmp_path):
+    from realrag_core.vector_table import exact_search_batch, search_batch
+
+    rng = np.random.default_rng(2)
+    table, _ = open_embedding_table(str(tmp_path), "t", DIM, "m")
+    rows, _ = _rows([f"r{i}" for i in range(5)], rng)
+    upsert(table, rows)
+    cfg = IndexConfig(threshold_rows=10_000)
+    queries = rng.standard_normal((4, DIM)).astype(np.float32) * 3.0  # not unit norm: cosine must normalise
+    one_by_one = [search(table, q, 8, cfg).to_pylist() for q in queries]
+    for batched in (exact_search_batch(table, queries, 8), search_batch(table, queries, 8, cfg)):
+        assert [[r["id"] for r in rows] for rows in batched] == [[r["id"] for r in rows] for rows in one_by_one]
+        assert all(len(rows) == 5 for rows in batched)
+        assert np.allclose(
+            [[r["_distance"] for r in rows] for rows in batched],
+            [[r["_distance"] for r in rows] for rows in one_by_one],
+            atol=1e-6,
+        )
+        assert [sorted(r) for r in batched[0]] == [sorted(r) for r in one_by_one[0]]  # same columns
