@@ -58,6 +58,17 @@ def fitted_sampler(cfg_path: str | None, dim: int, seed: int = 0):
     return sample, {"demo_rows": len(x), "demo_dim": d0, "demo_concepts": len(names)}
 
 
+def fitted_rows_and_queries(config: str | None, dim: int, rows: int, queries: int):
+    """``rows`` table vectors and ``queries`` query vectors of the distribution fitted to the demo table, and the
+    fit's summary; a clear exit when the demo table is not there yet."""
+    try:
+        sample, fitted = fitted_sampler(config, dim)
+    except FileNotFoundError as err:
+        raise SystemExit(f"{err}\nthe distribution is fitted to the demo's table: run README command 1 first")
+    data = np.concatenate([sample(min(100_000, rows - i)) for i in range(0, rows, 100_000)])
+    return data, sample(queries), fitted
+
+
 def exact_top(table: np.ndarray, queries: np.ndarray, k: int, block: int = 65536) -> np.ndarray:
     best_s = np.full((len(queries), k), -np.inf, np.float32)
     best_i = np.zeros((len(queries), k), np.int64)
@@ -98,12 +109,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--flat-queries", type=int, default=20, help="exact LanceDB searches timed (each scans all)")
     args = parser.parse_args()
-    try:
-        sample, fitted = fitted_sampler(args.config, args.dim)
-    except FileNotFoundError as err:
-        raise SystemExit(f"{err}\nthe distribution is fitted to the demo's table: run README command 1 first")
-    data = np.concatenate([sample(min(100_000, args.rows - i)) for i in range(0, args.rows, 100_000)])
-    queries = sample(args.queries)
+    data, queries, fitted = fitted_rows_and_queries(args.config, args.dim, args.rows, args.queries)
     truth = exact_top(data, queries, 10)
     settings = [
         ("IVF_PQ", {"num_partitions": 1024, "num_sub_vectors": 64}, [(20, 10), (40, 20), (80, 40)]),

@@ -24,7 +24,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from _results import write
-from bench_ann import fitted_sampler
+from bench_ann import fitted_rows_and_queries
 from realrag_core.config import IndexConfig
 from realrag_core.vector_table import (
     VECTOR_COLUMN,
@@ -85,12 +85,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--loop-prompts", type=int, default=500)
     args = parser.parse_args()
-    try:
-        sample, fitted = fitted_sampler(args.config, args.dim)
-    except FileNotFoundError as err:
-        raise SystemExit(f"{err}\nthe distribution is fitted to the demo's table: run README command 1 first")
-    data = np.concatenate([sample(min(100_000, args.rows - i)) for i in range(0, args.rows, 100_000)])
-    queries = sample(args.prompts)
+    data, queries, fitted = fitted_rows_and_queries(args.config, args.dim, args.rows, args.prompts)
     loop_n = min(args.loop_prompts, args.prompts)
     measured = {"fitted": fitted}
     with tempfile.TemporaryDirectory() as tmp:
