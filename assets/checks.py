@@ -11,6 +11,7 @@ from realrag_core.checks import (
     coverage_outcome,
     embeddings_outcome,
     finite_weights_outcome,
+    label_conflicts_outcome,
     negatives_outcome,
     results_outcome,
 )
@@ -65,6 +66,14 @@ def embeddings_are_finite_unit_norm_unique(realrag: RealRagConfigResource) -> dg
 )
 def embeddings_cover_every_valid_image(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     return _result(coverage_outcome(_table(realrag).count_rows(), realrag.store().read_report("image_embeddings")))
+
+
+@dg.asset_check(
+    asset=image_embeddings,
+    description="No picture (by its bytes) listed under two concepts; warns, never stops (embeddings.label_conflicts).",
+)
+def no_label_conflicts(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
+    return _result(label_conflicts_outcome(realrag.store().read_report("image_embeddings")))
 
 
 @dg.asset_check(
@@ -136,6 +145,7 @@ def results_are_complete_and_finite(realrag: RealRagConfigResource) -> dg.AssetC
 ALL_CHECKS = [
     embeddings_are_finite_unit_norm_unique,
     embeddings_cover_every_valid_image,
+    no_label_conflicts,
     negatives_are_complete_and_current,
     _weights_check("retriever", retriever),
     _weights_check("contrastive_retriever", contrastive_retriever),

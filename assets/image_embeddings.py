@@ -44,7 +44,14 @@ def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     metadata["world_hash"] = world.hash
     metadata["table_uri"] = cfg.lancedb_uri
     metadata["rejects_path"] = dg.MetadataValue.path(report.rejects_path)
+    metadata["label_conflicts_path"] = dg.MetadataValue.path(report.label_conflicts_path)
     metadata["dagster/row_count"] = report.rows
     if report.rejected:
-        context.log.warning(f"{report.rejected} file(s) rejected: see {report.rejects_path}")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in report.rejects_by_reason.items())
+        context.log.warning(f"{report.rejected} entries rejected ({kinds}): see {report.rejects_path}")
+    if report.label_conflicts:
+        context.log.warning(
+            f"{report.label_conflicts} picture(s) listed under two or more concepts "
+            f"(embeddings.label_conflicts: {cfg.embeddings.label_conflicts}): see {report.label_conflicts_path}"
+        )
     return dg.MaterializeResult(metadata=metadata)

@@ -65,6 +65,23 @@ def coverage_outcome(rows: int, report: dict | None) -> Outcome:
     return Outcome(True, "one row per valid image", numbers)
 
 
+def label_conflicts_outcome(report: dict | None) -> Outcome:
+    """No picture listed under two concepts (a warning, never a stop: ``embeddings.label_conflicts`` says what
+    the table keeps, and the conflicts file lists each one)."""
+    if not report:
+        return Outcome(False, "no image_embeddings report: materialize image_embeddings", {})
+    conflicts = int(report.get("label_conflicts", 0))
+    numbers = {"label_conflicts": conflicts, "rows_dropped": int(report.get("label_conflict_rows_dropped", 0))}
+    if conflicts:
+        return Outcome(
+            False,
+            f"{conflicts} picture(s) listed under two or more concepts: see {report.get('label_conflicts_path', '')}",
+            numbers,
+            warning_only=True,
+        )
+    return Outcome(True, "every picture has one concept", numbers)
+
+
 def _ranked_by_similarity(rows: list[dict]) -> bool:
     """Similarities finite and non-increasing by rank."""
     sims = [r["similarity"] for r in sorted(rows, key=lambda r: r["rank"])]

@@ -951,6 +951,12 @@ class EmbeddingsConfig(_Strict):
     on_model_mismatch: Literal["error", "recreate"] = Field(
         "error", description="a table written by another model: refuse (error) or drop and rebuild it"
     )
+    label_conflicts: Literal["keep_both", "first_wins", "drop_both"] = Field(
+        "keep_both",
+        description="the same picture (by its bytes) listed under two or more concepts: keep every row (reported "
+        "and warned about), keep the concept listed first, or drop them all; either way each is listed in "
+        "rejects/image_embeddings_label_conflicts.parquet",
+    )
     index: IndexConfig = IndexConfig()
 
 

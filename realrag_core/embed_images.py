@@ -8,7 +8,8 @@ Bad files go to a rejects Parquet with a reason; the run goes on.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class EmbedReport:
     rejects_path: str
     model_id: str
     duplicates_repaired: int = 0  # rows a concurrent writer left twice (object storage, lancedb#2463), removed
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)  # the reason's text before its first ":"
+    label_conflicts: int = 0  # pictures (by their bytes) listed under two or more concepts
+    label_conflict_rows_dropped: int = 0  # their rows removed by ``embeddings.label_conflicts``
+    label_conflicts_path: str = ""
 
     def as_metadata(self) -> dict:
         out = asdict(self)
@@ -72,17 +77,98 @@ class EmbedReport:
         return out
 
 
+CONFLICT_SCHEMA = pa.schema(
+    [
+        ("image_sha256", pa.string()),
+        ("path", pa.string()),
+        ("caption", pa.string()),
+        ("concept", pa.string()),
+        ("style", pa.string()),
+        ("concepts", pa.list_(pa.string())),  # every concept this picture is listed under
+        ("action", pa.string()),  # kept | dropped (``embeddings.label_conflicts``)
+        ("run_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A reject reason's kind, for counting: its text before the first ":" ("unreadable file: ..." and the like)."""
+    return reason.split(":", 1)[0].strip()
+
+
+def delete_ids(table, ids) -> None:
+    ids = sorted(ids)
+    for start in range(0, len(ids), 1000):
+        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 1000])
+        table.delete(f"id IN ({quoted})")
+
+
 def remove_missing(table, stale: set[str], enabled: bool) -> tuple[int, int]:
     """Delete rows whose image is no longer listed or readable (or changed: its content hash is a new id).
     Refused, and counted as kept, when more than half the table would go: a missing mount must not empty the
     database."""
     if not stale or not enabled or len(stale) > table.count_rows() / 2:
         return 0, len(stale)
-    ids = sorted(stale)
-    for start in range(0, len(ids), 1000):
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 1000])
-        table.delete(f"id IN ({quoted})")
-    return len(ids), 0
+    delete_ids(table, stale)
+    return len(stale), 0
+
+
+class LabelConflicts:
+    """The same picture (by its bytes) listed under different concepts: a class-folder corpus with one photo
+    filed twice, a captions file that disagrees with itself. ``keep_both`` (the default: existing tables do not
+    change) keeps every row, ``first_wins`` keeps the concept listed first, ``drop_both`` drops them all; every
+    listing involved is written to the conflicts file either way."""
+
+    def __init__(self, policy: str, sequential: bool):
+        self.policy, self.sequential = policy, sequential
+        self.listings: dict[str, list[dict]] = {}  # image hash -> its in-scope listings, in arrival order
+
+    def add(self, meta: dict) -> None:
+        self.listings.setdefault(meta["image_sha256"], []).append(meta)
+
+    def write_now(self, meta: dict) -> bool:
+        """Whether a newly read row may be written: False when the policy is already certain to drop it."""
+        if self.policy == "keep_both":
+            return True
+        others = [m for m in self.listings.get(meta["image_sha256"], ()) if m["concept"] != meta["concept"]]
+        if not others:
+            return True
+        if self.policy == "drop_both":
+            return False
+        # first_wins: an earlier listing of another concept beats it; certain only when files arrive in order
+        return not (self.sequential and min(m["position"] for m in others) < meta["position"])
+
+    def resolve(self) -> tuple[dict[str, list[dict]], set[str], set[str]]:
+        """(conflicting pictures, ids to drop, ids kept) once every listing has been seen."""
+        conflicts = {h: ls for h, ls in self.listings.items() if len({m["concept"] for m in ls}) > 1}
+        drop, keep = set(), set()
+        for listings in conflicts.values():
+            first = min(listings, key=lambda m: m["position"])["concept"]
+            for m in listings:
+                dropped = self.policy == "drop_both" or (self.policy == "first_wins" and m["concept"] != first)
+                (drop if dropped else keep).add(m["id"])
+        return conflicts, drop - keep, keep  # an id shared by a kept listing (same bytes and caption) stays
+
+
+def write_conflicts(conflicts: dict[str, list[dict]], drop: set[str], path: Path, run_at: datetime) -> None:
+    rows = [
+        {
+            "image_sha256": h,
+            "path": m["path"],
+            "caption": m["caption"],
+            "concept": m["concept"],
+            "style": m["style"],
+            "concepts": sorted({x["concept"] for x in listings}),
+            "action": "dropped" if m["id"] in drop else "kept",
+            "run_at": run_at,
+        }
+        for h, listings in sorted(conflicts.items())
+        for m in sorted(listings, key=lambda m: m["position"])
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=CONFLICT_SCHEMA), tmp)
+    tmp.replace(path)
 
 
 class _Writer:
@@ -153,6 +239,7 @@ def embed_source(
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
     )
     writer = _Writer(table, table_schema(clip.dim, clip.model_id), clip.model_id, flush_rows)
+    labels = LabelConflicts(cfg.label_conflicts, sequential=cfg.num_workers == 0)
     seen: set[str] = set()
     present: set[str] = set()  # ids of every listed, readable image in scope (embedded now or before)
     skipped = duplicates = 0
@@ -164,13 +251,18 @@ def embed_source(
             present.update(i["id"] for i in batch["skipped"])
             present.update(i["id"] for i in batch["ok"])
             rejects.extend(batch["rejects"])
+            for meta in batch["skipped"]:
+                labels.add(meta)
             keep = []
             for i, meta in enumerate(batch["ok"]):
                 if meta["id"] in seen:
                     duplicates += 1  # identical content and caption listed twice: one row
-                else:
-                    seen.add(meta["id"])
+                    labels.add(meta)
+                    continue
+                seen.add(meta["id"])
+                if labels.write_now(meta):
                     keep.append(i)
+                labels.add(meta)
             if keep:
                 vectors = clip.embed_pixels(batch["pixels"][keep])
                 writer.add([batch["ok"][i] for i in keep], vectors)
@@ -180,8 +272,22 @@ def embed_source(
         writer.flush()  # whatever was embedded before a failure is kept
         bar.close()
         write_rejects(rejects, rejects_path, run_at)
+    conflicts, dropped, _ = labels.resolve()
+    conflicts_path = rejects_path.with_name(f"{rejects_path.stem}_label_conflicts.parquet")
+    write_conflicts(conflicts, dropped, conflicts_path, run_at)
+    if dropped:
+        by_id = {m["id"]: m for listings in conflicts.values() for m in listings}
+        for i in sorted(dropped):
+            others = sorted({m["concept"] for m in conflicts[by_id[i]["image_sha256"]]} - {by_id[i]["concept"]})
+            meta = {k: by_id[i][k] for k in ("path", "caption", "concept", "style", "split")}
+            rejects.append(
+                {**meta, "reason": f"label conflict: the same picture is also listed as {', '.join(others)}"}
+            )
+        write_rejects(rejects, rejects_path, run_at)
+        delete_ids(table, dropped & (existing_ids(table)))
+        present -= dropped
     repaired = repair_duplicates(table)
-    removed, kept_stale = remove_missing(table, known - present, cfg.remove_missing)
+    removed, kept_stale = remove_missing(table, known - present - dropped, cfg.remove_missing)
     index = ensure_index(table, cfg.index)
     return EmbedReport(
         inserted=writer.written,
@@ -199,4 +305,8 @@ def embed_source(
         rejects_path=str(rejects_path),
         model_id=clip.model_id,
         duplicates_repaired=repaired,
+        rejects_by_reason=dict(sorted(Counter(reason_kind(r["reason"]) for r in rejects).items())),
+        label_conflicts=len(conflicts),
+        label_conflict_rows_dropped=len(dropped),
+        label_conflicts_path=str(conflicts_path),
     )

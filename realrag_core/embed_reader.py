@@ -66,15 +66,16 @@ class ImageReadDataset(IterableDataset):
             split = self.scope.split_of(record.concept, record.style)
             if split is None:
                 continue
-            yield self.read(record, split)
+            yield self.read(record, split, position)
 
-    def read(self, record, split: str) -> dict:
+    def read(self, record, split: str, position: int = 0) -> dict:
         meta = {
             "path": str(record.path),
             "caption": record.caption,
             "concept": record.concept,
             "style": record.style,
             "split": split,
+            "position": position,  # in the listing: which of two conflicting labels came first
         }
         if not record.caption:
             return {"status": "reject", **meta, "reason": "empty caption"}
@@ -82,13 +83,18 @@ class ImageReadDataset(IterableDataset):
             return {
                 "status": "reject",
                 **meta,
-                "reason": f"caption of {len(record.caption)} characters (> {self.limits.max_caption_chars})",
+                "reason": f"caption too long: {len(record.caption)} characters (> {self.limits.max_caption_chars})",
             }
         try:
             data = record.path.read_bytes()
+        except PermissionError:
+            return {"status": "reject", **meta, "reason": "permission denied"}
+        except IsADirectoryError:  # became a folder after the listing
+            return {"status": "reject", **meta, "reason": "a folder named like an image"}
         except OSError as err:
             return {"status": "reject", **meta, "reason": f"unreadable file: {err.strerror or err}"}
         row_id = content_id(data, record.caption)
+        meta["image_sha256"] = hashlib.sha256(data).hexdigest()[:32]  # the picture alone: label conflicts
         if row_id in self.known_ids:
             return {"status": "skip", "id": row_id, **meta}
         image, reason = decode_image(data, self.limits)

@@ -7,9 +7,11 @@ A source only *lists* records, lazily; reading and decoding pixels is the embedd
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,7 +25,12 @@ from .config import (
     SyntheticSourceConfig,
 )
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# File names listed as pictures; the content decides the format, and one Pillow cannot read (HEIC from a phone,
+# JPEG XL, SVG) becomes a reject that says so rather than a file nobody hears of.
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+    | {".pgm", ".ppm", ".pbm", ".pnm", ".tga", ".jp2", ".avif", ".qoi", ".heic", ".heif", ".jxl", ".svg"}
+)
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,59 @@ def confined(path: Path, root: Path) -> bool:
         return False
 
 
+_FILE_TYPES = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def classify_entry(path: Path, root: Path) -> tuple[str | None, str | None]:
+    """``("file", None)``, ``("dir", None)`` or ``(None, reason)`` for one listed path, without opening it:
+    a listing must never block on a named pipe, follow a link out of ``root`` (resolved) or raise."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None, "no such file"
+    except PermissionError:
+        return None, "permission denied"
+    except OSError as err:  # a parent that is a file (ENOTDIR), a name too long, ...
+        return None, f"cannot be listed: {err.strerror or err}"
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None, "link that cannot be resolved: its target does not exist"
+        except PermissionError:
+            return None, "permission denied"
+        except OSError as err:
+            detail = "a loop of links" if err.errno == errno.ELOOP else (err.strerror or str(err))
+            return None, f"link that cannot be resolved: {detail}"
+        if not confined(path, root):
+            return None, "path leads outside the source folder"
+    if stat.S_ISDIR(info.st_mode):
+        return "dir", None
+    if not stat.S_ISREG(info.st_mode):
+        return None, f"not a regular file: {_FILE_TYPES.get(stat.S_IFMT(info.st_mode), 'of an unknown type')}"
+    return "file", None
+
+
+def _file_problem(path: Path, root: Path) -> str | None:
+    """Why a path listed as an image file cannot be read as one, or None."""
+    kind, problem = classify_entry(path, root)
+    if kind == "dir":
+        return "a folder named like an image" if path.suffix.lower() in IMAGE_SUFFIXES else "a folder, not a file"
+    return problem
+
+
 def iter_caption_file(image_dir: Path, captions: Path, with_errors: bool = False) -> Iterator[ImageRecord]:
     """Records of a captions file; paths are relative to ``image_dir``. Concept defaults to the caption.
 
     With ``with_errors`` the listing also yields what cannot become a row, each with its ``error``: unreadable
-    lines, text that is not UTF-8, paths leading outside ``image_dir`` (``..``, absolute, symlinks), and image
-    files in the folder that the captions file does not list."""
+    lines, text that is not UTF-8, paths leading outside ``image_dir`` (``..``, absolute, symlinks), listed
+    paths that are not a readable regular file (missing, a folder, a named pipe, a link to nothing or a loop,
+    permission denied), and image files in the folder that the captions file does not list."""
     listed: set[str] = set()
     root = image_dir.resolve()
     for row in _caption_rows(captions):
@@ -100,8 +154,10 @@ def iter_caption_file(image_dir: Path, captions: Path, with_errors: bool = False
                 v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for v in (rel, caption, concept, style)
             )
             path = image_dir / rel
-        elif error is None and not confined(path, root):
-            error = "path leads outside the source folder"
+        elif error is None:  # what the entry is first (a loop of links must not read as "outside"), then where
+            error = _file_problem(path, root) or (
+                None if confined(path, root) else "path leads outside the source folder"
+            )
         if with_errors:  # listed, good or not: no second reject as an unlisted file
             listed.add(os.path.normpath(path.absolute()))
         if error is None:
@@ -109,12 +165,16 @@ def iter_caption_file(image_dir: Path, captions: Path, with_errors: bool = False
         elif with_errors:
             yield ImageRecord(path, caption, concept, style, error)
     if with_errors:
-        for dirpath, dirnames, filenames in os.walk(image_dir):
+        unlistable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(image_dir, onerror=unlistable.append):
             dirnames.sort()
             for name in sorted(filenames):
                 full = os.path.normpath(os.path.join(os.path.abspath(dirpath), name))
                 if Path(name).suffix.lower() in IMAGE_SUFFIXES and full not in listed:
                     yield ImageRecord(Path(full), "", "", "", "image file not listed in the captions file")
+        for err in unlistable:  # a sub-folder that cannot be read: whatever it holds is unaccounted for
+            reason = "permission denied" if isinstance(err, PermissionError) else err.strerror or str(err)
+            yield ImageRecord(Path(err.filename or image_dir), "", "", "", f"folder cannot be listed: {reason}")
 
 
 def held_out(name: str, fraction: float) -> bool:
@@ -130,26 +190,55 @@ def iter_class_folders(
     held_out_style: str = "held_out",
     with_errors: bool = False,
 ) -> Iterator[ImageRecord]:
+    """``root/<class name>/<image>``. With ``with_errors`` every other entry is yielded too, with its ``error``:
+    files beside the class folders, folders inside them (one level deep), files that are not images by name,
+    links that cannot be resolved or lead outside ``root``, special files, names that are not UTF-8, and folders
+    that cannot be listed. Nothing in the folder makes the listing raise."""
     resolved = root.resolve()
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        concept = class_dir.name.replace("_", " ")
+
+    def reject(path, error, concept="", caption=""):
+        return ImageRecord(Path(path), caption, concept, style, error)
+
+    with os.scandir(root) as it:  # an unreadable root is an error before any work
+        tops = sorted(it, key=lambda e: e.name)
+    for top in tops:
+        kind, problem = classify_entry(Path(top.path), resolved)
+        if kind != "dir":
+            if with_errors:
+                image = Path(top.name).suffix.lower() in IMAGE_SUFFIXES
+                yield reject(
+                    top.path, problem or ("an image outside any class folder" if image else "not a class folder")
+                )
+            continue
+        if _not_utf8(top.name):
+            if with_errors:
+                yield reject(top.path, "class folder name is not valid UTF-8")
+            continue
+        concept = top.name.replace("_", " ")
         caption = template.format(concept=concept)
-        with os.scandir(class_dir) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
-                    chosen = held_out_style if held_out(f"{class_dir.name}/{entry.name}", held_out_fraction) else style
-                    error = (
-                        "file name is not valid UTF-8"
-                        if _not_utf8(entry.name)
-                        else "path leads outside the source folder"
-                        if entry.is_symlink() and not confined(Path(entry.path), resolved)
-                        else None
-                    )
-                    if error:
-                        if with_errors:
-                            yield ImageRecord(Path(entry.path), caption, concept, chosen, error)
-                        continue
-                    yield ImageRecord(Path(entry.path), caption, concept, chosen)
+        try:
+            with os.scandir(top.path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            if with_errors:
+                reason = "permission denied" if isinstance(err, PermissionError) else err.strerror or str(err)
+                yield reject(top.path, f"class folder cannot be listed: {reason}", concept, caption)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            image = path.suffix.lower() in IMAGE_SUFFIXES
+            kind, problem = classify_entry(path, resolved)
+            chosen = held_out_style if held_out(f"{top.name}/{entry.name}", held_out_fraction) else style
+            if kind == "file" and image and not _not_utf8(entry.name):
+                yield ImageRecord(path, caption, concept, chosen)
+                continue
+            if not with_errors:
+                continue
+            if kind == "dir":
+                problem = "a folder named like an image" if image else "a folder inside a class folder"
+            elif kind == "file":
+                problem = "file name is not valid UTF-8" if image else f"not an image file: suffix {path.suffix!r}"
+            yield ImageRecord(path, caption, concept, chosen, problem)
 
 
 def iter_records(source, with_errors: bool = False) -> Iterator[ImageRecord]:
@@ -159,7 +248,10 @@ def iter_records(source, with_errors: bool = False) -> Iterator[ImageRecord]:
         manifest = source.image_dir / MANIFEST_NAME
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest} is missing: materialize the image_source asset first")
-        return iter_caption_file(source.image_dir, manifest, with_errors)
+        records = iter_caption_file(source.image_dir, manifest, with_errors)
+        if with_errors and isinstance(source, HFDatasetSourceConfig):
+            return _with_export_rejects(records, source)
+        return records
     if isinstance(source, CaptionFileSourceConfig):
         return iter_caption_file(source.image_dir, source.captions, with_errors)
     if isinstance(source, ClassFolderSourceConfig):
@@ -172,6 +264,17 @@ def iter_records(source, with_errors: bool = False) -> Iterator[ImageRecord]:
             with_errors,
         )
     raise TypeError(f"unknown source config {type(source).__name__}")
+
+
+EXPORT_STAMP = ".export.json"
+
+
+def _with_export_rejects(records: Iterator[ImageRecord], source: HFDatasetSourceConfig) -> Iterator[ImageRecord]:
+    """The export's records, then the dataset rows it could not export, each as a reject with its reason."""
+    yield from records
+    stamp = source.image_dir / EXPORT_STAMP
+    for row in json.loads(stamp.read_text()).get("rejects", []) if stamp.is_file() else []:
+        yield ImageRecord(Path(f"<{source.name} {source.split} row {row['row']}>"), "", "", "", row["reason"])
 
 
 def load_hf_dataset(source: HFDatasetSourceConfig):
@@ -194,18 +297,32 @@ def load_hf_dataset(source: HFDatasetSourceConfig):
     )
 
 
+def _dataset_image(value):
+    """(8-bit RGB image, None) or (None, reason) for a dataset's image cell: undecoded bytes or a path (decoded as
+    stage 1 decodes a file: limits, 16-bit and float by their range, EXIF orientation, transparency on white), or
+    an already decoded PIL image."""
+    from PIL import Image
+
+    from .image_io import SUPPORTED_MODES, decode_image, to_rgb
+
+    if isinstance(value, Image.Image):
+        if value.mode not in SUPPORTED_MODES:
+            return None, f"unsupported mode: {value.mode}"
+        return to_rgb(value), None
+    if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+        return decode_image(value["bytes"] if value.get("bytes") else Path(value["path"]).read_bytes())
+    return None, f"no image in the cell ({type(value).__name__})"
+
+
 def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> dict:
     """Write each row's image as PNG and one captions.csv; reruns with the same settings reuse the export.
     Rows whose image cannot be decoded are skipped and counted (the rest of the export goes on)."""
-    from PIL import Image
     from tqdm.auto import tqdm
 
-    key = hashlib.sha256(
-        json.dumps(
-            source.model_dump(mode="json", exclude={"image_dir", "cache_dir", "token_env"}), sort_keys=True
-        ).encode()
-    ).hexdigest()[:16]
-    out, stamp = source.image_dir, source.image_dir / ".export.json"
+    settings = source.model_dump(mode="json", exclude={"image_dir", "cache_dir", "token_env"})
+    # version 2: rows decoded as stage 1 decodes files (16-bit scaled, not clipped; damaged rows are rejects)
+    key = hashlib.sha256(json.dumps({**settings, "export_version": 2}, sort_keys=True).encode()).hexdigest()[:16]
+    out, stamp = source.image_dir, source.image_dir / EXPORT_STAMP
     if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key and (out / MANIFEST_NAME).is_file():
         rows = list(iter_caption_file(out, out / MANIFEST_NAME))
         return {
@@ -224,15 +341,18 @@ def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> d
     names = getattr(feature, "names", None)
     if source.max_images:
         data = data.select(range(min(source.max_images, len(data))))
+    if type(data.features[source.image_column]).__name__ == "Image":
+        # decoded here, not by the dataset's iterator: one damaged row would end the iteration, the export with it
+        data = data.cast_column(source.image_column, type(data.features[source.image_column])(decode=False))
     out.mkdir(parents=True, exist_ok=True)
-    rows, skipped = [], 0
+    rows, rejects = [], []
     for i, row in enumerate(tqdm(data, desc=f"export {source.name}", disable=not progress)):
-        image = row[source.image_column]
         try:
-            image = image if isinstance(image, Image.Image) else Image.open(image["path"])
-            image = image.convert("RGB")
-        except Exception:  # noqa: BLE001 - one bad row must not end the export
-            skipped += 1
+            image, reason = _dataset_image(row[source.image_column])
+        except Exception as err:  # noqa: BLE001 - one bad row must not end the export: a reject with its reason
+            image, reason = None, f"{type(err).__name__}: {err}"
+        if image is None:
+            rejects.append({"row": i, "reason": f"dataset row could not be exported: {reason}"})
             continue
         concept = (
             str(names[row[source.label_column]] if names else row[source.label_column]) if source.label_column else ""
@@ -252,11 +372,11 @@ def export_hf_dataset(source: HFDatasetSourceConfig, progress: bool = True) -> d
         )
         rows.append({"path": name, "caption": caption, "concept": concept, "style": style})
     write_manifest(out / MANIFEST_NAME, rows)
-    stamp.write_text(json.dumps({"key": key, "rows": len(rows), "skipped": skipped}))
+    stamp.write_text(json.dumps({"key": key, "rows": len(rows), "skipped": len(rejects), "rejects": rejects}))
     return {
         "rebuilt": True,
         "images": len(rows),
-        "skipped": skipped,
+        "skipped": len(rejects),
         "concepts": len({r["concept"] for r in rows}),
         "styles": sorted({r["style"] for r in rows}),
     }

@@ -72,9 +72,9 @@ def user_folder(tmp_path) -> Path:
     full = (root / "filled-blue-square.png").read_bytes()
     (root / "truncated.png").write_bytes(full[: len(full) // 2])
     (root / "not_an_image.png").write_text("this is text, not pixels")
-    Image.new("I;16", (32, 32)).save(root / "sixteen_bit.png")
+    (root / "folder.png").mkdir()  # a folder named like an image
     Image.new("RGB", (4, 4), "red").save(root / "tiny.png")
-    for bad in ("empty.png", "truncated.png", "not_an_image.png", "sixteen_bit.png", "tiny.png", "missing.png"):
+    for bad in ("empty.png", "truncated.png", "not_an_image.png", "folder.png", "tiny.png", "missing.png"):
         rows.append({"path": bad, "caption": "red circle", "concept": "red circle", "style": "filled"})
     rows.append({"path": "filled-green-triangle.png", "caption": "", "concept": "green triangle", "style": "filled"})
     with (root / "captions.csv").open("w", newline="") as fh:

@@ -8,6 +8,7 @@ import os
 import struct
 import zlib
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -33,6 +34,12 @@ def png(img: Image.Image) -> bytes:
 def jpeg(img: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+def tiff(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "TIFF")
     return buf.getvalue()
 
 
@@ -84,7 +91,11 @@ def corpus(tmp_path):
         "one_pixel.png": png(Image.new("RGB", (1, 1), "red")),
         "bomb.png": bomb_header(100_000, 100_000),
         "cmyk.jpg": jpeg(draw_concept("red", "circle", "shadow", 32).convert("CMYK")),
-        "sixteen_bit.png": png(Image.new("I;16", (32, 32))),
+        # 16-bit grey, embedded since issue 19 (it was rejected as "unsupported mode I;16" before)
+        "sixteen_bit.png": png(Image.fromarray((np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16))),
+        "float.tif": tiff(Image.fromarray(np.linspace(-0.1, 1.1, 32 * 32, dtype=np.float32).reshape(32, 32))),
+        "phone.heic": b"\x00\x00\x00\x18ftypheic" + bytes(200),  # an iPhone photo's header: no reader here
+        "locked.png": png(draw_concept("red", "circle", "filled", 44)),  # read raises PermissionError (patched)
         "palette_alpha.png": palette_with_transparency(),
         "animated.gif": animated_gif(),
         "exif_rotated.jpg": exif_rotated(),
@@ -102,6 +113,10 @@ def corpus(tmp_path):
     outside.write_bytes(png(draw_concept("red", "circle", "striped", 36)))
     os.symlink(outside, root / "escape.png")  # a symlink leading out of the source folder
     (root / "folder.png").mkdir()  # a directory with an image's name
+    os.symlink(root / "gone.png", root / "dangling.png")  # a link to nothing
+    os.symlink(root / "loop_b.png", root / "loop_a.png")  # a loop of links
+    os.symlink(root / "loop_a.png", root / "loop_b.png")
+    os.mkfifo(root / "pipe.png")  # reading it would block forever: the listing must not open it
     expected = {
         "ok.png": EMBED,
         "zero.png": "empty file",
@@ -113,20 +128,27 @@ def corpus(tmp_path):
         "one_pixel.png": "too small",
         "bomb.png": "DecompressionBomb",
         "cmyk.jpg": EMBED,
-        "sixteen_bit.png": "unsupported mode I;16",
+        "sixteen_bit.png": EMBED,
+        "float.tif": EMBED,
+        "phone.heic": "a format Pillow cannot read",
+        "locked.png": "permission denied",
+        "dangling.png": "link that cannot be resolved: its target does not exist",
+        "loop_a.png": "link that cannot be resolved: a loop of links",
+        "loop_b.png": "link that cannot be resolved: a loop of links",
+        "pipe.png": "not a regular file: a named pipe",
         "palette_alpha.png": EMBED,
         "animated.gif": EMBED,
         "exif_rotated.jpg": EMBED,
         "gray.png": EMBED,
         "copy_of_gray.png": DEDUPE,
-        "huge_caption.png": "caption of 5000 characters",
+        "huge_caption.png": "caption too long: 5000 characters",
         "empty_caption.png": "empty caption",
         "bad_utf8_caption.png": "not valid UTF-8",
         "bücher-äpfel-火.png": EMBED,
         "escape.png": "outside the source folder",
         "../outside.png": "outside the source folder",
-        "ghost.png": "unreadable file",  # listed, no such file
-        "folder.png": "unreadable file",
+        "ghost.png": "no such file",  # listed, no such file
+        "folder.png": "a folder named like an image",
         "unlisted.png": "not listed in the captions file",  # a file, no caption
     }
     captions = tmp_path / "captions.csv"
@@ -143,6 +165,21 @@ def corpus(tmp_path):
     return root, captions, expected
 
 
+def permission_denied_for(path, monkeypatch):
+    """Reading ``path`` raises PermissionError, as an unreadable file does for a user who is not root (tests run
+    as root, for whom chmod changes nothing)."""
+    import pathlib
+
+    real = pathlib.Path.read_bytes
+
+    def read_bytes(self):
+        if os.path.abspath(self) == os.path.abspath(path):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+
+
 @pytest.fixture
 def clip(smoke_cfg, tmp_path):
     folder = tmp_path / "clip"
@@ -151,8 +188,9 @@ def clip(smoke_cfg, tmp_path):
     return load_clip(folder)
 
 
-def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus, clip, tmp_path):
+def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus, clip, tmp_path, monkeypatch):
     root, captions, expected = corpus
+    permission_denied_for(root / "locked.png", monkeypatch)
     assert len(expected) >= 20 + 2  # twenty kinds of damage besides plain good files
     source = CaptionFileSourceConfig(image_dir=root, captions=captions)
     rejects_path = tmp_path / "rejects.parquet"
@@ -181,6 +219,11 @@ def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus
     assert "gray.png" in embedded and report.duplicates_in_source == 1
     assert len(rows) == report.rows == sum(o == EMBED for o in expected.values())
     assert len(rejects) == report.rejected == sum(o not in (EMBED, DEDUPE) for o in expected.values())
+    # the report counts them by kind (the reason before its first ":")
+    assert sum(report.rejects_by_reason.values()) == report.rejected
+    assert report.rejects_by_reason["link that cannot be resolved"] == 3  # dangling.png, loop_a.png, loop_b.png
+    assert report.rejects_by_reason["not a regular file"] == 1
+    assert report.rejects_by_reason["permission denied"] == 1
     [latin1] = [r for r in rejects if r["path"].endswith("bad_utf8_caption.png")]
     assert latin1["caption"] == "a red circle on caf\ufffd paper"  # kept readable in the rejects file
     # a second run: the table unchanged, the same rejects listed again (nothing lost, nothing doubled)

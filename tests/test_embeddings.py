@@ -54,13 +54,13 @@ def test_rows_rejects_and_ids(source, clip, tmp_path, user_folder):
         "empty.png",
         "truncated.png",
         "not_an_image.png",
-        "sixteen_bit.png",
+        "folder.png",
         "tiny.png",
         "missing.png",
         "filled-green-triangle.png",
     }
-    assert "empty file" in reasons["empty.png"] and "unsupported mode" in reasons["sixteen_bit.png"]
-    assert "unreadable file" in reasons["missing.png"] and "empty caption" in reasons["filled-green-triangle.png"]
+    assert "empty file" in reasons["empty.png"] and "a folder named like an image" in reasons["folder.png"]
+    assert "no such file" in reasons["missing.png"] and "empty caption" in reasons["filled-green-triangle.png"]
     assert report.rejected == len(rejects) == 7
 
 
