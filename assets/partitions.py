@@ -3,9 +3,18 @@
 The shard count comes from the profile in $REALRAG_CONFIG when the code location loads (a partitions
 definition is part of the code, not of a run). Which prompt falls in which shard is realrag_core.shards."""
 
+import warnings
+
 import dagster as dg
 
 from .resources import location_operations
+
+# `backfill_policy` is what lets one run cover many shards (the model loads once); Dagster marks the parameter
+# beta and says so at every load of the code location, on every command. We use it on purpose, pinned to
+# dagster 1.13: this one message, of this one category, is not repeated to the user (README "Warnings").
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `backfill_policy` of function `asset` is currently in beta", category=dg.BetaWarning
+)
 from realrag_core.shards import shard_names
 
 _OPS = location_operations()

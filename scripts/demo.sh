@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 start=$(date +%s)
-.venv/bin/dagster job execute -m pipelines.definitions -j realrag
+.venv/bin/dg launch --job realrag   # Dagster's current CLI (the same as: dagster job execute -m pipelines.definitions -j realrag)
 .venv/bin/python -m realrag_core.summary
 .venv/bin/python -m pipelines.timings --json "$(.venv/bin/python -c 'from realrag_core.config import load_config; print(load_config().artifacts_root)')/reports/timings.json"
 echo "[demo] job finished in $(( $(date +%s) - start )) s"

@@ -88,6 +88,31 @@ def test_generate_cli_says_what_to_run_when_stages_are_missing(smoke_config_file
 
 
 @pytest.mark.slow
+def test_dg_lists_and_checks_the_definitions(smoke_config_file, tmp_path):
+    """`dg list defs` and `dg check defs` from the repository root ([tool.dg] in pyproject.toml)."""
+    import json
+
+    env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path), "TQDM_DISABLE": "1"}
+
+    def dg_cli(*args):
+        proc = subprocess.run(
+            [str(VENV_BIN / "dg"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    listed = json.loads(dg_cli("list", "defs", "--json"))
+    from pipelines.definitions import defs
+
+    assets = {a["asset_key"] for a in listed["assets"]}
+    assert assets == {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"image_embeddings", "retriever", "fid"} <= assets
+    assert {j["name"] for j in listed["jobs"]} >= {"realrag", "retrain_retrievers"}
+    assert "image_embeddings:no_label_conflicts" in {c["key"] for c in listed["asset_checks"]}
+    assert "All definitions loaded successfully" in dg_cli("check", "defs")
+
+
+@pytest.mark.slow
 def test_workspace_yaml_loads_the_code_location(smoke_config_file, tmp_path):
     proc = _dagster(["definitions", "validate", "-w", "workspace.yaml"], smoke_config_file, tmp_path)
     assert "realrag" in proc.stdout + proc.stderr
@@ -152,7 +177,11 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
-    run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", "realrag"])
+    import dagster as dg
+
+    # the job through Dagster's current CLI, as README command 1 runs it (scripts/demo.sh)
+    out = run([str(VENV_BIN / "dg"), "launch", "--job", "realrag"])
+    assert "RUN_SUCCESS" in out and "BetaWarning" not in out  # the one beta notice we silence, by its message
     out = run([str(VENV_BIN / "python"), "-m", "pipelines.timings", "--json", str(tmp_path / "t.json")])
     import json
 
@@ -166,7 +195,16 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     assert pools["rag_images"] == pools["retriever"] == pools["image_embeddings"] == "gpu" and pools["prompts"] is None
     assert {"image_embeddings", "retriever", "retriever_ablations", "rag_images", "fid"} <= set(steps)
     assert all(r["status"] == "SUCCESS" and r["seconds"] >= 0 for r in steps.values()) and "rag_images" in out
-    run([str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "retriever", "-m", "pipelines.definitions"])
+    # one stage in a new process, with the classic command the user named and with dg
+    out = run(
+        [str(VENV_BIN / "dagster"), "asset", "materialize", "--select", "retriever", "-m", "pipelines.definitions"]
+    )
+    assert "RUN_SUCCESS" in out and "Use 'dg launch --assets <selection>' instead" in out  # Dagster's advice: it works
+    out = run([str(VENV_BIN / "dg"), "launch", "--assets", "retriever"])
+    assert "RUN_SUCCESS" in out and "SupersessionWarning" not in out
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # both runs recorded a retriever materialization
+        events = instance.fetch_materializations(dg.AssetKey("retriever"), limit=10).records
+        assert len(events) == 3  # the job's, the classic command's, dg's
     # the one-prompt CLI on what the job left behind: retrieval-augmented, then text only
     out = run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag", "--out", str(tmp_path / "rag.png")])
     assert "retrieved (reflective, retriever:" in out and "reference-conditioned" in out
@@ -247,3 +285,82 @@ def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke
     unfinished = tmp_path / "empty.yaml"
     unfinished.write_text(yaml.safe_dump({**smoke_data, "name": "empty", "artifacts_root": str(tmp_path / "empty")}))
     assert main(["compare", str(unfinished), "--out", str(out)]) == 2  # a run without results: a clear message
+
+
+def _serves_the_code_location(command, config_file, tmp_path) -> set[str]:
+    """Start a dev server, wait until its GraphQL lists the code location, return its asset keys; stop it."""
+    import json
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(home),
+        "REALRAG_CONFIG": str(config_file),
+        "OMP_NUM_THREADS": "1",
+    }
+    query = (
+        "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename "
+        "... on RepositoryLocation { repositories { assetNodes { assetKey { path } } } } } } } } }"
+    )
+    log = open(tmp_path / "dev.log", "w")
+    server = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps({"query": query}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    entries = json.loads(r.read())["data"]["workspaceOrError"]["locationEntries"]
+                loaded = [
+                    e for e in entries if (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
+                ]
+                if loaded:
+                    return {
+                        "/".join(n["assetKey"]["path"])
+                        for e in loaded
+                        for repo in e["locationOrLoadError"]["repositories"]
+                        for n in repo["assetNodes"]
+                    }
+            except (OSError, KeyError, TypeError, ValueError):
+                pass
+            time.sleep(2)
+        raise AssertionError(f"{command} did not serve the code location: {(tmp_path / 'dev.log').read_text()[-3000:]}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [["dg", "dev"], ["dagster", "dev", "-w", "workspace.yaml"]],
+    ids=["dg dev", "dagster dev -w workspace.yaml"],
+)
+def test_the_dev_server_serves_the_code_location(command, smoke_config_file, tmp_path):
+    assets = _serves_the_code_location([str(VENV_BIN / command[0]), *command[1:]], smoke_config_file, tmp_path)
+    assert {"image_embeddings", "generated_images", "reflective_negatives", "retriever", "rag_images", "fid"} <= assets
