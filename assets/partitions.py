@@ -8,6 +8,7 @@ import warnings
 import dagster as dg
 
 from .resources import location_operations
+from realrag_core.shards import shard_names
 
 # `backfill_policy` is what lets one run cover many shards (the model loads once); Dagster marks the parameter
 # beta and says so at every load of the code location, on every command. We use it on purpose, pinned to
@@ -15,7 +16,6 @@ from .resources import location_operations
 warnings.filterwarnings(
     "ignore", message=r"Parameter `backfill_policy` of function `asset` is currently in beta", category=dg.BetaWarning
 )
-from realrag_core.shards import shard_names
 
 _OPS = location_operations()
 SHARD_NAMES = shard_names(_OPS.prompt_shards)
