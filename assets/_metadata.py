@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,19 @@ def inline_image(image: Image.Image | Path, alt: str = "image", max_side: int = 
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+
+
+def readable(metadata: dict) -> dict:
+    """Plain floats as a person reads them in the UI, still numbers (so its metadata plots work across
+    materializations): 0.3020833333333333 -> 0.3021, -0.00040632724994793534 -> -0.0004063, 741.2371 -> 741.24.
+    Four significant digits below 1, two decimals above; Dagster MetadataValues and other types pass as they are."""
+
+    def number(x: float) -> float:
+        if not math.isfinite(x):
+            return x
+        return round(x, 2) if abs(x) >= 1 else float(f"{x:.4g}")
+
+    return {k: number(v) if isinstance(v, float) else v for k, v in metadata.items()}
 
 
 def trained_model_metadata(info: dict, loss_plot: Path) -> dict:

@@ -6,7 +6,7 @@ from .resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_demo_clip
 from realrag_core.world import load_world
 
-from ._metadata import RetrainConfig, flat, trained_model_metadata
+from ._metadata import RetrainConfig, flat, readable, trained_model_metadata
 
 
 @dg.asset(
@@ -33,14 +33,16 @@ def clip_backbone(
     info = build_demo_clip(cfg, load_world(store.world_dir), store.clip_dir, store.reports_dir, config.force_retrain)
     store.write_report("clip_backbone", info)
     return dg.MaterializeResult(
-        metadata={
-            **trained_model_metadata(info, store.reports_dir / "clip_backbone_loss.png"),
-            "eval_images": info["eval_images"],
-            **flat("zero_shot", info["zero_shot"]),
-            **flat(
-                "selection",
-                {k: v for k, v in (info.get("selection") or {}).items() if k in ("top1", "top5", "queries")},
-            ),
-            "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),
-        }
+        metadata=readable(
+            {
+                **trained_model_metadata(info, store.reports_dir / "clip_backbone_loss.png"),
+                "eval_images": info["eval_images"],
+                **flat("zero_shot", info["zero_shot"]),
+                **flat(
+                    "selection",
+                    {k: v for k, v in (info.get("selection") or {}).items() if k in ("top1", "top5", "queries")},
+                ),
+                "checkpoint": dg.MetadataValue.path(str(store.clip_dir)),
+            }
+        )
     )

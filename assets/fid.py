@@ -19,7 +19,7 @@ from realrag_core.sources import iter_records
 from realrag_core.vector_table import open_database_table
 from realrag_core.world import load_world
 
-from ._metadata import inline_image, results_table
+from ._metadata import inline_image, readable, results_table
 
 
 @dg.asset(
@@ -127,7 +127,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     )
     metadata = {
         ("" if r["protocol"] == "unseen_concepts" else f"{r['protocol']}/")
-        + f"{r['split']}/{r['arm']}/{r['metric']}": round(r["value"], 4)
+        + f"{r['split']}/{r['arm']}/{r['metric']}": r["value"]
         for r in results
         if r["metric"] in ("concept_acc", "retrieval_acc", "kid_judge", "fid", "kid")
     }
@@ -140,11 +140,13 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     metadata["protocols"] = ", ".join(cfg.prompts.protocols)
     metadata["clip_score_model"] = scorer_name
     return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "results": dg.MetadataValue.md(paths["md"].read_text()),
-            "chart": inline_image(paths["chart"], "judge concept accuracy by arm"),
-            "grid": inline_image(grid, "prompt | no-RAG | retrieved | RAG"),
-            "results_path": dg.MetadataValue.path(str(paths["parquet"])),
-        }
+        metadata=readable(
+            {
+                **metadata,
+                "results": dg.MetadataValue.md(paths["md"].read_text()),
+                "chart": inline_image(paths["chart"], "judge concept accuracy by arm"),
+                "grid": inline_image(grid, "prompt | no-RAG | retrieved | RAG"),
+                "results_path": dg.MetadataValue.path(str(paths["parquet"])),
+            }
+        )
     )

@@ -11,7 +11,7 @@ from realrag_core.plots import image_grid
 from realrag_core.prompts import in_splits, load_prompts
 from realrag_core.shards import in_shards
 
-from ._metadata import inline_image
+from ._metadata import inline_image, readable
 
 
 @dg.asset(
@@ -51,17 +51,19 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     sample = rows[:16]
     grid = image_grid([Image.open(store.generated_dir / r["path"]) for r in sample], [r["concept"] for r in sample], 8)
     return dg.MaterializeResult(
-        metadata={
-            "generated": report.generated,
-            "skipped_done": report.skipped_done,
-            "total": report.total,
-            "generator_calls": report.generator_calls,
-            "seconds": report.seconds,
-            "generator_id": info["generator_id"],
-            "encoder_id": encoder.model_id,
-            "dagster/row_count": len(rows),
-            "shards": ", ".join(shards),
-            "prompts": len(prompts),
-            "sample": inline_image(grid, "G(T) samples"),
-        }
+        metadata=readable(
+            {
+                "generated": report.generated,
+                "skipped_done": report.skipped_done,
+                "total": report.total,
+                "generator_calls": report.generator_calls,
+                "seconds": report.seconds,
+                "generator_id": info["generator_id"],
+                "encoder_id": encoder.model_id,
+                "dagster/row_count": len(rows),
+                "shards": ", ".join(shards),
+                "prompts": len(prompts),
+                "sample": inline_image(grid, "G(T) samples"),
+            }
+        )
     )

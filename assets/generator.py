@@ -10,7 +10,7 @@ from realrag_core.generators.registry import build_generator
 from realrag_core.sources import iter_records
 from realrag_core.world import load_world
 
-from ._metadata import RetrainConfig, inline_image
+from ._metadata import RetrainConfig, inline_image, readable
 
 
 @dg.asset(
@@ -65,4 +65,4 @@ def generator(
     metadata["reference_effect"] = effect["effect"]
     metadata["reference_effect/interval"] = f"[{effect['effect_lo']:.3f}, {effect['effect_hi']:.3f}] (n={effect['n']})"
     metadata["grid"] = inline_image(grid, "novel concepts: reference | text | text+ref | ref only")
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=readable(metadata))

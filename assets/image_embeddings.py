@@ -8,7 +8,7 @@ from realrag_core.embed_images import embed_source
 from realrag_core.embed_reader import Scope
 from realrag_core.world import load_world
 
-from ._metadata import IO_RETRY
+from ._metadata import IO_RETRY, readable
 
 
 @dg.asset(
@@ -54,4 +54,4 @@ def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
             f"{report.label_conflicts} picture(s) listed under two or more concepts "
             f"(embeddings.label_conflicts: {cfg.embeddings.label_conflicts}): see {report.label_conflicts_path}"
         )
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=readable(metadata))

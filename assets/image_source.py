@@ -7,7 +7,7 @@ from .resources import RealRagConfigResource
 from realrag_core.plots import image_grid
 from realrag_core.sources import prepare_source, sample_for_preview
 
-from ._metadata import IO_RETRY, inline_image
+from ._metadata import IO_RETRY, inline_image, readable
 
 
 @dg.asset(
@@ -35,4 +35,4 @@ def image_source(context: dg.AssetExecutionContext, realrag: RealRagConfigResour
     }
     for style, count in summary.get("per_style", {}).items():
         metadata[f"images/{style}"] = count
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=readable(metadata))

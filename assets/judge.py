@@ -6,7 +6,7 @@ from .resources import RealRagConfigResource
 from realrag_core.clip_pretrain import build_judge
 from realrag_core.world import load_world
 
-from ._metadata import RetrainConfig, flat, trained_model_metadata
+from ._metadata import RetrainConfig, flat, readable, trained_model_metadata
 
 
 @dg.asset(
@@ -33,8 +33,10 @@ def judge(
     info = build_judge(cfg, load_world(store.world_dir), store.judge_dir, store.reports_dir, config.force_retrain)
     store.write_report("judge", info)
     return dg.MaterializeResult(
-        metadata={
-            **trained_model_metadata(info, store.reports_dir / "judge_loss.png"),
-            **flat("ceiling", {k: v["acc"] for k, v in info["ceiling"].items()}),
-        }
+        metadata=readable(
+            {
+                **trained_model_metadata(info, store.reports_dir / "judge_loss.png"),
+                **flat("ceiling", {k: v["acc"] for k, v in info["ceiling"].items()}),
+            }
+        )
     )

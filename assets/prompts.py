@@ -7,6 +7,7 @@ import dagster as dg
 from .resources import RealRagConfigResource
 from realrag_core.prompts import build_prompts, save_prompts
 from realrag_core.world import load_world
+from ._metadata import readable
 
 
 @dg.asset(
@@ -44,10 +45,12 @@ def prompts(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -
     )
     store.write_report("prompts", {"prompts": len(items), **counts})
     return dg.MaterializeResult(
-        metadata={
-            "prompts": len(items),
-            **{f"prompts/{k}": v for k, v in sorted(counts.items())},
-            "path": dg.MetadataValue.path(str(path)),
-            "dagster/row_count": len(items),
-        }
+        metadata=readable(
+            {
+                "prompts": len(items),
+                **{f"prompts/{k}": v for k, v in sorted(counts.items())},
+                "path": dg.MetadataValue.path(str(path)),
+                "dagster/row_count": len(items),
+            }
+        )
     )

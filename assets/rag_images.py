@@ -13,6 +13,7 @@ from realrag_core.rag import OracleRetriever, current_arms, current_rows, genera
 from realrag_core.retriever import load_retrievers
 from realrag_core.shards import in_shards
 from realrag_core.vector_table import open_database_table, open_table_readonly
+from ._metadata import readable
 
 
 @dg.asset(
@@ -95,4 +96,4 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
     store.write_report(
         "rag_images", {**metadata, "generator_id": gen.generator_id, "retrievers": [list(r) for r in retriever_ids]}
     )
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=readable(metadata))

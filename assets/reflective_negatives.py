@@ -14,6 +14,7 @@ from realrag_core.generators.registry import recorded_generator_id
 from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, negatives_version, previous_negatives
 from realrag_core.prompts import in_splits, load_prompts
 from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_database_table, read_rows, table_model
+from ._metadata import readable
 
 
 @dg.asset(
@@ -98,10 +99,12 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     }
     store.write_report("reflective_negatives", report)
     return dg.MaterializeResult(
-        metadata={
-            **{k: v for k, v in report.items() if k != "negative_styles"},
-            **{f"negative_styles/{k}": v for k, v in styles.items()},
-            "dagster/row_count": out.num_rows,
-            "path": dg.MetadataValue.path(str(store.negatives_path)),
-        }
+        metadata=readable(
+            {
+                **{k: v for k, v in report.items() if k != "negative_styles"},
+                **{f"negative_styles/{k}": v for k, v in styles.items()},
+                "dagster/row_count": out.num_rows,
+                "path": dg.MetadataValue.path(str(store.negatives_path)),
+            }
+        )
     )

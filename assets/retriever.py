@@ -22,7 +22,7 @@ from realrag_core.embed_reader import Scope
 from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, read_rows
 from realrag_core.world import load_world
 
-from ._metadata import flat, inline_image
+from ._metadata import flat, inline_image, readable
 
 ROW_COLUMNS = ("id", "concept", "style", "path", VECTOR_COLUMN)
 
@@ -103,7 +103,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
                 }.items()
             }
         )
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=readable(metadata))
 
 
 @dg.asset(
@@ -213,10 +213,12 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     paths = write_ablations(rows, store.reports_dir)
     store.write_report("retriever_ablations", {"rows": rows, "protocol": protocol})
     return dg.MaterializeResult(
-        metadata={
-            "protocol": protocol,
-            **{f"{r['variant']}/val_top1": r["val_top1"] for r in rows},
-            "table": dg.MetadataValue.md(paths["md"].read_text()),
-            "chart": inline_image(paths["chart"], "validation top-1 by variant"),
-        }
+        metadata=readable(
+            {
+                "protocol": protocol,
+                **{f"{r['variant']}/val_top1": r["val_top1"] for r in rows},
+                "table": dg.MetadataValue.md(paths["md"].read_text()),
+                "chart": inline_image(paths["chart"], "validation top-1 by variant"),
+            }
+        )
     )

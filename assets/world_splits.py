@@ -5,6 +5,7 @@ import dagster as dg
 from .resources import RealRagConfigResource
 from realrag_core.sources import iter_records
 from realrag_core.world import compute_world, save_world
+from ._metadata import readable
 
 
 @dg.asset(
@@ -31,13 +32,15 @@ def world_splits(context: dg.AssetExecutionContext, realrag: RealRagConfigResour
     }
     store.write_report("world_splits", {"hash": world.hash, **counts})
     return dg.MaterializeResult(
-        metadata={
-            "world_hash": world.hash,
-            **counts,
-            "database_styles": ", ".join(cfg.world.styles.database),
-            "clip_pretrain_styles": ", ".join(cfg.world.styles.clip_pretrain),
-            "reference_style": cfg.world.styles.reference or "none",
-            "novel_concepts": ", ".join(world.concepts_in("novel")[:40]),
-            "path": dg.MetadataValue.path(str(path)),
-        }
+        metadata=readable(
+            {
+                "world_hash": world.hash,
+                **counts,
+                "database_styles": ", ".join(cfg.world.styles.database),
+                "clip_pretrain_styles": ", ".join(cfg.world.styles.clip_pretrain),
+                "reference_style": cfg.world.styles.reference or "none",
+                "novel_concepts": ", ".join(world.concepts_in("novel")[:40]),
+                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
     )

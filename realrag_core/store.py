@@ -64,12 +64,14 @@ class ArtifactStore:
         return self._dir("reports")
 
     def write_report(self, name: str, data: dict) -> Path:
-        """A stage's measured numbers as JSON under reports/ (read by the summary and the README table)."""
+        """A stage's measured numbers as JSON under reports/ (read by the summary and the README table). Paths
+        under the artifacts root are written relative to it, so reports still hold when the artifacts travel
+        (object storage, another machine); paths outside it (a user's source folder) stay as given."""
         import json
 
         path = self.reports_dir / f"{name}.json"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.write_text(json.dumps(relative_paths(data, self.root), indent=2, default=str))
         os.replace(tmp, path)  # atomic: a reader sees the old report or the new one, never half of one
         return path
 
@@ -84,6 +86,26 @@ class ArtifactStore:
 
         path = Path(self.root, "reports", f"{name}.json")
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def relative_paths(value, root: Path):
+    """``value`` with every absolute path under ``root`` (strings and Paths, in nested dicts and lists) made
+    relative to it, as a POSIX string; other values as they are."""
+    base = os.path.realpath(root)
+
+    def convert(v):
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        if isinstance(v, (str, Path)) and os.path.isabs(v):
+            full = os.path.realpath(v)
+            if full == base or full.startswith(base + os.sep):
+                return Path(os.path.relpath(full, base)).as_posix()
+            return str(v) if isinstance(v, Path) else v
+        return v
+
+    return convert(value)
 
 
 def retriever_key(name: str, protocol: str = "unseen_concepts") -> str:

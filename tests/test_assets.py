@@ -114,6 +114,16 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     for name, e in checks.items():  # every check ran; only the zero-shot comparison may warn on a 12-concept world
         assert e.passed or (e.severity == dg.AssetCheckSeverity.WARN and "zero_shot" in name), (name, e.description)
     results = _metadata(first, "fid")
+    # numbers people can read in the UI (still numbers); reports hold no path of this machine under the root
+    import math
+
+    for key in ("fid", "judge", "clip_backbone", "generator", "retriever", "reflective_negatives"):
+        for name, v in _metadata(first, key).items():
+            if isinstance(v, float) and math.isfinite(v):
+                assert v == (round(v, 2) if abs(v) >= 1 else float(f"{v:.4g}")), (key, name, v)
+    roots = {str(smoke_cfg.artifacts_root), str(smoke_cfg.artifacts_root.resolve())}
+    for report in (smoke_cfg.artifacts_root / "reports").glob("*.json"):
+        assert not any(root in report.read_text() for root in roots), report.name
     assert 0 <= results["novel/reflective/concept_acc"] <= 1
     assert results["novel/oracle/retrieval_acc"] == results["known/oracle/retrieval_acc"] == 1.0
     ref = results["reference_set"]  # every listed reference image is kept, undecodable or a reported near-duplicate
@@ -498,3 +508,27 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
     )
     assert {rec.data["protocol"] for rec in fid["paired_table"].records} == {"unseen_concepts", "seen_concepts"}
     assert json.loads((root / "reports" / "retriever_ablations.json").read_text())["protocol"] == "unseen_concepts"
+
+
+def test_metadata_numbers_are_rounded_for_people_and_stay_numbers():
+    import math
+
+    from assets._metadata import readable
+
+    out = readable(
+        {
+            "acc": 0.3020833333333333,
+            "diff": -0.00040632724994793534,
+            "seconds": 741.2371,
+            "zero": 0.0,
+            "nan": float("nan"),
+            "count": 12,
+            "name": "reflective",
+            "md": dg.MetadataValue.md("**x**"),
+        }
+    )
+    assert out["acc"] == 0.3021 and out["diff"] == -0.0004063 and out["seconds"] == 741.24 and out["zero"] == 0.0
+    assert math.isnan(out["nan"]) and out["count"] == 12 and out["name"] == "reflective"
+    assert isinstance(out["md"], dg.MetadataValue.md("").__class__) and all(
+        isinstance(out[k], float) for k in ("acc", "diff", "seconds")
+    )
