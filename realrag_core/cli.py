@@ -9,6 +9,10 @@ tower embedded. Prints what was retrieved. No Dagster involved.
     realrag compare configs/cars_sdxl.yaml configs/cars_flux.yaml --out artifacts/compare/cars
 
 One results table over several finished runs, keyed by (dataset, generator, encoder).
+
+    realrag rejects --config my_profile.yaml
+
+What the last embedding run could not use: rejects counted by reason, a few paths each, and label conflicts.
 """
 
 from __future__ import annotations
@@ -74,11 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--retriever", choices=sorted(RETRIEVERS), default="reflective")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default="out.png")
+    r = sub.add_parser("rejects", help="what the last image_embeddings run could not use, counted by reason")
+    r.add_argument("--config", default=None, help="profile YAML (default: $REALRAG_CONFIG, then configs/demo.yaml)")
+    r.add_argument("--examples", type=int, default=3, help="paths shown per reason")
     c = sub.add_parser("compare", help="one results table over several profiles: (dataset, generator, encoder)")
     c.add_argument("configs", nargs="+", help="profile YAMLs whose runs finished the fid stage")
     c.add_argument("--out", default="artifacts/compare/results", help="writes <out>.md and <out>.parquet")
     args = parser.parse_args(argv)
     try:
+        if args.command == "rejects":
+            from .config import load_config
+            from .embed_images import rejects_summary
+            from .store import ArtifactStore
+
+            store = ArtifactStore(load_config(args.config).artifacts_root)
+            print(rejects_summary(store.rejects_dir / "image_embeddings.parquet", args.examples))
+            return 0
         if args.command == "compare":
             from .compare import compare, write_comparison
 

@@ -150,6 +150,32 @@ class LabelConflicts:
         return conflicts, drop - keep, keep  # an id shared by a kept listing (same bytes and caption) stays
 
 
+def rejects_summary(rejects_path: Path, examples: int = 3) -> str:
+    """What the last embedding run could not use, for a person: rejects counted by kind with a few paths each,
+    then the label conflicts (``realrag rejects``)."""
+    if not rejects_path.is_file():
+        raise FileNotFoundError(f"no {rejects_path}: materialize image_embeddings first")
+    rejects = pq.read_table(rejects_path).to_pylist()
+    by_kind: dict[str, list[dict]] = {}
+    for r in rejects:
+        by_kind.setdefault(reason_kind(r["reason"]), []).append(r)
+    when = rejects[0]["run_at"].isoformat(timespec="seconds") if rejects else "the last run"
+    lines = [f"{len(rejects)} entries rejected by image_embeddings ({when}), {rejects_path}"]
+    for kind, rows in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        lines.append(f"  {len(rows):6d}  {kind}")
+        lines += [f"          {r['path']}: {r['reason']}" for r in rows[:examples]]
+        if len(rows) > examples:
+            lines.append(f"          ... and {len(rows) - examples} more")
+    conflicts_path = rejects_path.with_name(f"{rejects_path.stem}_label_conflicts.parquet")
+    if conflicts_path.is_file():
+        conflicts = pq.read_table(conflicts_path).to_pylist()
+        pictures = {c["image_sha256"] for c in conflicts}
+        lines.append(f"{len(pictures)} picture(s) listed under two or more concepts, {conflicts_path}")
+        for c in conflicts[: examples * 2]:
+            lines.append(f"          {c['path']}: {c['concept']!r} of {c['concepts']} ({c['action']})")
+    return "\n".join(lines)
+
+
 def write_conflicts(conflicts: dict[str, list[dict]], drop: set[str], path: Path, run_at: datetime) -> None:
     rows = [
         {

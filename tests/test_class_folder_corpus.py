@@ -264,3 +264,25 @@ def test_a_hugging_face_row_that_cannot_be_exported_is_a_reject_and_16_bit_rows_
     assert Image.open(records[1].path).getpixel((0, 0)) == (156, 156, 156)  # scaled, not clipped to white
     errors = [r for r in iter_records(cfg, with_errors=True) if r.error]
     assert len(errors) == 1 and "row 2" in str(errors[0].path) and "could not be exported" in errors[0].error
+
+
+def test_realrag_rejects_tells_the_user_what_was_left_out_and_why(corpus, clip, tmp_path, capsys):
+    from realrag_core.cli import main
+    from realrag_core.embed_images import rejects_summary
+
+    root, expected = corpus
+    report, _, _ = embed(root, clip, tmp_path, "db")
+    text = rejects_summary(tmp_path / "db" / "rejects.parquet", examples=1)
+    first = text.splitlines()[0]
+    assert first.startswith(f"{report.rejected} entries rejected by image_embeddings")
+    for kind, n in report.rejects_by_reason.items():
+        assert f"{n:6d}  {kind}" in text
+    assert "link that cannot be resolved: a loop of links" in text or "... and 3 more" in text
+    assert "2 picture(s) listed under two or more concepts" in text
+    with pytest.raises(FileNotFoundError, match="materialize image_embeddings first"):
+        rejects_summary(tmp_path / "nowhere" / "rejects.parquet")
+    # the command: a profile without a run says what to run, exit status 2
+    smoke = pathlib.Path(__file__).parent.parent / "configs" / "smoke.yaml"
+    (tmp_path / "p.yaml").write_text(f"extends: {smoke}\nartifacts_root: {tmp_path / 'empty'}\n")
+    assert main(["rejects", "--config", str(tmp_path / "p.yaml")]) == 2
+    assert "materialize image_embeddings first" in capsys.readouterr().err
