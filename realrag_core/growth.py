@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .config import CaptionFileSourceConfig, ClassFolderSourceConfig
-from .sources import MANIFEST_NAME
+from .sources import MANIFEST_NAME, classify_entry
 
 
 def _stat(path: Path) -> list:
@@ -28,8 +28,8 @@ def _stat(path: Path) -> list:
 def source_fingerprint(source) -> dict:
     """``{"digest": ..., "entries": n}``: changes whenever images are listed, added or removed."""
     if isinstance(source, ClassFolderSourceConfig):
-        with os.scandir(source.root) as it:
-            folders = sorted(e.path for e in it if e.is_dir())
+        with os.scandir(source.root) as it:  # what the listing calls a class folder (a link loop is not one)
+            folders = sorted(e.path for e in it if classify_entry(Path(e.path), source.root.resolve())[0] == "dir")
         entries = [_stat(source.root)] + [_stat(Path(f)) for f in folders]
     elif isinstance(source, CaptionFileSourceConfig):
         entries = [_stat(source.captions), _stat(source.image_dir)]

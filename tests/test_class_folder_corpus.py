@@ -79,6 +79,7 @@ def corpus(tmp_path, monkeypatch):
     os.symlink(tesla / "loop2.jpg", tesla / "loop1.jpg")
     os.symlink(tesla / "loop1.jpg", tesla / "loop2.jpg")
     os.symlink(root / "nowhere", root / "Dangling_Class")
+    os.symlink(root / "Loop_Class", root / "Loop_Class")  # a class folder that is a loop of links
     os.mkfifo(tesla / "pipe.jpg")
     (tesla / "folder.jpg").mkdir()
     (tesla / "nested").mkdir()
@@ -137,6 +138,7 @@ def corpus(tmp_path, monkeypatch):
         "Tesla_Cybertruck/loop1.jpg": "link that cannot be resolved: a loop of links",
         "Tesla_Cybertruck/loop2.jpg": "link that cannot be resolved: a loop of links",
         "Dangling_Class": "link that cannot be resolved: its target does not exist",
+        "Loop_Class": "link that cannot be resolved: a loop of links",
         "Tesla_Cybertruck/pipe.jpg": "not a regular file: a named pipe",
         "Tesla_Cybertruck/folder.jpg": "a folder named like an image",
         "Tesla_Cybertruck/nested": "a folder inside a class folder",
@@ -179,11 +181,15 @@ def test_every_entry_of_a_hostile_class_folder_corpus_gets_an_outcome(corpus, cl
     assert embedded | set(reasons) == set(expected) and not embedded & set(reasons)
     assert len(rows) == report.rows == sum(o == EMBED for o in expected.values())
     assert report.rejected == len(rejects) == sum(o != EMBED for o in expected.values())
-    assert report.rejects_by_reason["link that cannot be resolved"] == 4
+    assert report.rejects_by_reason["link that cannot be resolved"] == 5
     assert report.rejects_by_reason["permission denied"] == 2
     assert report.rejects_by_reason["not an image file"] == 2
     concepts = {os.path.relpath(r["path"], root): r["concept"] for r in rows}
     assert concepts["Tesla_Cybertruck/a.jpg"] == "Tesla Cybertruck" and concepts["Ford_Alias/x.jpg"] == "Ford Alias"
+    # the growth sensor's fingerprint reads the same tree without raising, and sees the same class folders
+    from realrag_core.growth import source_fingerprint
+
+    assert source_fingerprint(ClassFolderSourceConfig(root=root))["entries"] == 1 + 5  # root + 5 class folders
     # the listing alone (what the world and the pre-training read) lists the images and never raises
     listed = {os.path.relpath(r.path, root) for r in iter_records(ClassFolderSourceConfig(root=root))}
     assert listed == {n for n, o in expected.items() if o == EMBED} | {
@@ -277,7 +283,8 @@ def test_realrag_rejects_tells_the_user_what_was_left_out_and_why(corpus, clip, 
     assert first.startswith(f"{report.rejected} entries rejected by image_embeddings")
     for kind, n in report.rejects_by_reason.items():
         assert f"{n:6d}  {kind}" in text
-    assert "link that cannot be resolved: a loop of links" in text or "... and 3 more" in text
+    links = report.rejects_by_reason["link that cannot be resolved"]
+    assert f"... and {links - 1} more" in text  # one example shown per kind, the rest counted
     assert "2 picture(s) listed under two or more concepts" in text
     with pytest.raises(FileNotFoundError, match="materialize image_embeddings first"):
         rejects_summary(tmp_path / "nowhere" / "rejects.parquet")
