@@ -407,7 +407,7 @@ def prepare_source(source, progress: bool = True) -> dict:
 
 def sample_for_preview(source, per_style: int = 6, max_styles: int = 6):
     """The same few concepts in each style (rows = styles), for an image grid. Returns images, labels, columns."""
-    from PIL import Image
+    from .image_io import decode_image
 
     by_style: dict[str, dict[str, Path]] = {}
     for r in iter_records(source):
@@ -421,9 +421,11 @@ def sample_for_preview(source, per_style: int = 6, max_styles: int = 6):
             path = by_style[style].get(concept)
             if path is None:
                 continue
-            try:
-                images.append(Image.open(path).convert("RGB"))
-                labels.append(f"{style}: {concept}")
+            try:  # decoded as stage 1 decodes (limits, 16-bit, transparency); a bad file is left out of the grid
+                image, reason = decode_image(path.read_bytes())
             except OSError:
                 continue
+            if image is not None:
+                images.append(image)
+                labels.append(f"{style}: {concept}")
     return images, labels, max(1, len(concepts))

@@ -293,3 +293,17 @@ def test_realrag_rejects_tells_the_user_what_was_left_out_and_why(corpus, clip, 
     (tmp_path / "p.yaml").write_text(f"extends: {smoke}\nartifacts_root: {tmp_path / 'empty'}\n")
     assert main(["rejects", "--config", str(tmp_path / "p.yaml")]) == 2
     assert "materialize image_embeddings first" in capsys.readouterr().err
+
+
+def test_the_source_preview_grid_skips_what_it_cannot_decode(corpus):
+    """image_source's preview reads the same hostile folder: a decompression bomb, a truncated file or a 16-bit
+    scan never ends it."""
+    from realrag_core.sources import sample_for_preview
+
+    root, _ = corpus
+    from test_bad_input import bomb_header  # tests/ is on sys.path (pytest rootdir-relative imports)
+
+    (root / "Rivian_R1T" / "bomb.png").write_bytes(bomb_header(100_000, 100_000))
+    images, labels, columns = sample_for_preview(ClassFolderSourceConfig(root=root), per_style=20)
+    assert images and len(images) == len(labels) and all(i.mode == "RGB" for i in images)
+    assert columns >= 1
