@@ -14,8 +14,17 @@ from realrag_core.config import PROJECT_ROOT
 VENV_BIN = Path(sys.executable).parent
 
 
+def _own_home(tmp_path) -> str:
+    """A Dagster instance of the test's own: with [tool.dg] in pyproject.toml a command run from the repository
+    root without DAGSTER_HOME was seen queueing in the working copy's instance (behind its gpu pool slot)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return str(home)
+
+
 def _dagster(args, config_file, tmp_path):
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(config_file), "HOME": str(tmp_path), "TQDM_DISABLE": "1"}
+    env["DAGSTER_HOME"] = _own_home(tmp_path)
     proc = subprocess.run(
         [str(VENV_BIN / "dagster"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -93,6 +102,7 @@ def test_dg_lists_and_checks_the_definitions(smoke_config_file, tmp_path):
     import json
 
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path), "TQDM_DISABLE": "1"}
+    env["DAGSTER_HOME"] = _own_home(tmp_path)
 
     def dg_cli(*args):
         proc = subprocess.run(
