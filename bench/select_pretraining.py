@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     chosen = (base_clip_records if args.model == "clip" else judge_records)(cfg, world, records)
     images, kept = load_images(chosen)
     folder = args.save or Path("/tmp") / f"select_{args.model}_{args.name}"
-    model, train_tf, eval_tf, tokenizer = create_untrained(folder, arch, seed, train.augment_scale)
+    model, train_tf, eval_tf, tokenizer = create_untrained(folder, arch, seed, train.open_clip_aug_cfg())
     cache: dict = {}
     trajectory = []
     bar = tqdm(total=train.steps, desc=f"{args.model}:{args.name}", unit="step", mininterval=30)

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -89,17 +90,24 @@ def write_model_config(folder: Path, arch: ClipArchitecture) -> Path:
     return path
 
 
-def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, augment_scale=(0.7, 1.0)):
-    """A randomly initialised model through open_clip's factory, from the config written to ``folder``.
+def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, aug_cfg: dict | None = None):
+    """A randomly initialised model through open_clip's factory, from the config written to ``folder``;
+    ``aug_cfg`` is open_clip's augmentation config for the training transform (``ClipTrainConfig.open_clip_aug_cfg``).
 
     The factory is pointed at a scratch folder holding only the config: ``local-dir:`` would otherwise load
     weights an earlier run left in ``folder`` and silently continue from them."""
     write_model_config(folder, arch)
     torch.manual_seed(seed)
-    with tempfile.TemporaryDirectory() as scratch, _quiet_open_clip():
+    with tempfile.TemporaryDirectory() as scratch, _quiet_open_clip(), warnings.catch_warnings():
+        # open_clip's image_transform uses color_jitter and color_jitter_prob yet still lists them as unused
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Unused augmentation cfg items.*\['color_jitter', 'color_jitter_prob'\]",
+            category=UserWarning,
+        )
         write_model_config(Path(scratch), arch)
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-            f"local-dir:{scratch}", aug_cfg={"scale": tuple(augment_scale)}
+            f"local-dir:{scratch}", aug_cfg=aug_cfg or {"scale": (0.7, 1.0)}
         )
         tokenizer = open_clip.get_tokenizer(f"local-dir:{scratch}")
     return model, train_tf, eval_tf, tokenizer
@@ -146,6 +154,8 @@ def train_clip(
     rng = random.Random(seed)
     flip_rng = random.Random(f"flip-{seed}")
     torch.manual_seed(seed)
+    if cfg.color_jitter_prob:  # open_clip's color_jitter draws whether to apply from the global ``random``
+        random.seed(f"jitter-{seed}")
     by_concept: dict[str, list[int]] = {}
     for i, c in enumerate(concepts):
         by_concept.setdefault(c, []).append(i)

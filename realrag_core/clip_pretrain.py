@@ -95,7 +95,7 @@ def train_or_reuse(
     ):
         return {**previous, "reused": True}
     images, kept = load_images(records)
-    model, train_tf, _, tokenizer = create_untrained(folder, arch, seed, train.augment_scale)
+    model, train_tf, _, tokenizer = create_untrained(folder, arch, seed, train.open_clip_aug_cfg())
     start = time.perf_counter()
     bar = tqdm(total=train.steps, desc=title, unit="step")
 

@@ -326,6 +326,12 @@ class ClipTrainConfig(_Strict):
         le=1.0,
         description="weight of the image->text term of the symmetric contrastive loss (1: open_clip ClipLoss as is)",
     )
+    color_jitter: tuple[float, float, float] = Field(
+        (0.0, 0.0, 0.0),
+        description="brightness, contrast, saturation jitter (open_clip's color_jitter augmentation); hue is never "
+        "jittered, since colour names many concepts (a red apple is not a green apple)",
+    )
+    color_jitter_prob: float = Field(0.0, ge=0.0, le=1.0, description="probability of applying color_jitter")
 
     @field_validator("captions")
     @classmethod
@@ -334,11 +340,19 @@ class ClipTrainConfig(_Strict):
             raise ValueError("every caption template must contain {concept}")
         return v
 
+    def open_clip_aug_cfg(self) -> dict:
+        """open_clip's ``AugmentationCfg`` for this recipe's training transform."""
+        aug = {"scale": tuple(self.augment_scale)}
+        if self.color_jitter_prob:
+            aug |= {"color_jitter": (*self.color_jitter, 0.0), "color_jitter_prob": self.color_jitter_prob}
+        return aug
+
     def key_dump(self) -> dict:
         """What a training key hashes: every setting, less the later-added ones while at their defaults."""
-        later = {"hflip", "fused_optimizer", "image_text_weight"}
+        later = {"hflip", "fused_optimizer", "image_text_weight", "color_jitter", "color_jitter_prob"}
         dump = self.model_dump(mode="json")
-        return {k: v for k, v in dump.items() if k not in later or v != type(self).model_fields[k].default}
+        defaults = type(self)().model_dump(mode="json")  # compared as JSON: a tuple default dumps as a list
+        return {k: v for k, v in dump.items() if k not in later or v != defaults[k]}
 
 
 class DemoClipConfig(_Strict):

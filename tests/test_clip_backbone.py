@@ -188,3 +188,47 @@ def test_shipped_base_clip_and_judge_are_taken_only_for_their_recipe(smoke_data,
     shipped["clip"]["train"]["steps"] = 11
     refused = build_demo_clip(parse_config(shipped, tmp_path), world, tmp_path / "other_clip", tmp_path)
     assert refused["source"] == "trained" and refused["model_id"] != made["model_id"]
+
+
+def test_colour_jitter_keeps_hue_is_deterministic_and_leaves_old_keys(smoke_cfg, tmp_path):
+    import colorsys
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from realrag_core.config import ClipTrainConfig
+
+    plain = ClipTrainConfig()
+    jitter = ClipTrainConfig(color_jitter=(0.4, 0.4, 0.4), color_jitter_prob=1.0)
+    # weights made before the setting existed keep their training key while it holds its default
+    assert plain.key_dump() == ClipTrainConfig(color_jitter=(0.0, 0.0, 0.0)).key_dump()
+    assert "color_jitter" not in plain.key_dump() and jitter.key_dump()["color_jitter"] == [0.4, 0.4, 0.4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # open_clip's spurious "unused augmentation" warning is filtered, nothing else
+        _, tf, _, _ = create_untrained(tmp_path / "j", smoke_cfg.clip.architecture, 0, jitter.open_clip_aug_cfg())
+    _, tf_plain, _, _ = create_untrained(tmp_path / "p", smoke_cfg.clip.architecture, 0, plain.open_clip_aug_cfg())
+    red = Image.new("RGB", (64, 64), (200, 40, 40))
+
+    def hue_and_value(t):
+        rgb = ((t * 0.5 + 0.5).clamp(0, 1).mean(dim=(1, 2))).tolist()
+        h, _, v = colorsys.rgb_to_hsv(*rgb)
+        return h, v
+
+    torch.manual_seed(0)
+    seen = [hue_and_value(tf(red)) for _ in range(8)]
+    torch.manual_seed(0)
+    base_h, base_v = hue_and_value(tf_plain(red))
+    assert all(abs(h - base_h) < 0.02 or abs(h - base_h) > 0.98 for h, _ in seen)  # still red
+    assert np.ptp([v for _, v in seen]) > 0.05 and any(abs(v - base_v) > 0.02 for _, v in seen)  # brightness moved
+    images, concepts = _pretrain_data(smoke_cfg)
+    train = smoke_cfg.clip.train.model_copy(
+        update={"steps": 6, "color_jitter": (0.3, 0.3, 0.3), "color_jitter_prob": 0.5}
+    )
+    runs = []
+    for i in range(2):
+        model, train_tf, _, tok = create_untrained(
+            tmp_path / f"m{i}", smoke_cfg.clip.architecture, 0, train.open_clip_aug_cfg()
+        )
+        runs.append(train_clip(model, tok, train_tf, images, concepts, train, seed=0))
+    assert runs[0] == runs[1]
