@@ -15,6 +15,7 @@ from realrag_core.checks import (
     negatives_outcome,
     results_outcome,
 )
+from realrag_core.generation import current_generated_rows
 from realrag_core.generators.registry import recorded_generator_id
 from realrag_core.manifest import read_manifest
 from realrag_core.rag import ARMS
@@ -84,11 +85,16 @@ def no_label_conflicts(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
 )
 def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.AssetCheckResult:
     cfg, store = realrag.load(), realrag.store()
-    generator_id = recorded_generator_id(cfg, store)
+    table = _table(realrag)
     manifest = read_manifest(store.generated_dir)
-    generated = [r for r in (manifest.to_pylist() if manifest is not None else []) if r["generator_id"] == generator_id]
+    current = (
+        current_generated_rows(manifest, recorded_generator_id(cfg, store), table_model(table)[0])
+        if manifest is not None
+        else None
+    )
+    generated = current.select(["image_id"]).to_pylist() if current is not None else []
     negatives = store.read_negatives()
-    return _result(negatives_outcome(negatives, generated, cfg.mining.k, cfg.mining.policy, _table(realrag).version))
+    return _result(negatives_outcome(negatives, generated, cfg.mining.k, cfg.mining.policy, table.version))
 
 
 def _weights_check(name: str, asset):

@@ -4,7 +4,7 @@ import dagster as dg
 
 from .partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
 from .resources import RealRagConfigResource
-from realrag_core.generation import generate_for_prompts
+from realrag_core.generation import current_generated_rows, generate_for_prompts
 from realrag_core.manifest import read_manifest
 from realrag_core.generators.registry import open_stored_generator
 from realrag_core.plots import image_grid
@@ -46,8 +46,9 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     from PIL import Image
 
     ids = {p.prompt_id for p in prompts}
-    columns = manifest.select(["prompt_id", "generator_id", "path", "concept"]).to_pylist() if manifest else []
-    rows = [r for r in columns if r["prompt_id"] in ids and r["generator_id"] == info["generator_id"]]
+    current = current_generated_rows(manifest, info["generator_id"], encoder.model_id) if manifest else None
+    columns = current.select(["prompt_id", "path", "concept"]).to_pylist() if current is not None else []
+    rows = [r for r in columns if r["prompt_id"] in ids]
     sample = rows[:16]
     grid = image_grid([Image.open(store.generated_dir / r["path"]) for r in sample], [r["concept"] for r in sample], 8)
     return dg.MaterializeResult(
@@ -55,6 +56,7 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
             {
                 "generated": report.generated,
                 "skipped_done": report.skipped_done,
+                "reembedded": report.reembedded,
                 "total": report.total,
                 "generator_calls": report.generator_calls,
                 "seconds": report.seconds,

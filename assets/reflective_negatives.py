@@ -34,17 +34,16 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     cfg = realrag.load()
     store = realrag.store()
     prompts = in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits)
-    manifest = read_current_generated(
-        store.generated_dir, recorded_generator_id(cfg, store), prompts, cfg.generation.seeds, len(SHARD_NAMES)
-    )
     table = open_database_table(cfg)
     model_id, _ = table_model(table)
-    encoders = set(manifest["encoder_id"].to_pylist())
-    if encoders != {model_id}:
-        raise ValueError(
-            f"generated images were embedded by {sorted(encoders)}, the table by {model_id!r}: "
-            "rematerialize generated_images"
-        )
+    manifest = read_current_generated(
+        store.generated_dir,
+        recorded_generator_id(cfg, store),
+        prompts,
+        cfg.generation.seeds,
+        len(SHARD_NAMES),
+        encoder_id=model_id,
+    )
     rows = read_rows(table)
     generated = np.stack(manifest["embedding"].to_numpy(zero_copy_only=False))
     vectors = np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False))

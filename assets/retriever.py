@@ -4,22 +4,22 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.compute as pc
 
+from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
 from realrag_core.config import DemoGeneratorConfig
 from realrag_core.prompts import in_splits, load_prompts, of_protocol
 from realrag_core.store import retriever_key
-from realrag_core.generation import generate_for_prompts
+from realrag_core.generation import current_generated_rows, generate_for_prompts, read_current_generated
 from realrag_core.generators.demo_diffusion import untrained_like
-from realrag_core.generators.registry import open_stored_generator
+from realrag_core.generators.registry import open_stored_generator, recorded_generator_id
 from realrag_core.manifest import read_manifest
 from realrag_core.mining import negatives_version
 from realrag_core.retriever import RETRIEVER_FILE, ablation_protocol, build_retriever
 from realrag_core.retriever_study import run_ablations, write_ablations
 from realrag_core.embed_images import embed_source
 from realrag_core.embed_reader import Scope
-from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, read_rows
+from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, read_rows, table_model
 from realrag_core.world import load_world
 
 from ._metadata import flat, inline_image, readable
@@ -166,7 +166,15 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     store = realrag.store()
     table = open_database_table(cfg)
     negatives = store.read_negatives()
-    generated = read_manifest(store.generated_dir)
+    encoder_id = table_model(table)[0]
+    generated = read_current_generated(  # the same rows the reflective negatives were mined from
+        store.generated_dir,
+        recorded_generator_id(cfg, store),
+        in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits),
+        cfg.generation.seeds,
+        len(SHARD_NAMES),
+        encoder_id=encoder_id,
+    )
     protocol = ablation_protocol(cfg)
     reports = {
         name: json.loads((store.retriever_dir(name, protocol) / RETRIEVER_FILE).read_text())
@@ -196,7 +204,7 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
             untrained, encoder, chosen, cfg.generation.seeds, folder, cfg.generator.sampling.batch_size
         )
         manifest = read_manifest(folder)
-        other_generated["untrained"] = manifest.filter(pc.equal(manifest["generator_id"], untrained.generator_id))
+        other_generated["untrained"] = current_generated_rows(manifest, untrained.generator_id, encoder.model_id)
     rows = run_ablations(
         cfg,
         store.clip_dir,

@@ -48,6 +48,7 @@ class GenerationReport:
     seconds: float
     manifest: str
     generator_calls: int = 0  # distinct (text, seed) generated: rows of prompts sharing a text share one image
+    reembedded: int = 0  # images this generator made before, embedded again by a new image tower, not regenerated
 
 
 def generate_for_prompts(
@@ -61,20 +62,28 @@ def generate_for_prompts(
 ) -> GenerationReport:
     start = time.perf_counter()
     done_table = read_manifest(folder)
-    done = set()
+    done, made_before = set(), {}
     if done_table is not None:
-        for pid, seed, gid in zip(
-            done_table["prompt_id"].to_pylist(), done_table["seed"].to_pylist(), done_table["generator_id"].to_pylist()
-        ):
-            done.add((pid, seed, gid))
-    todo = [(p, s) for p in prompts for s in seeds if (p.prompt_id, s, generator.generator_id) not in done]
+        columns = ("prompt_id", "seed", "generator_id", "encoder_id", "path", "image_id")
+        for pid, seed, gid, eid, path, image_id in zip(*(done_table[c].to_pylist() for c in columns)):
+            done.add((pid, seed, gid, eid))
+            if (folder / path).is_file():
+                made_before[(pid, seed, gid)] = (path, image_id)
+    gid, eid = generator.generator_id, encoder.model_id
+    todo = [(p, s) for p in prompts for s in seeds if (p.prompt_id, s, gid, eid) not in done]
+    # G(T) depends on the generator only: images it made before, embedded by another image tower (a new base CLIP),
+    # are embedded again from their PNG files instead of generated again
+    again = [(p, s) for p, s in todo if (p.prompt_id, s, gid) in made_before]
+    todo = [(p, s) for p, s in todo if (p.prompt_id, s, gid) not in made_before]
+    schema = manifest_schema(encoder.dim)
+    if again:
+        _reembed(again, made_before, gid, encoder, folder, schema, batch_size, progress)
     # G(T) depends on (generator, text, seed) only (deterministic, batch-invariant): prompts that share a text
     # (the same template under two protocols) share one generation
     by_text: dict[tuple[str, int], list[tuple[Prompt, int]]] = {}
     for p, s in todo:
         by_text.setdefault((p.prompt, s), []).append((p, s))
     unique = list(by_text)
-    schema = manifest_schema(encoder.dim)
     bar = tqdm(total=len(unique), desc="generated_images", unit="img", disable=not progress)
     for i in range(0, len(unique), batch_size):
         keys = unique[i : i + batch_size]
@@ -112,20 +121,65 @@ def generate_for_prompts(
     bar.close()
     return GenerationReport(
         len(todo),
-        len(prompts) * len(seeds) - len(todo),
+        len(prompts) * len(seeds) - len(todo) - len(again),
         len(prompts) * len(seeds),
         round(time.perf_counter() - start, 2),
         str(folder / MANIFEST_DIR),
         len(unique),
+        len(again),
     )
 
 
+def _reembed(items, made_before, generator_id, encoder, folder, schema, batch_size, progress) -> None:
+    from PIL import Image
+
+    bar = tqdm(total=len(items), desc="generated_images (re-embed)", unit="img", disable=not progress)
+    for i in range(0, len(items), batch_size):
+        chunk = items[i : i + batch_size]
+        found = [made_before[(p.prompt_id, s, generator_id)] for p, s in chunk]
+        images = []
+        for path, _ in found:
+            with Image.open(folder / path) as img:
+                images.append(img.convert("RGB"))
+        embeddings = encoder.embed_images(images).numpy()
+        rows = {
+            "image_id": [image_id for _, image_id in found],
+            "prompt_id": [p.prompt_id for p, _ in chunk],
+            "prompt": [p.prompt for p, _ in chunk],
+            "concept": [p.concept for p, _ in chunk],
+            "generator_split": [p.generator_split for p, _ in chunk],
+            "retriever_split": [p.retriever_split for p, _ in chunk],
+            "seed": [int(s) for _, s in chunk],
+            "path": [path for path, _ in found],
+            "generator_id": [generator_id] * len(chunk),
+            "encoder_id": [encoder.model_id] * len(chunk),
+            "embedding": list(embeddings),
+        }
+        append_part(folder, rows, schema)
+        bar.update(len(chunk))
+    bar.close()
+
+
+def current_generated_rows(manifest: pa.Table, generator_id: str, encoder_id: str) -> pa.Table:
+    """The manifest rows of one generator's images as embedded by one image tower (the manifest keeps other
+    generators' images and other towers' embeddings for reuse)."""
+    import pyarrow.compute as pc
+
+    keep = pc.and_(pc.equal(manifest["generator_id"], generator_id), pc.equal(manifest["encoder_id"], encoder_id))
+    return manifest.filter(keep)
+
+
 def read_current_generated(
-    folder: Path, generator_id: str, prompts: Sequence[Prompt], seeds: Sequence[int], shard_count: int
+    folder: Path,
+    generator_id: str,
+    prompts: Sequence[Prompt],
+    seeds: Sequence[int],
+    shard_count: int,
+    encoder_id: str,
 ) -> pa.Table:
-    """Stage 2's output as later stages read it: the manifest rows of ``generator_id`` (the manifest keeps other
-    generators' images for reuse), in one order whatever runs wrote its parts, and only when every (prompt,
-    seed) has its image (a clear error naming the shards to backfill otherwise)."""
+    """Stage 2's output as later stages read it: the manifest rows of ``generator_id`` embedded by ``encoder_id``
+    (the image tower of the table they are compared with), in one order whatever runs wrote its parts, and only
+    when every (prompt, seed) has its image (a clear error naming the shards to backfill otherwise)."""
     import pyarrow.compute as pc
 
     from .shards import require_complete
@@ -133,10 +187,16 @@ def read_current_generated(
     manifest = read_manifest(folder)
     if manifest is None:
         raise FileNotFoundError("no generated images: materialize generated_images first")
-    manifest = manifest.filter(pc.equal(manifest["generator_id"], generator_id))
-    if manifest.num_rows == 0:
+    of_generator = manifest.filter(pc.equal(manifest["generator_id"], generator_id))
+    if of_generator.num_rows == 0:
         raise ValueError(
             f"no generated images of the current generator {generator_id!r}: rematerialize generated_images"
+        )
+    manifest = current_generated_rows(manifest, generator_id, encoder_id)
+    if manifest.num_rows == 0:
+        raise ValueError(
+            f"the generated images were embedded by {sorted(set(of_generator['encoder_id'].to_pylist()))}, the table "
+            f"by {encoder_id!r}: rematerialize generated_images (it embeds the same images again, no regeneration)"
         )
     manifest = manifest.sort_by([("prompt_id", "ascending"), ("seed", "ascending"), ("image_id", "ascending")])
     expected = [(p.prompt_id, seed) for p in prompts for seed in seeds]

@@ -21,7 +21,20 @@ def read_manifest(folder: Path) -> pa.Table | None:
     if not parts:
         return None
     # finished parts only: a part being written (or left by a killed run) has another name
-    return ds.dataset(parts, format="parquet").to_table()
+    schemas = {pq.read_schema(part) for part in parts}
+    if len(schemas) == 1:
+        return ds.dataset(parts, format="parquet").to_table()
+    # parts written by image towers of different widths (a new base CLIP re-embeds the same images): fixed-size
+    # embedding lists of two sizes do not unify, so they are read as variable-size lists; readers select one
+    # encoder's rows before stacking them
+    tables = []
+    for part in parts:
+        table = pq.read_table(part)
+        if "embedding" in table.column_names:
+            i = table.column_names.index("embedding")
+            table = table.set_column(i, "embedding", table["embedding"].cast(pa.list_(pa.float32())))
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def append_part(folder: Path, rows: dict[str, list], schema: pa.Schema) -> Path:

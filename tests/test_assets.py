@@ -347,6 +347,33 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
     assert negatives.num_rows == current.num_rows * smoke_cfg.mining.k
 
 
+def test_a_new_base_clip_re_embeds_the_generated_images_instead_of_refusing(smoke_data, tmp_path):
+    """A user pulls a new base CLIP into an existing folder: the table is rebuilt by the new tower, the generator
+    is the same, so generated_images embeds its images again (no generation) and mining goes on."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator"]
+    stages = [*upstream, "image_embeddings", "generated_images", "reflective_negatives"]
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(smoke_data))
+    first = _materialize(path, stages)
+    assert first.success
+    before = _metadata(first, "generated_images")
+    smoke_data["clip"]["train"]["steps"] += 5  # another recipe: another base CLIP
+    path.write_text(yaml.safe_dump(smoke_data))
+    second = _materialize(path, stages)
+    assert second.success
+    assert _metadata(second, "generator")["generator_id"] == _metadata(first, "generator")["generator_id"]
+    after = _metadata(second, "generated_images")
+    assert after["encoder_id"] != before["encoder_id"]
+    assert (after["generated"], after["reembedded"]) == (0, before["generated"])
+    checks = {e.check_name: e.passed for e in second.get_asset_check_evaluations()}
+    assert checks["negatives_are_complete_and_current"]
+    negatives = pq.read_table(Path(smoke_data["artifacts_root"]) / "negatives" / "reflective_negatives.parquet")
+    assert set(negatives["encoder_id"].to_pylist()) == {after["encoder_id"]}
+
+
 def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(
     smoke_config_file, smoke_cfg, smoke_data, tmp_path, run_outputs
 ):

@@ -104,3 +104,46 @@ def test_a_rag_manifest_of_an_older_version_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match=r"older version of realrag .*'retriever_seed'.*move that folder away"):
         generate_arms(Gen(), {}, [], [0], None, IndexConfig(), tmp_path, progress=False)
+
+
+def test_a_new_image_tower_embeds_the_same_images_again_without_generating_them(smoke_cfg, encoder, tmp_path):
+    """A user pulls a new base CLIP (here: another width, so the embeddings do not even have the same size): the
+    generator has not changed, so its images are embedded again from their PNG files, and readers take the rows
+    of the tower their table was built by."""
+    from realrag_core.generation import read_current_generated
+
+    out = tmp_path / "generated"
+    generate_for_prompts(CountingGenerator(), encoder, PROMPTS, (0, 1), out, batch_size=4, progress=False)
+    wider = smoke_cfg.clip.architecture.model_copy(update={"embed_dim": encoder.dim * 2})
+    model, *_ = create_untrained(tmp_path / "clip2", wider, seed=1)
+    save_clip(model, tmp_path / "clip2")
+    new = load_clip(tmp_path / "clip2")
+    assert new.model_id != encoder.model_id and new.dim != encoder.dim
+    with pytest.raises(ValueError, match="embeds the same images again, no regeneration"):
+        read_current_generated(out, "counting:1", PROMPTS, (0, 1), 1, encoder_id=new.model_id)
+
+    gen = CountingGenerator()
+    report = generate_for_prompts(gen, new, PROMPTS, (0, 1), out, batch_size=3, progress=False)
+    assert gen.calls == 0 and (report.generated, report.reembedded, report.skipped_done) == (0, 10, 0)
+    old_rows = read_current_generated(out, "counting:1", PROMPTS, (0, 1), 1, encoder_id=encoder.model_id)
+    new_rows = read_current_generated(out, "counting:1", PROMPTS, (0, 1), 1, encoder_id=new.model_id)
+    assert new_rows.num_rows == old_rows.num_rows == 10
+    assert new_rows["image_id"].to_pylist() == old_rows["image_id"].to_pylist()  # the same images
+    assert new_rows["path"].to_pylist() == old_rows["path"].to_pylist()
+    emb = np.stack(new_rows["embedding"].to_numpy(zero_copy_only=False))
+    assert emb.shape == (10, new.dim)
+    first = new_rows.to_pylist()[0]
+    expected = new.embed_images([Image.open(out / first["path"]).convert("RGB")]).numpy()[0]
+    assert np.allclose(emb[0], expected, atol=1e-5)
+    # done for both towers now: nothing generated or embedded again
+    again = generate_for_prompts(CountingGenerator(), new, PROMPTS, (0, 1), out, progress=False)
+    assert (again.generated, again.reembedded, again.skipped_done) == (0, 0, 10)
+    # an image whose file is gone is generated again, not embedded from nothing
+    (out / first["path"]).unlink()
+    third = load_clip(tmp_path / "clip")  # back to the first tower: its rows are all there, nothing to do
+    assert generate_for_prompts(CountingGenerator(), third, PROMPTS, (0, 1), out, progress=False).generated == 0
+    model, *_ = create_untrained(tmp_path / "clip3", smoke_cfg.clip.architecture, seed=2)
+    save_clip(model, tmp_path / "clip3")
+    gen = CountingGenerator()
+    report = generate_for_prompts(gen, load_clip(tmp_path / "clip3"), PROMPTS, (0, 1), out, progress=False)
+    assert (report.generated, report.reembedded) == (1, 9) and gen.images == 1
