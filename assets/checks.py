@@ -87,12 +87,13 @@ def negatives_are_complete_and_current(realrag: RealRagConfigResource) -> dg.Ass
     cfg, store = realrag.load(), realrag.store()
     table = _table(realrag)
     manifest = read_manifest(store.generated_dir)
-    current = (
-        current_generated_rows(manifest, recorded_generator_id(cfg, store), table_model(table)[0])
-        if manifest is not None
-        else None
+    generated = (
+        []
+        if manifest is None
+        else current_generated_rows(manifest, recorded_generator_id(cfg, store), table_model(table)[0])
+        .select(["image_id"])
+        .to_pylist()
     )
-    generated = current.select(["image_id"]).to_pylist() if current is not None else []
     negatives = store.read_negatives()
     return _result(negatives_outcome(negatives, generated, cfg.mining.k, cfg.mining.policy, table.version))
 

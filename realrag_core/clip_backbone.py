@@ -107,7 +107,7 @@ def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, aug_cfg: d
         )
         write_model_config(Path(scratch), arch)
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-            f"local-dir:{scratch}", aug_cfg=aug_cfg or {"scale": (0.7, 1.0)}
+            f"local-dir:{scratch}", aug_cfg=aug_cfg or ClipTrainConfig().open_clip_aug_cfg()
         )
         tokenizer = open_clip.get_tokenizer(f"local-dir:{scratch}")
     return model, train_tf, eval_tf, tokenizer

@@ -67,14 +67,19 @@ def generate_for_prompts(
         columns = ("prompt_id", "seed", "generator_id", "encoder_id", "path", "image_id")
         for pid, seed, gid, eid, path, image_id in zip(*(done_table[c].to_pylist() for c in columns)):
             done.add((pid, seed, gid, eid))
-            if (folder / path).is_file():
-                made_before[(pid, seed, gid)] = (path, image_id)
+            made_before[(pid, seed, gid)] = (path, image_id)
     gid, eid = generator.generator_id, encoder.model_id
     todo = [(p, s) for p in prompts for s in seeds if (p.prompt_id, s, gid, eid) not in done]
+
+    def on_disk(p: Prompt, s: int) -> bool:
+        found = made_before.get((p.prompt_id, s, gid))
+        return found is not None and (folder / found[0]).is_file()
+
     # G(T) depends on the generator only: images it made before, embedded by another image tower (a new base CLIP),
-    # are embedded again from their PNG files instead of generated again
-    again = [(p, s) for p, s in todo if (p.prompt_id, s, gid) in made_before]
-    todo = [(p, s) for p, s in todo if (p.prompt_id, s, gid) not in made_before]
+    # are embedded again from their PNG files instead of generated again (a file that is gone is generated again)
+    kept = [on_disk(p, s) for p, s in todo]
+    again = [item for item, k in zip(todo, kept) if k]
+    todo = [item for item, k in zip(todo, kept) if not k]
     schema = manifest_schema(encoder.dim)
     if again:
         _reembed(again, made_before, gid, encoder, folder, schema, batch_size, progress)
@@ -102,20 +107,7 @@ def generate_for_prompts(
             # unique per (prompt, seed, generator) even when two prompts give identical pixels
             key = f"{p.prompt_id}\x00{s}\x00{generator.generator_id}\x00".encode()
             image_id = hashlib.sha256(key + data).hexdigest()[:32]
-            for key, value in (
-                ("image_id", image_id),
-                ("prompt_id", p.prompt_id),
-                ("prompt", p.prompt),
-                ("concept", p.concept),
-                ("generator_split", p.generator_split),
-                ("retriever_split", p.retriever_split),
-                ("seed", int(s)),
-                ("path", str(rel)),
-                ("generator_id", generator.generator_id),
-                ("encoder_id", encoder.model_id),
-                ("embedding", emb),
-            ):
-                rows[key].append(value)
+            _add_row(rows, p, s, str(rel), image_id, generator.generator_id, encoder.model_id, emb)
         append_part(folder, rows, schema)
         bar.update(len(keys))
     bar.close()
@@ -130,6 +122,23 @@ def generate_for_prompts(
     )
 
 
+def _add_row(rows: dict[str, list], p: Prompt, seed: int, path: str, image_id: str, generator_id, encoder_id, emb):
+    for key, value in (
+        ("image_id", image_id),
+        ("prompt_id", p.prompt_id),
+        ("prompt", p.prompt),
+        ("concept", p.concept),
+        ("generator_split", p.generator_split),
+        ("retriever_split", p.retriever_split),
+        ("seed", int(seed)),
+        ("path", path),
+        ("generator_id", generator_id),
+        ("encoder_id", encoder_id),
+        ("embedding", emb),
+    ):
+        rows[key].append(value)
+
+
 def _reembed(items, made_before, generator_id, encoder, folder, schema, batch_size, progress) -> None:
     from PIL import Image
 
@@ -141,20 +150,9 @@ def _reembed(items, made_before, generator_id, encoder, folder, schema, batch_si
         for path, _ in found:
             with Image.open(folder / path) as img:
                 images.append(img.convert("RGB"))
-        embeddings = encoder.embed_images(images).numpy()
-        rows = {
-            "image_id": [image_id for _, image_id in found],
-            "prompt_id": [p.prompt_id for p, _ in chunk],
-            "prompt": [p.prompt for p, _ in chunk],
-            "concept": [p.concept for p, _ in chunk],
-            "generator_split": [p.generator_split for p, _ in chunk],
-            "retriever_split": [p.retriever_split for p, _ in chunk],
-            "seed": [int(s) for _, s in chunk],
-            "path": [path for path, _ in found],
-            "generator_id": [generator_id] * len(chunk),
-            "encoder_id": [encoder.model_id] * len(chunk),
-            "embedding": list(embeddings),
-        }
+        rows = {f.name: [] for f in schema}
+        for (p, s), (path, image_id), emb in zip(chunk, found, encoder.embed_images(images).numpy()):
+            _add_row(rows, p, s, path, image_id, generator_id, encoder.model_id, emb)
         append_part(folder, rows, schema)
         bar.update(len(chunk))
     bar.close()
@@ -192,7 +190,7 @@ def read_current_generated(
         raise ValueError(
             f"no generated images of the current generator {generator_id!r}: rematerialize generated_images"
         )
-    manifest = current_generated_rows(manifest, generator_id, encoder_id)
+    manifest = of_generator.filter(pc.equal(of_generator["encoder_id"], encoder_id))
     if manifest.num_rows == 0:
         raise ValueError(
             f"the generated images were embedded by {sorted(set(of_generator['encoder_id'].to_pylist()))}, the table "
