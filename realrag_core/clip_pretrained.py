@@ -20,15 +20,32 @@ from .clip_backbone import CONFIG_NAME, TRAINING_FILE, WEIGHTS_NAME, save_clip
 from .config import PretrainedClipConfig
 
 
+def _bundled_folder(spec: PretrainedClipConfig) -> Path | None:
+    """The folder of a ``local-dir:`` model, whose weights open_clip loads from the folder itself."""
+    schema, identifier = open_clip.factory.parse_model_name(spec.model)
+    return Path(identifier) if schema == "local-dir" else None
+
+
 def pretrained_name(spec: PretrainedClipConfig) -> str:
-    return f"open_clip:{spec.model}/{spec.pretrained or 'random'}"
+    if spec.pretrained:
+        return f"open_clip:{spec.model}/{spec.pretrained}"
+    if spec.model.startswith(("local-dir:", "hf-hub:")):  # weights travel with the model: nothing is random
+        return f"open_clip:{spec.model}"
+    return f"open_clip:{spec.model}/random"
+
+
+def _file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def pretrained_key(spec: PretrainedClipConfig) -> str:
     tag = spec.pretrained
     if tag and Path(tag).is_file():  # a checkpoint file: its bytes, not its path, decide reuse
-        stat = Path(tag).stat()
-        tag = f"{tag}:{stat.st_size}:{stat.st_mtime_ns}"
+        tag = _file_stamp(Path(tag))
+    folder = _bundled_folder(spec)
+    if not tag and folder is not None and folder.is_dir():  # new weights in the folder: materialize again
+        tag = [_file_stamp(p) for p in sorted(folder.iterdir()) if p.name.startswith("open_clip_") and p.is_file()]
     return hashlib.sha256(json.dumps([spec.model, tag]).encode()).hexdigest()[:16]
 
 

@@ -124,3 +124,25 @@ def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(
             assert -1 <= rows[(arm, split, "clip_i")]["value"] <= 1
     md = (cfg.artifacts_root / "reports" / "results.md").read_text()
     assert "| fid | kid |" in md and "fid/kid are the standard Inception protocol" in md
+
+
+def test_a_local_dir_model_is_named_for_its_folder_and_reloads_when_its_weights_change(tiny_checkpoints, tmp_path):
+    """open_clip's ``local-dir:`` schema loads config and weights from one folder (as the demo CLIP is stored):
+    its id must not read 'random', and new weights in that folder must not be answered by the old copy."""
+    name, (weights, other) = tiny_checkpoints
+    source = tmp_path / "mine"
+    materialize_pretrained(
+        PretrainedClipConfig(kind="open_clip_pretrained", model=name, pretrained=str(weights)), source
+    )
+    spec = PretrainedClipConfig(kind="open_clip_pretrained", model=f"local-dir:{source}")
+    info = materialize_pretrained(spec, tmp_path / "clip")
+    assert info["model_name"] == f"open_clip:local-dir:{source}" and "random" not in info["model_id"]
+    first = load_clip(tmp_path / "clip")
+    reference = load_clip(source)
+    tokens = open_clip.get_tokenizer(name)(["a red circle"])
+    with torch.no_grad():
+        assert torch.allclose(first.model.encode_text(tokens), reference.model.encode_text(tokens), atol=1e-5)
+    assert materialize_pretrained(spec, tmp_path / "clip")["reused"]
+    materialize_pretrained(PretrainedClipConfig(kind="open_clip_pretrained", model=name, pretrained=str(other)), source)
+    again = materialize_pretrained(spec, tmp_path / "clip")
+    assert not again["reused"] and load_clip(tmp_path / "clip").model_id != first.model_id
