@@ -1094,6 +1094,7 @@ _PATH_KEYS = {
     "model_cache",
 }
 _MODEL_KEYS = {"model", "repo", "pretrained", "image_encoder_folder"}  # a hub id, or a folder when written as ./ or ../
+_LOCAL_DIR = "local-dir:"
 
 
 def _resolve_paths(node, base: Path):
@@ -1109,6 +1110,11 @@ def _resolve_paths(node, base: Path):
                 out[key] = str(p if p.is_absolute() else (base / p).resolve())
             elif key in _MODEL_KEYS and isinstance(value, str) and value.startswith(("./", "../")):
                 out[key] = str((base / value).resolve())
+            elif (
+                key == "model" and isinstance(value, str) and value.startswith(_LOCAL_DIR)
+            ):  # open_clip's folder schema
+                p = Path(os.path.expanduser(value.removeprefix(_LOCAL_DIR)))
+                out[key] = _LOCAL_DIR + str(p if p.is_absolute() else (base / p).resolve())
             else:
                 out[key] = _resolve_paths(value, base)
         return out

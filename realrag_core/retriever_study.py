@@ -219,8 +219,8 @@ def write_ablations(rows: list[dict], folder: Path) -> dict[str, Path]:
         lr = "-" if r["lr"] is None else format(r["lr"], "g")
         lines.append(
             f"| {r['variant']} | {r['changed']} | {lr} | {r['seeds']} | "
-            f"{r['val_top1']:.3f}{spread} | {r['val_top5']:.3f} | {r['val_mrr']:.3f} | {f(r['known_top1'])} (n={r['known_queries']}) | "
-            f"{f(r['novel_top1'])} (n={r['novel_queries']}) |"
+            f"{r['val_top1']:.3f}{spread} | {r['val_top5']:.3f} | {r['val_mrr']:.3f} | {f(r['known_top1'])} (n={r['known_queries'] or 0}) | "
+            f"{f(r['novel_top1'])} (n={r['novel_queries'] or 0}) |"
         )
     md = folder / "retriever_ablations.md"
     md.write_text("\n".join(lines) + "\n")

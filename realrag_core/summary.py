@@ -22,9 +22,14 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         )
     clip = store.read_report("clip_backbone")
     if clip:
+        origin = (
+            f"trained {clip['train_seconds']} s on {clip['train_images']} images"
+            if "train_seconds" in clip
+            else f"pretrained, loaded in {clip.get('load_seconds', '?')} s"  # open_clip_pretrained: nothing trained here
+        )
         lines.append(
-            f"clip       {clip['model_id']}, {clip['params'] / 1e6:.2f}M params, trained {clip['train_seconds']} s "
-            f"on {clip['train_images']} images{' (reused)' if clip['reused'] else ''}"
+            f"clip       {clip['model_id']}, {clip['params'] / 1e6:.2f}M params, {origin}"
+            f"{' (reused)' if clip.get('reused') else ''}"
         )
         sel = clip.get("selection")
         if sel:

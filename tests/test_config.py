@@ -139,6 +139,7 @@ def test_every_example_profile_validates(tmp_path):
 
     shutil.copytree(PROJECT_ROOT / "configs", tmp_path / "configs")
     (tmp_path / "data" / "stanford_cars" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "my_folders").mkdir(parents=True)
     profiles = sorted((tmp_path / "configs").glob("*.yaml"))
     assert {"demo.yaml", "smoke.yaml", "cars_sdxl.yaml", "cars_flux.yaml", "cars_omnigen.yaml"} <= {
         p.name for p in profiles
@@ -149,6 +150,9 @@ def test_every_example_profile_validates(tmp_path):
         if path.name.startswith("cars_"):  # one database for every generator: the table is keyed by the encoder
             assert cfg.embeddings.table_uri == str(tmp_path / "artifacts" / "cars" / "lancedb")
             assert cfg.prompts.protocols == ("seen_concepts",)  # the paper's protocol on the paper's data
+    mine = load_config(tmp_path / "configs" / "my_folders.yaml")  # open_clip's local-dir: beside the file, too
+    assert mine.clip.model == f"local-dir:{tmp_path / 'weights' / 'demo_clip'}"
+    assert mine.source.root == tmp_path / "data" / "my_folders"
     kinds = {p.name: load_config(p).generator for p in profiles}
     assert (kinds["cars_flux.yaml"].family, kinds["cars_omnigen.yaml"].kind) == ("flux", "diffusers_omnigen")
 
