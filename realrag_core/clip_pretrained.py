@@ -20,16 +20,11 @@ from .clip_backbone import CONFIG_NAME, TRAINING_FILE, WEIGHTS_NAME, save_clip
 from .config import PretrainedClipConfig
 
 
-def _bundled_folder(spec: PretrainedClipConfig) -> Path | None:
-    """The folder of a ``local-dir:`` model, whose weights open_clip loads from the folder itself."""
-    schema, identifier = open_clip.factory.parse_model_name(spec.model)
-    return Path(identifier) if schema == "local-dir" else None
-
-
 def pretrained_name(spec: PretrainedClipConfig) -> str:
     if spec.pretrained:
         return f"open_clip:{spec.model}/{spec.pretrained}"
-    if spec.model.startswith(("local-dir:", "hf-hub:")):  # weights travel with the model: nothing is random
+    schema, _ = open_clip.factory.parse_model_name(spec.model)
+    if schema is not None:  # local-dir: / hf-hub: models bring their weights: nothing is random
         return f"open_clip:{spec.model}"
     return f"open_clip:{spec.model}/random"
 
@@ -43,9 +38,10 @@ def pretrained_key(spec: PretrainedClipConfig) -> str:
     tag = spec.pretrained
     if tag and Path(tag).is_file():  # a checkpoint file: its bytes, not its path, decide reuse
         tag = _file_stamp(Path(tag))
-    folder = _bundled_folder(spec)
-    if not tag and folder is not None and folder.is_dir():  # new weights in the folder: materialize again
-        tag = [_file_stamp(p) for p in sorted(folder.iterdir()) if p.name.startswith("open_clip_") and p.is_file()]
+    schema, identifier = open_clip.factory.parse_model_name(spec.model)
+    if not tag and schema == "local-dir" and Path(identifier).is_dir():  # new weights there: materialize again
+        files = sorted(Path(identifier).iterdir())
+        tag = [_file_stamp(p) for p in files if p.name.startswith("open_clip_") and p.is_file()]
     return hashlib.sha256(json.dumps([spec.model, tag]).encode()).hexdigest()[:16]
 
 

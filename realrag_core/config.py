@@ -1097,24 +1097,24 @@ _MODEL_KEYS = {"model", "repo", "pretrained", "image_encoder_folder"}  # a hub i
 _LOCAL_DIR = "local-dir:"
 
 
+def _beside(value: str, base: Path) -> str:
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
 def _resolve_paths(node, base: Path):
     """Resolve relative path-valued keys against the config file's folder."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
-            if key in _PATH_KEYS and isinstance(value, str):
-                p = Path(os.path.expanduser(value))
-                out[key] = str(p if p.is_absolute() else (base / p).resolve())
-            elif key == "table_uri" and isinstance(value, str) and "://" not in value:  # a local LanceDB folder
-                p = Path(os.path.expanduser(value))
-                out[key] = str(p if p.is_absolute() else (base / p).resolve())
-            elif key in _MODEL_KEYS and isinstance(value, str) and value.startswith(("./", "../")):
+            if not isinstance(value, str):
+                out[key] = _resolve_paths(value, base)
+            elif key in _PATH_KEYS or (key == "table_uri" and "://" not in value):  # table_uri: a local LanceDB folder
+                out[key] = _beside(value, base)
+            elif key in _MODEL_KEYS and value.startswith(("./", "../")):
                 out[key] = str((base / value).resolve())
-            elif (
-                key == "model" and isinstance(value, str) and value.startswith(_LOCAL_DIR)
-            ):  # open_clip's folder schema
-                p = Path(os.path.expanduser(value.removeprefix(_LOCAL_DIR)))
-                out[key] = _LOCAL_DIR + str(p if p.is_absolute() else (base / p).resolve())
+            elif key == "model" and value.startswith(_LOCAL_DIR):  # open_clip's folder schema
+                out[key] = _LOCAL_DIR + _beside(value.removeprefix(_LOCAL_DIR), base)
             else:
                 out[key] = _resolve_paths(value, base)
         return out
