@@ -119,6 +119,9 @@ def main(argv=None) -> None:
 
     losses = train_clip(model, tokenizer, train_tf, images, [r.concept for r in kept], train, seed, on_step)
     bar.close()
+    if train.average_from is not None:  # the last point above is the last step's weights; the kept model is the average
+        score(train.steps, losses[-1])
+        trajectory[-1]["averaged_from_step"] = int(train.steps * train.average_from)
     result = {
         "model": args.model,
         "name": args.name,

@@ -174,6 +174,9 @@ def train_clip(
         optimizer, lambda s: cosine_with_warmup(s, cfg.steps, cfg.warmup_steps)
     )
     loss_fn = ClipLoss()
+    # the average holds its own copy of the weights and draws no random numbers: the trained path is unchanged
+    first_averaged = None if cfg.average_from is None else int(cfg.steps * cfg.average_from)
+    averaged = None if first_averaged is None else torch.optim.swa_utils.AveragedModel(model)
     model.train()
     losses = []
     for step in range(cfg.steps):
@@ -200,9 +203,13 @@ def train_clip(
         schedule.step()
         with torch.no_grad():  # CLIP's clamp on the learned temperature
             model.logit_scale.clamp_(0, math.log(100))
+        if averaged is not None and step >= first_averaged:
+            averaged.update_parameters(model)
         losses.append(loss.item())
         if on_step:
             on_step(step, losses[-1])
+    if averaged is not None:  # buffers (the causal mask) are constants; a ViT has no batch-norm statistics to redo
+        model.load_state_dict(averaged.module.state_dict())
     model.eval()
     return losses
 

@@ -332,6 +332,13 @@ class ClipTrainConfig(_Strict):
         "jittered, since colour names many concepts (a red apple is not a green apple)",
     )
     color_jitter_prob: float = Field(0.0, ge=0.0, le=1.0, description="probability of applying color_jitter")
+    average_from: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="average the weights of every step from this fraction of training on (torch's AveragedModel, "
+        "uniform weights, as SWA/SWAD do for out-of-domain transfer) and keep the average; None keeps the last step",
+    )
 
     @field_validator("captions")
     @classmethod
@@ -349,7 +356,7 @@ class ClipTrainConfig(_Strict):
 
     def key_dump(self) -> dict:
         """What a training key hashes: every setting, less the later-added ones while at their defaults."""
-        later = {"hflip", "fused_optimizer", "image_text_weight", "color_jitter", "color_jitter_prob"}
+        later = {"hflip", "fused_optimizer", "image_text_weight", "color_jitter", "color_jitter_prob", "average_from"}
         dump = self.model_dump(mode="json")
         defaults = type(self)().model_dump(mode="json")  # compared as JSON: a tuple default dumps as a list
         return {k: v for k, v in dump.items() if k not in later or v != defaults[k]}

@@ -232,3 +232,33 @@ def test_colour_jitter_keeps_hue_is_deterministic_and_leaves_old_keys(smoke_cfg,
         )
         runs.append(train_clip(model, tok, train_tf, images, concepts, train, seed=0))
     assert runs[0] == runs[1]
+
+
+def test_weight_averaging_keeps_the_mean_of_the_late_steps_and_leaves_the_path(smoke_cfg, tmp_path):
+    from realrag_core.config import ClipTrainConfig
+
+    # weights made before the setting existed keep their training key
+    assert "average_from" not in ClipTrainConfig().key_dump()
+    assert ClipTrainConfig(average_from=0.5).key_dump()["average_from"] == 0.5
+    with pytest.raises(ValueError):
+        ClipTrainConfig(average_from=1.0)
+    images, concepts = _pretrain_data(smoke_cfg)
+    plain = smoke_cfg.clip.train.model_copy(update={"steps": 6})
+    averaged = plain.model_copy(update={"average_from": 0.5})
+    runs = {}
+    for name, train in (("plain", plain), ("averaged", averaged)):
+        model, train_tf, _, tok = create_untrained(tmp_path / name, smoke_cfg.clip.architecture, seed=0)
+        snapshots = []
+
+        def keep(step, loss, model=model, snapshots=snapshots):
+            snapshots.append({k: v.detach().clone() for k, v in model.named_parameters()})
+
+        losses = train_clip(model, tok, train_tf, images, concepts, train, seed=0, on_step=keep)
+        runs[name] = (losses, snapshots, {k: v.detach().clone() for k, v in model.named_parameters()})
+    (plain_losses, plain_steps, plain_final), (avg_losses, avg_steps, avg_final) = runs["plain"], runs["averaged"]
+    assert plain_losses == avg_losses  # averaging watches the training, it does not change it
+    for k, v in plain_final.items():
+        assert torch.equal(v, plain_steps[-1][k])  # without averaging the last step is kept
+        mean = torch.stack([s[k] for s in avg_steps[3:]]).mean(0)  # steps 3, 4, 5 of 6
+        torch.testing.assert_close(avg_final[k], mean, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(avg_final[k], avg_steps[-1][k]) for k in avg_final)
