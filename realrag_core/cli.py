@@ -18,6 +18,7 @@ What the last embedding run could not use: rejects counted by reason, a few path
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -87,12 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "rejects":
-            from .config import load_config
+            from .config import CONFIG_ENV_VAR, load_config
             from .embed_images import rejects_summary
-            from .store import ArtifactStore
+            from .store import ArtifactStore, profile_hint
 
-            store = ArtifactStore(load_config(args.config).artifacts_root)
-            print(rejects_summary(store.rejects_dir / "image_embeddings.parquet", args.examples))
+            cfg = load_config(args.config)
+            store = ArtifactStore(cfg.artifacts_root)
+            rejects = store.rejects_dir / "image_embeddings.parquet"
+            named = bool(args.config or os.environ.get(CONFIG_ENV_VAR))
+            print(profile_hint(cfg, str(rejects.relative_to(store.root)), named))
+            print(rejects_summary(rejects, args.examples))
             return 0
         if args.command == "compare":
             from .compare import compare, write_comparison

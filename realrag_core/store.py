@@ -112,3 +112,34 @@ def retriever_key(name: str, protocol: str = "unseen_concepts") -> str:
     """The folder and report name of a retriever asset's models for one protocol: the asset's name for
     unseen_concepts (where every earlier version kept them), ``<name>__<protocol>`` otherwise."""
     return name if protocol == "unseen_concepts" else f"{name}__{protocol}"
+
+
+def profiles_with_runs(marker: str, exclude: Path, folder: Path | None = None) -> list[str]:
+    """The profiles in ``folder`` (default: the repository's configs/) whose artifacts hold ``marker`` (a path
+    under the artifacts root), other than the one at ``exclude``: what a user who ran another profile and asked
+    without naming it should be pointed to. Profiles that do not load are skipped."""
+    from .config import ConfigError, load_config
+
+    folder = folder or Path(__file__).resolve().parent.parent / "configs"
+    found = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        try:
+            root = Path(load_config(path).artifacts_root)
+        except (ConfigError, ValueError, OSError):
+            continue
+        if root.resolve() != Path(exclude).resolve() and (root / marker).exists():
+            found.append(str(path))
+    return found
+
+
+def profile_hint(cfg, marker: str, named: bool) -> str:
+    """One line naming the profile an answer comes from; when it was not named (--config, $REALRAG_CONFIG),
+    also the other profiles that have ``marker``, so a user of their own profile is not shown the demo's."""
+    line = f"profile '{cfg.name}' ({cfg.artifacts_root})"
+    if named:
+        return line
+    others = profiles_with_runs(marker, Path(cfg.artifacts_root))
+    line += " by default (pass --config or set REALRAG_CONFIG)"
+    if others:
+        line += "; other profiles with runs: " + ", ".join(os.path.relpath(o) for o in others)
+    return line

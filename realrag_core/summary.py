@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from .config import load_config
+from .config import CONFIG_ENV_VAR, load_config
 from .prompts import PROTOCOLS, row_protocol
-from .store import ArtifactStore, retriever_key
+from .store import ArtifactStore, profile_hint, retriever_key
 
 
 def summary_lines(store: ArtifactStore) -> list[str]:
@@ -100,7 +101,7 @@ def summary_lines(store: ArtifactStore) -> list[str]:
 
 def main() -> None:
     cfg = load_config()
-    print(f"== realrag profile '{cfg.name}' ({cfg.artifacts_root})")
+    print("== realrag " + profile_hint(cfg, "reports", bool(os.environ.get(CONFIG_ENV_VAR))))
     for line in summary_lines(ArtifactStore(cfg.artifacts_root)):
         print(line)
 

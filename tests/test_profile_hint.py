@@ -1,0 +1,46 @@
+"""A user who ran their own profile and asks `realrag rejects` (or the summary) without naming it is told which
+profile answered and which others have runs."""
+
+from pathlib import Path
+
+from realrag_core.cli import main
+from realrag_core.config import load_config
+from realrag_core.store import profile_hint, profiles_with_runs
+
+SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+MARKER = "rejects/image_embeddings.parquet"
+
+
+def _profiles(tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    for name in ("mine", "idle", "current"):
+        (folder / f"{name}.yaml").write_text(f"extends: {SMOKE}\nname: {name}\nartifacts_root: ../art/{name}\n")
+    (folder / "broken.yaml").write_text("extends: [not, a, path\n")
+    for name in ("mine", "current"):
+        (tmp_path / "art" / name / "rejects").mkdir(parents=True)
+        (tmp_path / "art" / name / MARKER).write_bytes(b"")
+    return folder
+
+
+def test_other_profiles_with_runs_are_named_and_the_rest_skipped(tmp_path):
+    folder = _profiles(tmp_path)
+    found = profiles_with_runs(MARKER, tmp_path / "art" / "current", folder)
+    assert found == [str(folder / "mine.yaml")]  # not the one answering, not one without a run, not the broken one
+
+
+def test_the_hint_says_default_only_when_the_profile_was_not_named(tmp_path):
+    cfg = load_config(SMOKE)
+    named = profile_hint(cfg, MARKER, named=True)
+    assert cfg.name in named and "by default" not in named
+    assert "by default" in profile_hint(cfg, MARKER, named=False)
+
+
+def test_rejects_command_names_its_profile(tmp_path, monkeypatch, capsys):
+    folder = _profiles(tmp_path)
+    monkeypatch.delenv("REALRAG_CONFIG", raising=False)
+    rc = main(["rejects", "--config", str(folder / "mine.yaml")])
+    out = capsys.readouterr()
+    # the marker is an empty file, not Parquet: a clear error after the profile line, not a traceback
+    assert out.out.startswith("profile 'mine'") and "by default" not in out.out
+    assert rc == 2 and out.err.startswith("realrag: ")
