@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .config import CONFIG_ENV_VAR, load_config
 from .prompts import PROTOCOLS, row_protocol
+from .stats import wilson_interval
 from .store import ArtifactStore, profile_hint, retriever_key
 
 
@@ -65,6 +66,8 @@ def summary_lines(store: ArtifactStore) -> list[str]:
         lines.append(f"generator  {gen['generator_id']} ({gen['source']} weights); judge top-1 of samples:")
         for name, m in gen["checks"].items():
             lines.append(f"           {name:26s} {m['acc']:.3f} [{m['lo']:.2f}, {m['hi']:.2f}] (n={m['n']})")
+        if gen.get("bars"):
+            lines.append("           bars: the demo generator's checks (issue 3), meaningful on a demo-like world only")
         for name, bar in (gen.get("bars") or {}).items():
             lines.append(
                 f"           bar {name:22s} {'met' if bar['met'] else 'NOT met'}: {bar['value']:.3f} "
@@ -90,6 +93,7 @@ def summary_lines(store: ArtifactStore) -> list[str]:
                 f"{name:10s} ({row_protocol(r)}) lr grid (val top-1, seed {r['seeds'][0]['seed']}) {grid}; chosen {r.get('chosen_lr')}"
             )
             lines.append(f"           validation over {len(r['seeds'])} seeds: {val}; {r['train_seconds']} s")
+            lines += small_validation_warnings(r["validation"])
     ablations = Path(store.root, "reports", "retriever_ablations.md")
     if ablations.is_file():
         lines += ["", "== retriever ablations on validation (reports/retriever_ablations.md)", ablations.read_text()]
@@ -97,6 +101,24 @@ def summary_lines(store: ArtifactStore) -> list[str]:
     if results.is_file():
         lines += ["", "== results (reports/results.md)", results.read_text()]
     return lines or ["no reports yet: run the job first"]
+
+
+SMALL_VALIDATION = 30  # queries: below it a 95% interval on top-1 is wider than about +-0.15
+
+
+def small_validation_warnings(validation: dict) -> list[str]:
+    """A warning per validation split with too few queries to choose a learning rate or compare to zero-shot."""
+    out = []
+    for split, m in validation.items():
+        n = int(m["queries"])
+        if n < SMALL_VALIDATION:
+            lo, hi = wilson_interval(round(m["top1"] * n), n)
+            out.append(
+                f"           WARNING: {split} validation has {n} queries (top-1 95% interval [{lo:.2f}, {hi:.2f}]): "
+                "the learning-rate choice and the comparison with zero-shot are within noise; add classes "
+                f"(a validation split of {SMALL_VALIDATION}+ queries)"
+            )
+    return out
 
 
 def main() -> None:

@@ -44,3 +44,13 @@ def test_rejects_command_names_its_profile(tmp_path, monkeypatch, capsys):
     # the marker is an empty file, not Parquet: a clear error after the profile line, not a traceback
     assert out.out.startswith("profile 'mine'") and "by default" not in out.out
     assert rc == 2 and out.err.startswith("realrag: ")
+
+
+def test_small_validation_sets_are_flagged_with_their_interval():
+    from realrag_core.summary import small_validation_warnings
+
+    warned = small_validation_warnings({"novel": {"top1": 0.5, "queries": 4}, "known": {"top1": 0.4, "queries": 80}})
+    assert len(warned) == 1 and "novel validation has 4 queries" in warned[0]
+    lo, hi = (float(x) for x in warned[0].split("interval [")[1].split("]")[0].split(", "))
+    assert lo < 0.2 and hi > 0.8  # 2 of 4: the interval spans most of [0, 1]
+    assert small_validation_warnings({"novel": {"top1": 0.3, "queries": 30}}) == []
