@@ -31,8 +31,18 @@ fi
 export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT}"
 
 # Not fatal: offline, the smoke profile and the tests still run (the real-package tests are skipped), and
-# the demo's image_source asset fails later with npm's own message.
-if command -v npm >/dev/null 2>&1; then
+# the demo's image_source asset fails later with npm's own message. Fetched for the tests (test.sh sets
+# REALRAG_FETCH_DEMO_WORLD=1) and for a profile that draws from the emoji world; a profile of the user's own images
+# (REALRAG_CONFIG=configs/my_folders.yaml) does not need them. A profile that does not load fetches anyway: its
+# error comes from the job, with the profile's name.
+wants_world="${REALRAG_FETCH_DEMO_WORLD:-}"
+if [ -z "$wants_world" ]; then
+  status=0; .venv/bin/python -m realrag_core.demo_world needed 2>/dev/null || status=$?
+  if [ "$status" = 3 ]; then wants_world=0; else wants_world=1; fi   # 3: not needed; a crash (1) fetches
+fi
+if [ "$wants_world" = 0 ]; then
+  echo "[setup] profile ${REALRAG_CONFIG:-configs/demo.yaml} does not draw from the demo world: its npm packages are not fetched"
+elif command -v npm >/dev/null 2>&1; then
   .venv/bin/python -m realrag_core.demo_world fetch --cache .cache/emoji-npm \
     || echo "[setup] warning: could not fetch the demo world's npm packages (offline?)"
 else

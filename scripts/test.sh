@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: the same set-up, then the test suite (extra arguments go to pytest).
 set -euo pipefail
+export REALRAG_FETCH_DEMO_WORLD=1   # the real-package tests need the demo world's npm packages whatever the profile
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 # Debian packages some tests start: chromium + chromium-driver (the browser test of the UI) and redis-server (the
 # broker of the Celery test). Installed where apt-get may (root, no sudo prompt); elsewhere those tests are skipped

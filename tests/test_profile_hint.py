@@ -54,3 +54,27 @@ def test_small_validation_sets_are_flagged_with_their_interval():
     lo, hi = (float(x) for x in warned[0].split("interval [")[1].split("]")[0].split(", "))
     assert lo < 0.2 and hi > 0.8  # 2 of 4: the interval spans most of [0, 1]
     assert small_validation_warnings({"novel": {"top1": 0.3, "queries": 30}}) == []
+
+
+def test_set_up_fetches_the_emoji_world_only_for_profiles_that_draw_from_it(tmp_path):
+    from realrag_core.demo_world import profile_needs_world
+
+    configs = SMOKE.parent
+    assert profile_needs_world(configs / "demo.yaml")
+    assert not profile_needs_world(configs / "smoke.yaml")  # drawn on the fly
+    (tmp_path / "folders" / "red apple").mkdir(parents=True)
+    own = tmp_path / "own.yaml"
+    own.write_text(f"extends: {configs / 'my_folders.yaml'}\nsource:\n  root: folders\n")
+    assert not profile_needs_world(own)  # the user's own class folders
+    assert profile_needs_world(tmp_path / "missing.yaml")  # does not load: fetch, the job reports the error
+
+
+def test_needed_exits_3_for_a_profile_without_the_world_and_0_with_it():
+    import pytest
+
+    from realrag_core.demo_world import NOT_NEEDED, main as demo_world_main
+
+    for profile, status in (("smoke.yaml", NOT_NEEDED), ("demo.yaml", 0)):
+        with pytest.raises(SystemExit) as exit_:
+            demo_world_main(["needed", "--config", str(SMOKE.parent / profile)])
+        assert exit_.value.code == status and NOT_NEEDED not in (0, 1)  # 1 is what a crash exits with
