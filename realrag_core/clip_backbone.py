@@ -149,8 +149,8 @@ def train_clip(
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Contrastive training on (caption, image) pairs. Each batch holds at most one image per concept, so
-    no in-batch negative is secretly a positive."""
+    """Contrastive training on (caption, image) pairs. Each batch holds each of its concepts once (with
+    ``image_pair_weight``, two images of it and its caption once), so no in-batch negative is secretly a positive."""
     rng = random.Random(seed)
     flip_rng = random.Random(f"flip-{seed}")
     torch.manual_seed(seed)
@@ -160,7 +160,8 @@ def train_clip(
     for i, c in enumerate(concepts):
         by_concept.setdefault(c, []).append(i)
     names = sorted(by_concept)
-    batch = min(cfg.batch_size, len(names))
+    pairs = cfg.image_pair_weight > 0
+    batch = min(cfg.batch_size // 2 if pairs else cfg.batch_size, len(names))  # concepts per batch
     if batch < 2:
         raise ValueError("contrastive training needs at least two concepts")
     # plain (unfused) AdamW by default: the shipped demo generator's text encoder was trained so, and another
@@ -181,7 +182,10 @@ def train_clip(
     losses = []
     for step in range(cfg.steps):
         chosen = rng.sample(names, batch)
-        idx = [rng.choice(by_concept[c]) for c in chosen]
+        if pairs:  # two drawings of each concept, side by side: [c0 a, c0 b, c1 a, c1 b, ...]
+            idx = [i for c in chosen for i in _two_of(by_concept[c], rng)]
+        else:
+            idx = [rng.choice(by_concept[c]) for c in chosen]
         # the flip draws come from their own generator, so hflip 0 leaves the old recipes' random streams as they were
         flips = [flip_rng.random() < cfg.hflip for _ in idx] if cfg.hflip else [False] * len(idx)
         pixels = torch.stack(
@@ -189,14 +193,14 @@ def train_clip(
         )
         captions = [rng.choice(cfg.captions).format(concept=c) for c in chosen]
         image_features, text_features, logit_scale = model(pixels, tokenizer(captions))
-        if cfg.image_text_weight == 1.0:
-            loss = loss_fn(image_features, text_features, logit_scale)
-        else:  # text->image is what retrieval asks; the image->text term weighted down
-            logits = logit_scale * text_features @ image_features.T
-            labels = torch.arange(len(idx))
-            loss = (F.cross_entropy(logits, labels) + cfg.image_text_weight * F.cross_entropy(logits.T, labels)) / (
-                1 + cfg.image_text_weight
-            )
+        if pairs:
+            first, second = image_features[0::2], image_features[1::2]
+            loss = (
+                _caption_loss(loss_fn, first, text_features, logit_scale, cfg.image_text_weight)
+                + _caption_loss(loss_fn, second, text_features, logit_scale, cfg.image_text_weight)
+            ) / 2 + cfg.image_pair_weight * loss_fn(first, second, logit_scale)
+        else:
+            loss = _caption_loss(loss_fn, image_features, text_features, logit_scale, cfg.image_text_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -212,6 +216,24 @@ def train_clip(
         model.load_state_dict(averaged.module.state_dict())
     model.eval()
     return losses
+
+
+def _two_of(own: Sequence[int], rng: random.Random) -> tuple[int, int]:
+    """Two different images of one concept (two artists' drawings: the records hold one per concept and style),
+    or its only image twice (two augmentations of it, as SimCLR pairs them)."""
+    return tuple(rng.sample(own, 2)) if len(own) > 1 else (own[0], own[0])
+
+
+def _caption_loss(loss_fn: ClipLoss, image_features, text_features, logit_scale, image_text_weight: float):
+    """open_clip's symmetric ClipLoss, or with the image->text term weighted down (text->image is what
+    retrieval asks)."""
+    if image_text_weight == 1.0:
+        return loss_fn(image_features, text_features, logit_scale)
+    logits = logit_scale * text_features @ image_features.T
+    labels = torch.arange(len(image_features))
+    return (F.cross_entropy(logits, labels) + image_text_weight * F.cross_entropy(logits.T, labels)) / (
+        1 + image_text_weight
+    )
 
 
 def model_id_of(weights: Path) -> str:

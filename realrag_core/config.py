@@ -339,6 +339,14 @@ class ClipTrainConfig(_Strict):
         description="average the weights of every step from this fraction of training on (torch's AveragedModel, "
         "uniform weights, as SWA/SWAD do for out-of-domain transfer) and keep the average; None keeps the last step",
     )
+    image_pair_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="0: one image per concept in a batch. Above 0: half as many concepts, two images of each (two "
+        "artists' drawings where the concept has more than one, else two augmentations of one), each paired with "
+        "the caption, plus this weight times open_clip's ClipLoss between the two images (image-image positives "
+        "across artists, as SLIP adds a self-supervised term); the batch holds as many images as before",
+    )
 
     @field_validator("captions")
     @classmethod
@@ -356,7 +364,15 @@ class ClipTrainConfig(_Strict):
 
     def key_dump(self) -> dict:
         """What a training key hashes: every setting, less the later-added ones while at their defaults."""
-        later = {"hflip", "fused_optimizer", "image_text_weight", "color_jitter", "color_jitter_prob", "average_from"}
+        later = {
+            "hflip",
+            "fused_optimizer",
+            "image_text_weight",
+            "color_jitter",
+            "color_jitter_prob",
+            "average_from",
+            "image_pair_weight",
+        }
         dump = self.model_dump(mode="json")
         defaults = type(self)().model_dump(mode="json")  # compared as JSON: a tuple default dumps as a list
         return {k: v for k, v in dump.items() if k not in later or v != defaults[k]}

@@ -262,3 +262,56 @@ def test_weight_averaging_keeps_the_mean_of_the_late_steps_and_leaves_the_path(s
         mean = torch.stack([s[k] for s in avg_steps[3:]]).mean(0)  # steps 3, 4, 5 of 6
         torch.testing.assert_close(avg_final[k], mean, rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(avg_final[k], avg_steps[-1][k]) for k in avg_final)
+
+
+def test_image_pairs_put_two_drawings_of_each_concept_in_a_batch_and_leave_old_keys(smoke_cfg, tmp_path):
+    from realrag_core.config import ClipTrainConfig
+
+    assert "image_pair_weight" not in ClipTrainConfig().key_dump()
+    assert ClipTrainConfig(image_pair_weight=1.0).key_dump()["image_pair_weight"] == 1.0
+    from PIL import Image
+
+    prepare_source(smoke_cfg.source)
+    records = list(iter_records(smoke_cfg.source))  # every style: one image per concept and style
+    images, concepts = [Image.open(r.path).convert("RGB") for r in records], [r.concept for r in records]
+    # give one concept a single image to see the fallback
+    lonely = concepts[0]
+    keep = [i for i, c in enumerate(concepts) if c != lonely or i == concepts.index(lonely)]
+    images, concepts = [images[i] for i in keep], [concepts[i] for i in keep]
+    assert concepts.count(lonely) == 1 and max(concepts.count(c) for c in set(concepts)) > 1
+    train = smoke_cfg.clip.train.model_copy(update={"steps": 4, "hflip": 0.0, "batch_size": 8})
+    paired = train.model_copy(update={"image_pair_weight": 1.0})
+    runs = {}
+    for name, recipe in (("plain", train), ("paired", paired), ("paired_again", paired)):
+        model, train_tf, _, tok = create_untrained(tmp_path / name, smoke_cfg.clip.architecture, seed=0)
+        seen, steps = [], []
+
+        def transform(image, train_tf=train_tf, seen=seen):
+            seen.append(images.index(image))
+            return train_tf(image)
+
+        def step_done(step, loss, seen=seen, steps=steps):
+            steps.append(list(seen))
+            seen.clear()
+
+        losses = train_clip(model, tok, transform, images, concepts, recipe, seed=0, on_step=step_done)
+        runs[name] = (losses, steps)
+    plain_losses, plain_steps = runs["plain"]
+    assert all(len(s) == 8 and len({concepts[i] for i in s}) == 8 for s in plain_steps)
+    losses, steps = runs["paired"]
+    assert runs["paired_again"][0] == losses  # deterministic
+    assert losses != plain_losses
+    saw_lonely = False
+    for s in steps:
+        assert len(s) == 8  # as many images per batch as without pairs
+        firsts, seconds = s[0::2], s[1::2]
+        assert len({concepts[i] for i in firsts}) == 4  # four concepts, each once
+        for a, b in zip(firsts, seconds):
+            assert concepts[a] == concepts[b]
+            if concepts[a] == lonely:
+                saw_lonely = True
+                assert a == b  # its only image, augmented twice
+            else:
+                assert a != b  # two artists' drawings
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert saw_lonely  # drawn in one of the four steps (fixed seed)
