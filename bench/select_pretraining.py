@@ -7,6 +7,7 @@ images, the judge never their reference-style images. A candidate is trained wit
 
     python bench/select_pretraining.py --model clip --name vit_hflip --train '{"steps": 1600, "hflip": 0.5}'
     python bench/select_pretraining.py --model judge --name vit --arch '{"vision_width": 192}'
+    python bench/select_pretraining.py --model clip --name rn64 --arch '{"vision_layers": [1, 1, 1, 1], "vision_width": 16, "image_size": 64}'
     python bench/select_pretraining.py table      # every recorded candidate as a markdown table
 
 Each run writes ``bench/results/selection/<model>_<name>.json`` (recipe, training-set size, the trajectory of
@@ -80,8 +81,9 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     section = cfg.clip if args.model == "clip" else cfg.judge
-    arch = section.architecture.model_copy(update=json.loads(args.arch))
-    train = section.train.model_copy(update=json.loads(args.train))
+    # validated, unlike model_copy(update=...): a ResNet's vision_layers becomes a tuple and bad sizes are refused
+    arch = type(section.architecture).model_validate(section.architecture.model_dump() | json.loads(args.arch))
+    train = type(section.train).model_validate(section.train.model_dump() | json.loads(args.train))
     seed = args.seed if args.seed is not None else (cfg.world.seed if args.model == "clip" else cfg.judge.seed)
     records = list(iter_records(cfg.source))
     world = compute_world(records, cfg.world)

@@ -212,8 +212,18 @@ def train_clip(
         losses.append(loss.item())
         if on_step:
             on_step(step, losses[-1])
-    if averaged is not None:  # buffers (the causal mask) are constants; a ViT has no batch-norm statistics to redo
+    if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            # a ResNet's batch-norm statistics belong to no single step: recompute them for the averaged weights
+            # (SWA's update_bn) over one pass of the training images, augmented as in training; a ViT has none
+            order = random.Random(f"bn-{seed}").sample(range(len(images)), len(images))
+            batches = (
+                torch.stack([train_transform(images[i]) for i in order[start : start + cfg.batch_size]])
+                for start in range(0, len(order), cfg.batch_size)
+            )
+            with torch.no_grad():
+                torch.optim.swa_utils.update_bn(batches, model)
     model.eval()
     return losses
 

@@ -262,7 +262,11 @@ class ClipArchitecture(_Strict):
 
     embed_dim: int = Field(128, ge=8)
     image_size: int = Field(32, ge=8)
-    vision_layers: int = Field(4, ge=1)
+    vision_layers: int | tuple[int, int, int, int] = Field(
+        4,
+        description="a number: a ViT of that many blocks; four numbers: open_clip's ModifiedResNet (the CLIP "
+        "ResNets), that many bottleneck blocks per stage, stem width vision_width / 2, output 32 x vision_width",
+    )
     vision_width: int = Field(128, ge=16)
     patch_size: int = Field(4, ge=1)
     text_layers: int = Field(4, ge=1)
@@ -270,26 +274,36 @@ class ClipArchitecture(_Strict):
     text_heads: int = Field(4, ge=1)
     context_length: int = Field(16, ge=4, le=77)
 
+    @property
+    def resnet(self) -> bool:
+        return not isinstance(self.vision_layers, int)
+
     @model_validator(mode="after")
     def _sizes_fit(self):
-        if self.image_size % self.patch_size:
+        if self.resnet:
+            if min(self.vision_layers) < 1:
+                raise ValueError(f"every ResNet stage needs a block: vision_layers {list(self.vision_layers)}")
+            if self.image_size % 32:
+                raise ValueError(f"a ResNet downsamples 32x: image_size {self.image_size} is not a multiple of 32")
+        elif self.vision_layers < 1:
+            raise ValueError("vision_layers must be >= 1")
+        if not self.resnet and self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
         if self.text_width % self.text_heads:
             raise ValueError(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
-        if self.vision_width % 64 and self.vision_width % 32 and self.vision_width % 16:
+        if not self.resnet and self.vision_width % 64 and self.vision_width % 32 and self.vision_width % 16:
             raise ValueError(f"vision_width {self.vision_width} must be a multiple of 16 (open_clip head size)")
         return self
 
     def open_clip_model_cfg(self) -> dict:
+        vision = {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width}
+        if self.resnet:  # open_clip builds a ModifiedResNet when layers is a list
+            vision["layers"] = list(self.vision_layers)
+        else:
+            vision |= {"head_width": min(64, self.vision_width), "patch_size": self.patch_size}
         return {
             "embed_dim": self.embed_dim,
-            "vision_cfg": {
-                "image_size": self.image_size,
-                "layers": self.vision_layers,
-                "width": self.vision_width,
-                "head_width": min(64, self.vision_width),
-                "patch_size": self.patch_size,
-            },
+            "vision_cfg": vision,
             "text_cfg": {
                 "context_length": self.context_length,
                 "vocab_size": 49408,

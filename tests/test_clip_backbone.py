@@ -315,3 +315,46 @@ def test_image_pairs_put_two_drawings_of_each_concept_in_a_batch_and_leave_old_k
                 assert a != b  # two artists' drawings
     assert all(torch.isfinite(torch.tensor(losses)))
     assert saw_lonely  # drawn in one of the four steps (fixed seed)
+
+
+def test_a_resnet_vision_tower_comes_from_open_clip_and_averaging_recomputes_its_batch_norm(smoke_cfg, tmp_path):
+    from open_clip.modified_resnet import ModifiedResNet
+
+    from realrag_core.config import ClipArchitecture
+
+    with pytest.raises(ValueError, match="multiple of 32"):
+        ClipArchitecture(vision_layers=(1, 1, 1, 1), image_size=48)
+    with pytest.raises(ValueError, match="needs a block"):
+        ClipArchitecture(vision_layers=(1, 0, 1, 1), image_size=32)
+    vit = ClipArchitecture()
+    assert vit.open_clip_model_cfg()["vision_cfg"]["layers"] == 4  # the ViT's saved config is as before
+    arch = smoke_cfg.clip.architecture.model_validate(
+        smoke_cfg.clip.architecture.model_dump() | {"vision_layers": [1, 1, 1, 1], "vision_width": 16, "image_size": 32}
+    )
+    assert arch.vision_layers == (1, 1, 1, 1)
+    images, concepts = _pretrain_data(smoke_cfg)
+    train = smoke_cfg.clip.train.model_copy(update={"steps": 6, "average_from": 0.5})
+    runs = []
+    for i in range(2):
+        model, train_tf, _, tok = create_untrained(tmp_path / f"m{i}", arch, seed=0)
+        assert isinstance(model.visual, ModifiedResNet)
+        runs.append((train_clip(model, tok, train_tf, images, concepts, train, seed=0), model))
+    assert runs[0][0] == runs[1][0]  # deterministic
+    norms = [m for m in runs[0][1].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    for a, b in zip(norms, [m for m in runs[1][1].modules() if isinstance(m, torch.nn.BatchNorm2d)]):
+        # recomputed for the averaged weights: not the untouched statistics the average's copy was made with
+        assert not torch.allclose(a.running_mean, torch.zeros_like(a.running_mean))
+        assert not torch.allclose(a.running_var, torch.ones_like(a.running_var))
+        assert torch.equal(a.running_mean, b.running_mean)
+    assert not runs[0][1].training
+    saved = save_clip(runs[0][1], tmp_path / "m0")
+    bundle = load_clip(tmp_path / "m0")  # the local-dir loader rebuilds the ResNet from the saved config
+    assert isinstance(bundle.model.visual, ModifiedResNet) and bundle.model_id == saved
+    assert torch.allclose(bundle.embed_images(images[:4]), _embed(runs[0][1], bundle, images[:4]), atol=1e-5)
+
+
+def _embed(model, bundle, images):
+    from realrag_core.clip_backbone import ClipBundle
+
+    return ClipBundle(model, bundle.preprocess, bundle.tokenizer, "trained").embed_images(images)
