@@ -9,6 +9,7 @@ from assets.clip_backbone import clip_backbone
 from assets.fid import fid
 from assets.generated_images import generated_images
 from assets.generator import generator
+from assets.human_eval import human_eval_tasks
 from assets.image_embeddings import image_embeddings
 from assets.image_source import image_source
 from assets.judge import judge
@@ -38,6 +39,7 @@ ALL_ASSETS = [
     retriever_ablations,
     rag_images,
     fid,
+    human_eval_tasks,
 ]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s), and

@@ -1041,6 +1041,32 @@ class OperationsConfig(_Strict):
 # --------------------------------------------------------------------------- root
 
 
+class HumanEvalConfig(_Strict):
+    """The human study's tasks (``realrag_core.human_eval``): how many per cell (protocol x known/novel x arm or
+    arm pair), drawn by ``seed``."""
+
+    seed: int = 0
+    arms: tuple[str, ...] = Field(
+        ("none", "clip", "contrastive", "reflective"), min_length=2, description="arms shown; every pair is compared"
+    )
+    pairwise_per_cell: int = Field(8, ge=0, description="pairwise tasks per protocol, split and arm pair")
+    rating_per_cell: int = Field(8, ge=0, description="7-point rating tasks per protocol, split and arm")
+    real_or_generated_per_cell: int = Field(
+        8, ge=0, description="generated images per protocol, split and arm in the real-or-generated task (as many real)"
+    )
+    gold_fraction: float = Field(
+        0.1, ge=0.0, le=1.0, description="gold tasks: this share of a stratum's pairwise tasks"
+    )
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, v):
+        unknown = sorted(set(v) - {"none", "oracle", "clip", "contrastive", "reflective"})
+        if unknown or len(set(v)) != len(v):
+            raise ValueError(f"arms must be distinct RAG arms (none, oracle, clip, contrastive, reflective): {list(v)}")
+        return v
+
+
 class RealRagConfig(_Strict):
     name: str
     artifacts_root: Path = Field(description="tables, Parquet, images, checkpoints and reports live here")
@@ -1075,6 +1101,7 @@ class RealRagConfig(_Strict):
     rag: RagConfig = RagConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    human_eval: HumanEvalConfig = HumanEvalConfig()
     operations: OperationsConfig = OperationsConfig()
 
     @model_validator(mode="after")

@@ -48,6 +48,11 @@ class ArtifactStore:
     def rag_dir(self) -> Path:
         return self._dir("rag")
 
+    @property
+    def human_eval_dir(self) -> Path:
+        """One folder per study version (its tasks; later its votes and results)."""
+        return self._dir("human_eval")
+
     def checkpoint_dir(self, name: str) -> Path:
         return self._dir("checkpoints", name)
 

@@ -135,6 +135,25 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert results["clip_score_model"] == "judge"
     judge = _metadata(first, "judge")
     assert judge["model_id"] != clip["model_id"] and 0 <= judge["ceiling/database/known"] <= 1
+    study = _metadata(first, "human_eval_tasks")  # drawn from rag_images' rows, with the reference style's images
+    import pyarrow.parquet as pq
+
+    tasks = pq.read_table(smoke_cfg.artifacts_root / "human_eval" / study["study"] / "tasks.parquet").to_pylist()
+    assert study["dagster/row_count"] == len(tasks) and {t["kind"] for t in tasks} == {
+        "pairwise",
+        "rating",
+        "real_or_generated",
+        "gold",
+    }
+    rag_paths = {
+        str(p.relative_to(smoke_cfg.artifacts_root / "rag")) for p in (smoke_cfg.artifacts_root / "rag").rglob("*.png")
+    }
+    for t in tasks:
+        for side in ("a", "b"):
+            if t[f"{side}_source"] == "rag":
+                assert t[f"{side}_path"] in rag_paths
+            elif t[f"{side}_source"] == "real":
+                assert Path(t[f"{side}_path"]).is_file()
 
     second = _materialize(smoke_config_file)
     assert _metadata(second, "clip_backbone")["reused_weights"] is True
@@ -143,6 +162,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     assert _metadata(second, "generated_images")["generated"] == 0  # resumable: finished work is skipped
     # retrained retrievers are the same models (deterministic), so nothing new is generated
     assert _metadata(second, "rag_images")["generated"] == 0
+    assert _metadata(second, "human_eval_tasks")["study"] == study["study"]  # nothing changed: the same study
     again = _metadata(second, "image_embeddings")
     assert again["inserted"] == 0 and again["skipped_unchanged"] == 36 and again["dagster/row_count"] == 36
 

@@ -1,0 +1,40 @@
+"""The human study's tasks (issue 20): drawn from the RAG stage's current images, one folder per study version."""
+
+import dagster as dg
+
+from .partitions import SHARD_NAMES
+from .resources import RealRagConfigResource
+from realrag_core.human_eval import build_tasks, study_inputs, write_tasks
+
+
+@dg.asset(
+    group_name="realrag",
+    deps=["rag_images"],
+    kinds={"parquet"},
+    code_version="1",
+    description=(
+        "The human study's tasks from rag_images' current rows: pairwise (two arms, same prompt and seed), 7-point "
+        "ratings, real-or-generated and gold tasks, balanced over protocols, known/novel, arms and concepts "
+        "(human_eval settings). A retrain makes a new study version; earlier studies stay. README 'Human evaluation'."
+    ),
+)
+def human_eval_tasks(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
+    cfg = realrag.load()
+    store = realrag.store()
+    rows, real, lineage = study_inputs(cfg, store, len(SHARD_NAMES))
+    table, report = build_tasks(rows, real, cfg.human_eval)
+    path = write_tasks(table, store.human_eval_dir)
+    if report["arms_without_rows"]:
+        context.log.warning(f"human_eval.arms without RAG rows, left out: {report['arms_without_rows']}")
+    if not real:
+        context.log.warning("no reference style (world.styles.reference): no real-or-generated or gold tasks")
+    store.write_report("human_eval_tasks", {**report, **lineage, "path": str(path)})
+    return dg.MaterializeResult(
+        metadata={
+            "study": report["study"],
+            "dagster/row_count": report["tasks"],
+            **{f"tasks/{k}": v for k, v in report["by_kind"].items()},
+            "not_shown_same_file": report["not_shown_same_file"],
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
