@@ -69,6 +69,30 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def human_eval(args) -> int:
+    from .config import load_config
+    from .human_eval import current_study
+    from .human_eval_server import Study, VoteStore, export_votes
+    from .store import ArtifactStore
+
+    cfg = load_config(args.config)
+    store = ArtifactStore(cfg.artifacts_root)
+    study = Study(current_study(store.human_eval_dir, args.study), store.rag_dir)
+    votes = VoteStore(cfg.human_eval.database_url or f"sqlite:///{store.human_eval_dir / 'votes.sqlite'}")
+    if args.action == "export":
+        out = export_votes(study, votes, Path(args.out))
+        print(f"wrote {out}: {len(votes.rows(study.study))} votes of study {study.study}")
+        return 0
+    import uvicorn
+
+    from .human_eval_app import create_app
+
+    hosts = (*cfg.human_eval.allowed_hosts, *(args.allowed_host or ()))
+    print(f"study {study.study}: {len(study.tasks)} tasks; open http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    uvicorn.run(create_app(study, votes, hosts), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="realrag", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,8 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="one results table over several profiles: (dataset, generator, encoder)")
     c.add_argument("configs", nargs="+", help="profile YAMLs whose runs finished the fid stage")
     c.add_argument("--out", default="artifacts/compare/results", help="writes <out>.md and <out>.parquet")
+    h = sub.add_parser("human-eval", help="the human study: serve its page to raters, export their votes")
+    hsub = h.add_subparsers(dest="action", required=True)
+    for name, text in (("serve", "the study page (127.0.0.1 by default)"), ("export", "votes + task lineage")):
+        a = hsub.add_parser(name, help=text)
+        a.add_argument("--config", default=None, help="profile YAML (default: $REALRAG_CONFIG, then configs/demo.yaml)")
+        a.add_argument("--study", default=None, help="study version (default: the latest human_eval_tasks drew)")
+        if name == "serve":
+            a.add_argument("--host", default="127.0.0.1")
+            a.add_argument("--port", type=int, default=8765)
+            a.add_argument("--allowed-host", action="append", default=None, help="adds to human_eval.allowed_hosts")
+        else:
+            a.add_argument("--out", default="votes.parquet", help=".parquet or .csv")
     args = parser.parse_args(argv)
     try:
+        if args.command == "human-eval":
+            return human_eval(args)
         if args.command == "rejects":
             from .config import CONFIG_ENV_VAR, load_config
             from .embed_images import rejects_summary

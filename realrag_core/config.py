@@ -1057,6 +1057,15 @@ class HumanEvalConfig(_Strict):
     gold_fraction: float = Field(
         0.1, ge=0.0, le=1.0, description="gold tasks: this share of a stratum's pairwise tasks"
     )
+    database_url: str | None = Field(
+        None,
+        description="where votes go (SQLAlchemy URL, e.g. postgresql://...); null: SQLite in <artifacts>/human_eval",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        ("127.0.0.1", "localhost"),
+        min_length=1,
+        description="Host headers the study page answers (add the proxy's public name when exposed behind one)",
+    )
 
     @field_validator("arms")
     @classmethod

@@ -261,4 +261,21 @@ def write_tasks(table: pa.Table, folder: Path) -> Path:
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
+    current = folder / ".current.tmp"
+    current.write_text(path.parent.name)
+    current.replace(folder / CURRENT)  # the study `realrag human-eval serve` opens by default
     return path
+
+
+CURRENT = "CURRENT"
+
+
+def current_study(folder: Path, study: str | None = None) -> Path:
+    """The folder of ``study``, or of the latest drawn one; a clear error before any study exists."""
+    name = study or ((folder / CURRENT).read_text().strip() if (folder / CURRENT).is_file() else None)
+    if name is None or not (folder / name / "tasks.parquet").is_file():
+        raise FileNotFoundError(
+            f"no study {name or ''} in {folder}: materialize human_eval_tasks first "
+            "(dagster asset materialize --select human_eval_tasks -m pipelines.definitions)"
+        )
+    return folder / name
