@@ -10,6 +10,7 @@ from assets.fid import fid
 from assets.generated_images import generated_images
 from assets.generator import generator
 from assets.human_eval import human_eval_tasks
+from assets.human_eval_results import human_eval
 from assets.image_embeddings import image_embeddings
 from assets.image_source import image_source
 from assets.judge import judge
@@ -40,6 +41,7 @@ ALL_ASSETS = [
     rag_images,
     fid,
     human_eval_tasks,
+    human_eval,
 ]
 
 # The main job: every stage, in one process (each step would otherwise re-import torch: 26 s vs 7 s), and

@@ -72,13 +72,13 @@ def generate(args: argparse.Namespace) -> int:
 def human_eval(args) -> int:
     from .config import load_config
     from .human_eval import current_study
-    from .human_eval_server import Study, VoteStore, export_votes
+    from .human_eval_server import Study, VoteStore, export_votes, votes_url
     from .store import ArtifactStore
 
     cfg = load_config(args.config)
     store = ArtifactStore(cfg.artifacts_root)
     study = Study(current_study(store.human_eval_dir, args.study), store.rag_dir)
-    votes = VoteStore(cfg.human_eval.database_url or f"sqlite:///{store.human_eval_dir / 'votes.sqlite'}")
+    votes = VoteStore(votes_url(cfg, store))
     if args.action == "export":
         out = export_votes(study, votes, Path(args.out))
         print(f"wrote {out}: {len(votes.rows(study.study))} votes of study {study.study}")

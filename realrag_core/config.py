@@ -1057,6 +1057,10 @@ class HumanEvalConfig(_Strict):
     gold_fraction: float = Field(
         0.1, ge=0.0, le=1.0, description="gold tasks: this share of a stratum's pairwise tasks"
     )
+    gold_threshold: float = Field(0.75, ge=0.0, le=1.0, description="raters below this gold-task accuracy are reported")
+    exclude_failed_raters: bool = Field(True, description="leave raters below gold_threshold out of the numbers")
+    bootstrap: int = Field(1000, ge=10, description="bootstrap draws (tasks and raters resampled) for 95% intervals")
+    bt_alpha: float = Field(0.01, gt=0.0, description="ridge term of choix's Bradley-Terry fit")
     database_url: str | None = Field(
         None,
         description="where votes go (SQLAlchemy URL, e.g. postgresql://...); null: SQLite in <artifacts>/human_eval",

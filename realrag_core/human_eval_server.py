@@ -191,6 +191,11 @@ def _study_secret(folder: Path) -> bytes:
     return path.read_bytes()
 
 
+def votes_url(cfg, store) -> str:
+    """The vote database's URL: ``human_eval.database_url`` or SQLite in the artifacts' human_eval folder."""
+    return cfg.human_eval.database_url or f"sqlite:///{store.human_eval_dir / 'votes.sqlite'}"
+
+
 def export_votes(study: Study, votes: VoteStore, out: Path) -> Path:
     """Every vote of the study with its task's lineage (arms, retriever ids, paths, answer key), as Parquet or CSV
     by ``out``'s suffix."""

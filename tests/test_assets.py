@@ -1,6 +1,7 @@
 """Assets through Dagster's test APIs on the smoke profile."""
 
 import ast
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -163,6 +164,22 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     # retrained retrievers are the same models (deterministic), so nothing new is generated
     assert _metadata(second, "rag_images")["generated"] == 0
     assert _metadata(second, "human_eval_tasks")["study"] == study["study"]  # nothing changed: the same study
+    assert _metadata(first, "human_eval")["votes"] == 0  # no votes yet: the stage still runs
+    # votes arrive (as the page stores them); the stage's numbers equal a count made here with SQL
+    import sqlite3
+
+    from realrag_core.human_eval_server import VoteStore
+
+    db = smoke_cfg.artifacts_root / "human_eval" / "votes.sqlite"
+    votes = VoteStore(f"sqlite:///{db}")
+    for i, t in enumerate(t for t in tasks if t["shown"] and t["kind"] == "pairwise"):
+        votes.add(t["study"], t["task_id"], "tester", answer="a" if i % 3 else "tie")
+    scored = _metadata(_materialize(smoke_config_file, selection=["human_eval"]), "human_eval")
+    with sqlite3.connect(db) as conn:
+        n = conn.execute("SELECT COUNT(*) FROM votes WHERE study = ?", (study["study"],)).fetchone()[0]
+    assert scored["votes"] == scored["votes_counted"] == n > 0 and scored["raters"] == 1
+    rows = json.loads((smoke_cfg.artifacts_root / "reports" / "human_eval.json").read_text())["results"]
+    assert sum(r["votes"] for r in rows if r["metric"] == "win_rate") == n
     again = _metadata(second, "image_embeddings")
     assert again["inserted"] == 0 and again["skipped_unchanged"] == 36 and again["dagster/row_count"] == 36
 
