@@ -24,7 +24,7 @@ PAGE = """<!doctype html>
  #images{display:flex;gap:2em;justify-content:center;margin:1em 0}
  #images img{width:320px;height:320px;object-fit:contain;image-rendering:pixelated;border:1px solid #ccc}
  button{font-size:1.05em;margin:.25em;padding:.5em 1em} .scale button{min-width:2.6em}
- #progress{color:#666} #error{color:#b00} kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em}
+ #which,#real_or_generated{text-align:center} #progress{color:#666} #error{color:#b00} kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em}
 </style></head><body>
 <h1>Image study</h1>
 <div id="login"><label>Your rater id <input id="rater" maxlength="64" autocomplete="off"></label>
