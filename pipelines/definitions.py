@@ -23,7 +23,7 @@ from pipelines.celery_engine import celery_job
 from pipelines.k8s import k8s_job
 from assets.partitions import ALL_SHARDS
 from assets.resources import RealRagConfigResource
-from pipelines.sensors import retrain_job, retrain_schedule, source_growth
+from pipelines.sensors import human_eval_votes, retrain_job, retrain_schedule, source_growth
 
 ALL_ASSETS = [
     image_source,
@@ -74,7 +74,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[realrag_job, realrag_multiprocess_job, retrain_job, *(j for j in (realrag_k8s_job, realrag_celery_job) if j)],
-    sensors=[source_growth],
+    sensors=[source_growth, human_eval_votes],
     schedules=[retrain_schedule],
     resources={"realrag": RealRagConfigResource()},
     executor=dg.in_process_executor,

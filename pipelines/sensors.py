@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets.resources import RealRagConfigResource, location_operations
 from realrag_core.growth import source_fingerprint
+from realrag_core.human_eval_server import votes_state
 
 GROWTH_CHAIN = [dg.AssetKey("image_embeddings"), dg.AssetKey("reflective_negatives")]
 
@@ -42,3 +43,20 @@ retrain_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Retrains the retrievers on operations.retrain_cron (turn on in the UI's Automation page).",
 )
+
+
+@dg.sensor(
+    asset_selection=dg.AssetSelection.assets("human_eval"),
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="New votes in the current human study -> score it again (human_eval). The cursor is "
+    "<study>:<votes>; turn on in the UI's Automation page while a study runs.",
+)
+def human_eval_votes(context: dg.SensorEvaluationContext, realrag: RealRagConfigResource):
+    state = votes_state(realrag.load(), realrag.store())
+    if state is None:
+        return dg.SkipReason("no human study yet: materialize human_eval_tasks")
+    if state == context.cursor or state.endswith(":0"):
+        return dg.SkipReason(f"no new votes ({state})")
+    context.update_cursor(state)
+    return dg.RunRequest(run_key=f"votes-{state}", asset_selection=[dg.AssetKey("human_eval")])

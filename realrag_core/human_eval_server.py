@@ -222,3 +222,26 @@ def export_votes(study: Study, votes: VoteStore, out: Path) -> Path:
     else:
         pq.write_table(table, out)
     return out
+
+
+def votes_state(cfg, store) -> str | None:
+    """``<study>:<number of its votes>`` for the current study (what the votes sensor compares), None before any
+    study exists. Reads the database only; never creates it."""
+    from .human_eval import current_study
+
+    try:
+        folder = current_study(store.human_eval_dir)
+    except FileNotFoundError:
+        return None
+    url = votes_url(cfg, store)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return f"{folder.name}:0"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("votes"):
+                return f"{folder.name}:0"
+            n = conn.execute(sa.select(sa.func.count()).select_from(VOTES).where(VOTES.c.study == folder.name))
+            return f"{folder.name}:{n.scalar_one()}"
+    finally:
+        engine.dispose()

@@ -247,3 +247,31 @@ def test_the_cli_exports_the_latest_study_of_a_profile(smoke_config_file, smoke_
     out = root / "export" / "votes.csv"
     assert main(["human-eval", "export", "--config", str(smoke_config_file), "--out", str(out)]) == 0
     assert f"1 votes of study {study.study}" in capsys.readouterr().out and out.read_text().count("\n") == 2
+
+
+def test_the_votes_sensor_asks_for_scores_once_per_new_vote_count(smoke_config_file, smoke_cfg):
+    import dagster as dg
+
+    from assets.resources import RealRagConfigResource
+    from pipelines.sensors import human_eval_votes
+
+    def tick(cursor):
+        resources = {"realrag": RealRagConfigResource(config_path=str(smoke_config_file))}
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            return human_eval_votes(context), context.cursor
+
+    none, _ = tick(None)
+    assert isinstance(none, dg.SkipReason) and "no human study" in none.skip_message
+    root = smoke_cfg.artifacts_root
+    study, _ = _study(root)
+    empty, _ = tick(None)
+    assert isinstance(empty, dg.SkipReason)  # a study with no votes: nothing to score
+    client = _client(study, VoteStore(f"sqlite:///{root / 'human_eval' / 'votes.sqlite'}"))
+    _vote(client, "jo")
+    first, cursor = tick(None)
+    assert isinstance(first, dg.RunRequest) and [k.to_user_string() for k in first.asset_selection] == ["human_eval"]
+    again, same = tick(cursor)
+    assert isinstance(again, dg.SkipReason) and same == cursor
+    _vote(client, "jo")
+    more, new = tick(cursor)
+    assert isinstance(more, dg.RunRequest) and new != cursor and more.run_key != first.run_key
