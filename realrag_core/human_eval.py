@@ -275,7 +275,7 @@ def current_study(folder: Path, study: str | None = None) -> Path:
     name = study or ((folder / CURRENT).read_text().strip() if (folder / CURRENT).is_file() else None)
     if name is None or not (folder / name / "tasks.parquet").is_file():
         raise FileNotFoundError(
-            f"no study {name or ''} in {folder}: materialize human_eval_tasks first "
+            f"no study{' ' + name if name else ''} in {folder}: materialize human_eval_tasks first "
             "(dagster asset materialize --select human_eval_tasks -m pipelines.definitions)"
         )
     return folder / name

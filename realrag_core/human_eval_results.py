@@ -156,11 +156,14 @@ def study_results(tasks: Sequence[dict], votes: Sequence[dict], cfg, judge_picks
             for value in values.values() or [0.5]:
                 bt_pairs[(protocol, split)].append((x, y, value))
         for (x, y), per_task in sorted(pairs.items()):
-            point, lo, hi = _bootstrap(per_task, np.mean, draws, seed)
             n_votes = sum(len(v) for v in per_task.values())
+            if not n_votes:  # only pairs of one file, never shown: no one has judged this cell yet
+                continue
+            point, lo, hi = _bootstrap(per_task, np.mean, draws, seed)
             add(protocol, split, "win_rate", x, point, lo, hi, len(per_task), n_votes, versus=y)
         arms = sorted({a for x, y, _ in bt_pairs[(protocol, split)] for a in (x, y)})
-        if arms:
+        pairwise_votes = sum(len(votes_of[t["task_id"]]) for t in here if t["kind"] == "pairwise")
+        if arms and pairwise_votes:
             point = _bradley_terry(bt_pairs[(protocol, split)], arms, cfg.bt_alpha)
             rng = np.random.default_rng(seed)
             data = bt_pairs[(protocol, split)]
@@ -170,7 +173,7 @@ def study_results(tasks: Sequence[dict], votes: Sequence[dict], cfg, judge_picks
             ]
             for a in arms:
                 lo, hi = np.percentile([s[a] for s in samples], [2.5, 97.5]).tolist()
-                add(protocol, split, "bradley_terry", a, point[a], lo, hi, None, len(data))
+                add(protocol, split, "bradley_terry", a, point[a], lo, hi, None, pairwise_votes)
         for scale in ("faithfulness", "realism"):
             by_arm: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
             for t in here:

@@ -162,3 +162,17 @@ def test_unshown_pairs_count_as_ties_and_another_studys_votes_are_refused(tmp_pa
     assert cell["tasks"] == len(shown) + 1  # the unshown pair is one more task, a tie
     with pytest.raises(ValueError, match="one study"):
         study_results(tasks, [{**votes[0], "study": "other"}], _cfg())
+
+
+def test_cells_nobody_judged_are_left_out_and_bradley_terry_counts_votes(tmp_path):
+    tasks = _tasks()
+    store = VoteStore(f"sqlite:///{tmp_path / 'votes.sqlite'}")
+    study = tasks[0]["study"]
+    pair = next(t for t in tasks if t["kind"] == "pairwise" and t["shown"])
+    store.add(study, pair["task_id"], "solo", answer="a")
+    rows, _ = study_results(tasks, store.rows(study), _cfg())
+    wins = [r for r in rows if r["metric"] == "win_rate"]
+    assert len(wins) == 1 and wins[0]["votes"] == 1  # the other cells have no vote: no made-up 0.5
+    bt = [r for r in rows if r["metric"] == "bradley_terry"]
+    assert bt and {r["votes"] for r in bt} == {1}
+    assert {(r["protocol"], r["split"]) for r in bt} == {(pair["protocol"], pair["generator_split"])}
