@@ -205,8 +205,6 @@ def study_inputs(cfg, store, shard_count: int) -> tuple[list[dict], dict[str, li
     """The RAG stage's current rows on the evaluation prompts (each with its protocol) and the held-out real
     images of their concepts (the reference style's: never a database image), as ``build_tasks`` takes them.
     Refuses a partial RAG stage as the results stage does: a study drawn from some shards would be redrawn."""
-    from collections import defaultdict as _dd
-
     from .generators.registry import recorded_generator_id
     from .manifest import read_manifest
     from .prompts import load_prompts, of_protocol
@@ -228,7 +226,7 @@ def study_inputs(cfg, store, shard_count: int) -> tuple[list[dict], dict[str, li
         eval_prompts = of_protocol(prompts, protocol, cfg.rag.retriever_splits)
         pids = {p.prompt_id for p in eval_prompts}
         here = [r for r in current_rows(manifest_rows, generator_id, ids) if r["prompt_id"] in pids]
-        arms_of = _dd(set)
+        arms_of = defaultdict(set)
         for r in here:
             arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
         require_complete(
@@ -238,7 +236,7 @@ def study_inputs(cfg, store, shard_count: int) -> tuple[list[dict], dict[str, li
             shard_count,
         )
         rows += [{**r, "protocol": protocol} for r in here]
-    real: dict[str, list[str]] = _dd(list)
+    real: dict[str, list[str]] = defaultdict(list)
     style = cfg.world.styles.reference
     concepts = {r["concept"] for r in rows}
     if style:
@@ -276,6 +274,6 @@ def current_study(folder: Path, study: str | None = None) -> Path:
     if name is None or not (folder / name / "tasks.parquet").is_file():
         raise FileNotFoundError(
             f"no study{' ' + name if name else ''} in {folder}: materialize human_eval_tasks first "
-            "(dagster asset materialize --select human_eval_tasks -m pipelines.definitions)"
+            "(in the UI, or on the command line: asset materialize --select human_eval_tasks -m pipelines.definitions)"
         )
     return folder / name
