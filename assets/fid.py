@@ -1,20 +1,14 @@
 """Stage 6: the results table (judge-based FID/KID, concept accuracy, CLIP-T, retrieval accuracy)."""
 
-import collections
-
 import dagster as dg
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
 from realrag_core.clip_backbone import load_clip
 from realrag_core.clip_pretrained import materialize_pretrained
-from realrag_core.prompts import load_prompts, of_protocol
-from realrag_core.manifest import read_manifest
-from realrag_core.generators.registry import recorded_generator_id
-from realrag_core.rag import current_arms, current_rows
+from realrag_core.rag import complete_eval_rows
 from realrag_core.results import evaluate, results_grid, write_results
 from realrag_core.reference_set import fid_reference_set
-from realrag_core.shards import require_complete
 from realrag_core.sources import iter_records
 from realrag_core.vector_table import open_database_table
 from realrag_core.world import load_world
@@ -44,13 +38,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
     cfg = realrag.load()
     store = realrag.store()
     world = load_world(store.world_dir)
-    manifest = read_manifest(store.rag_dir)
-    if manifest is None:
-        raise FileNotFoundError("no RAG images: materialize rag_images first")
-    generator_id = recorded_generator_id(cfg, store)
-    current = current_arms(cfg, store, open_database_table(cfg))  # the models rag_images generates with
-    manifest_rows = manifest.to_pylist()
-    all_prompts = load_prompts(store.world_dir)
+    eval_rows = complete_eval_rows(cfg, store, len(SHARD_NAMES))
     judge = load_clip(store.judge_dir, cfg.device, cfg.precision)
     scorer, scorer_name = None, "judge"
     if cfg.metrics.clip_score is not None:
@@ -59,29 +47,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         scorer = load_clip(folder, cfg.device, cfg.precision)
     results, paired, ref_reports, grid = [], [], {}, None
     for protocol in cfg.prompts.protocols:
-        ids = current[protocol]
-        eval_prompts = of_protocol(all_prompts, protocol, cfg.rag.retriever_splits)
-        pids = {p.prompt_id for p in eval_prompts}
-        rows = [r for r in current_rows(manifest_rows, generator_id, ids) if r["prompt_id"] in pids]
-        # one order whatever runs wrote the manifest's parts: the bootstrap draws the same samples
-        rows.sort(
-            key=lambda r: (
-                r["arm"],
-                -1 if r["retriever_seed"] is None else r["retriever_seed"],
-                r["prompt_id"],
-                r["seed"],
-            )
-        )
-        # rag_images is partitioned by prompt shard: score only when every (prompt, seed) has every arm
-        arms_of = collections.defaultdict(set)
-        for r in rows:
-            arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
-        require_complete(
-            "rag_images",
-            [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds_for(protocol)],
-            [k for k, v in arms_of.items() if len(v) == len(ids)],
-            len(SHARD_NAMES),
-        )
+        rows, eval_prompts = eval_rows[protocol]
         eval_concepts = {p.concept for p in eval_prompts}
         by_split = {s: {c for c in eval_concepts if world.concept_split[c] == s} for s in ("known", "novel")}
         reference, ref_report = {}, {"style": None}

@@ -206,36 +206,11 @@ def study_inputs(cfg, store, shard_count: int) -> tuple[list[dict], dict[str, li
     images of their concepts (the reference style's: never a database image), as ``build_tasks`` takes them.
     Refuses a partial RAG stage as the results stage does: a study drawn from some shards would be redrawn."""
     from .generators.registry import recorded_generator_id
-    from .manifest import read_manifest
-    from .prompts import load_prompts, of_protocol
-    from .rag import current_arms, current_rows
-    from .shards import require_complete
+    from .rag import complete_eval_rows
     from .sources import iter_records
-    from .vector_table import open_database_table
 
-    manifest = read_manifest(store.rag_dir)
-    if manifest is None:
-        raise FileNotFoundError("no RAG images: materialize rag_images first")
+    rows = [{**r, "protocol": p} for p, (here, _) in complete_eval_rows(cfg, store, shard_count).items() for r in here]
     generator_id = recorded_generator_id(cfg, store)
-    current = current_arms(cfg, store, open_database_table(cfg))
-    manifest_rows = manifest.to_pylist()
-    prompts = load_prompts(store.world_dir)
-    rows = []
-    for protocol in cfg.prompts.protocols:
-        ids = current[protocol]
-        eval_prompts = of_protocol(prompts, protocol, cfg.rag.retriever_splits)
-        pids = {p.prompt_id for p in eval_prompts}
-        here = [r for r in current_rows(manifest_rows, generator_id, ids) if r["prompt_id"] in pids]
-        arms_of = defaultdict(set)
-        for r in here:
-            arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
-        require_complete(
-            "rag_images",
-            [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds_for(protocol)],
-            [k for k, v in arms_of.items() if len(v) == len(ids)],
-            shard_count,
-        )
-        rows += [{**r, "protocol": protocol} for r in here]
     real: dict[str, list[str]] = defaultdict(list)
     style = cfg.world.styles.reference
     concepts = {r["concept"] for r in rows}

@@ -239,3 +239,48 @@ def generate_arms(
         "shared_images": len(rows_todo) - len(images_todo),
         "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+def complete_eval_rows(cfg, store, shard_count: int) -> dict[str, tuple[list[dict], list]]:
+    """protocol -> (the RAG stage's current rows on that protocol's evaluation prompts, in one order whatever runs
+    wrote the manifest's parts; those prompts): what the results stage and the human study read. rag_images is
+    partitioned by prompt shard: refuses (naming the shards to backfill) unless every (prompt, seed) has every arm."""
+    from collections import defaultdict
+
+    from .generators.registry import recorded_generator_id
+    from .prompts import load_prompts, of_protocol
+    from .shards import require_complete
+    from .vector_table import open_database_table
+
+    manifest = read_manifest(store.rag_dir)
+    if manifest is None:
+        raise FileNotFoundError("no RAG images: materialize rag_images first")
+    generator_id = recorded_generator_id(cfg, store)
+    current = current_arms(cfg, store, open_database_table(cfg))  # the models rag_images generates with
+    manifest_rows = manifest.to_pylist()
+    prompts = load_prompts(store.world_dir)
+    out = {}
+    for protocol in cfg.prompts.protocols:
+        ids = current[protocol]
+        eval_prompts = of_protocol(prompts, protocol, cfg.rag.retriever_splits)
+        pids = {p.prompt_id for p in eval_prompts}
+        rows = [r for r in current_rows(manifest_rows, generator_id, ids) if r["prompt_id"] in pids]
+        rows.sort(
+            key=lambda r: (
+                r["arm"],
+                -1 if r["retriever_seed"] is None else r["retriever_seed"],
+                r["prompt_id"],
+                r["seed"],
+            )
+        )
+        arms_of = defaultdict(set)
+        for r in rows:
+            arms_of[(r["prompt_id"], r["seed"])].add((r["arm"], r["retriever_seed"]))
+        require_complete(
+            "rag_images",
+            [(p.prompt_id, s) for p in eval_prompts for s in cfg.rag.seeds_for(protocol)],
+            [k for k, v in arms_of.items() if len(v) == len(ids)],
+            shard_count,
+        )
+        out[protocol] = (rows, eval_prompts)
+    return out
