@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
-from realrag_core.prompts import row_protocol
+from realrag_core.data.prompts import row_protocol
 
 
 def inline_image(image: Image.Image | Path, alt: str = "image", max_side: int = 640) -> dg.MetadataValue:

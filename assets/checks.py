@@ -1,11 +1,11 @@
-"""Asset checks: each calls a pure check in ``realrag_core.checks`` on what the stage stored. Blocking checks stop
+"""Asset checks: each calls a pure check in ``realrag_core.evaluate.checks`` on what the stage stored. Blocking checks stop
 the stages below when a bad result would poison them (non-finite or duplicate embeddings, incomplete or stale
 negatives, non-finite retriever weights); the rest warn."""
 
 import dagster as dg
 
 from .resources import RealRagConfigResource
-from realrag_core.checks import (
+from realrag_core.evaluate.checks import (
     Outcome,
     beats_zero_shot_outcome,
     coverage_outcome,
@@ -15,12 +15,12 @@ from realrag_core.checks import (
     negatives_outcome,
     results_outcome,
 )
-from realrag_core.generation import current_generated_rows
+from realrag_core.generate.generation import current_generated_rows
 from realrag_core.generators.registry import recorded_generator_id
-from realrag_core.manifest import read_manifest
-from realrag_core.rag import ARMS
-from realrag_core.store import retriever_key
-from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, table_model
+from realrag_core.storage.manifest import read_manifest
+from realrag_core.rag.retrieve import ARMS
+from realrag_core.storage.store import retriever_key
+from realrag_core.embed.table import VECTOR_COLUMN, open_database_table, table_model
 
 from .fid import fid
 from .image_embeddings import image_embeddings

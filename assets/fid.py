@@ -4,14 +4,14 @@ import dagster as dg
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
-from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrained import materialize_pretrained
-from realrag_core.rag import complete_eval_rows
-from realrag_core.results import evaluate, results_grid, write_results
-from realrag_core.reference_set import fid_reference_set
-from realrag_core.sources import iter_records
-from realrag_core.vector_table import open_database_table
-from realrag_core.world import load_world
+from realrag_core.clip.bundle import load_clip
+from realrag_core.clip.pretrained import materialize_pretrained
+from realrag_core.rag.retrieve import complete_eval_rows
+from realrag_core.evaluate.results import evaluate, results_grid, write_results
+from realrag_core.evaluate.reference_set import fid_reference_set
+from realrag_core.data.sources import iter_records
+from realrag_core.embed.table import open_database_table
+from realrag_core.data.world import load_world
 
 from ._metadata import inline_image, readable, results_table
 

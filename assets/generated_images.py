@@ -4,12 +4,12 @@ import dagster as dg
 
 from .partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
 from .resources import RealRagConfigResource
-from realrag_core.generation import current_generated_rows, generate_for_prompts
-from realrag_core.manifest import read_manifest
+from realrag_core.generate.generation import current_generated_rows, generate_for_prompts
+from realrag_core.storage.manifest import read_manifest
 from realrag_core.generators.registry import open_stored_generator
-from realrag_core.plots import image_grid
-from realrag_core.prompts import in_splits, load_prompts
-from realrag_core.shards import in_shards
+from realrag_core.evaluate.plots import image_grid
+from realrag_core.data.prompts import in_splits, load_prompts
+from realrag_core.data.shards import in_shards
 
 from ._metadata import inline_image, readable
 

@@ -4,7 +4,7 @@ import dagster as dg
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
-from realrag_core.human_eval import build_tasks, study_inputs, write_tasks
+from realrag_core.human_eval.tasks import build_tasks, study_inputs, write_tasks
 
 
 @dg.asset(

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .resources import RealRagConfigResource
-from realrag_core.clip_backbone import load_clip
-from realrag_core.human_eval import current_study
-from realrag_core.human_eval_results import judge_picks, results_chart, study_results
-from realrag_core.human_eval_server import VoteStore, votes_url
+from realrag_core.clip.bundle import load_clip
+from realrag_core.human_eval.tasks import current_study
+from realrag_core.human_eval.results import judge_picks, results_chart, study_results
+from realrag_core.human_eval.server import VoteStore, votes_url
 
 from ._metadata import inline_image
 

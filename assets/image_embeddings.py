@@ -3,10 +3,10 @@
 import dagster as dg
 
 from .resources import RealRagConfigResource
-from realrag_core.clip_backbone import load_clip
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope
-from realrag_core.world import load_world
+from realrag_core.clip.bundle import load_clip
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope
+from realrag_core.data.world import load_world
 
 from ._metadata import IO_RETRY, readable
 

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from .resources import RealRagConfigResource
-from realrag_core.clip_pretrain import build_judge
-from realrag_core.world import load_world
+from realrag_core.clip.demo_pretrain import build_judge
+from realrag_core.data.world import load_world
 
 from ._metadata import RetrainConfig, flat, readable, trained_model_metadata
 

@@ -1,14 +1,14 @@
 """Prompt-shard partitions of generated_images and rag_images, and their backfill policy.
 
 The shard count comes from the profile in $REALRAG_CONFIG when the code location loads (a partitions
-definition is part of the code, not of a run). Which prompt falls in which shard is realrag_core.shards."""
+definition is part of the code, not of a run). Which prompt falls in which shard is realrag_core.data.shards."""
 
 import warnings
 
 import dagster as dg
 
 from .resources import location_operations
-from realrag_core.shards import shard_names
+from realrag_core.data.shards import shard_names
 
 # `backfill_policy` is what lets one run cover many shards (the model loads once); Dagster marks the parameter
 # beta and says so at every load of the code location, on every command. We use it on purpose, pinned to

@@ -5,8 +5,8 @@ import collections
 import dagster as dg
 
 from .resources import RealRagConfigResource
-from realrag_core.prompts import build_prompts, save_prompts
-from realrag_core.world import load_world
+from realrag_core.data.prompts import build_prompts, save_prompts
+from realrag_core.data.world import load_world
 from ._metadata import readable
 
 

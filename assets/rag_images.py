@@ -7,12 +7,12 @@ import dagster as dg
 from .partitions import PROMPT_SHARDS, SHARD_BACKFILL, SHARD_NAMES, selected_shards
 from .resources import RealRagConfigResource
 from realrag_core.generators.registry import open_stored_generator
-from realrag_core.prompts import load_prompts, of_protocol
-from realrag_core.manifest import read_manifest
-from realrag_core.rag import OracleRetriever, current_arms, current_rows, generate_arms
-from realrag_core.retriever import load_retrievers
-from realrag_core.shards import in_shards
-from realrag_core.vector_table import open_database_table, open_table_readonly
+from realrag_core.data.prompts import load_prompts, of_protocol
+from realrag_core.storage.manifest import read_manifest
+from realrag_core.rag.retrieve import OracleRetriever, current_arms, current_rows, generate_arms
+from realrag_core.retriever.checkpoint import load_retrievers
+from realrag_core.data.shards import in_shards
+from realrag_core.embed.table import open_database_table, open_table_readonly
 from ._metadata import readable
 
 

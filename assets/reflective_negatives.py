@@ -9,11 +9,17 @@ import pyarrow.parquet as pq
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
-from realrag_core.generation import read_current_generated
+from realrag_core.generate.generation import read_current_generated
 from realrag_core.generators.registry import recorded_generator_id
-from realrag_core.mining import mine_incremental, mine_negatives, negatives_table, negatives_version, previous_negatives
-from realrag_core.prompts import in_splits, load_prompts
-from realrag_core.vector_table import VECTOR_COLUMN, ids_at_version, open_database_table, read_rows, table_model
+from realrag_core.mining.reflective import (
+    mine_incremental,
+    mine_negatives,
+    negatives_table,
+    negatives_version,
+    previous_negatives,
+)
+from realrag_core.data.prompts import in_splits, load_prompts
+from realrag_core.embed.table import VECTOR_COLUMN, ids_at_version, open_database_table, read_rows, table_model
 from ._metadata import readable
 
 

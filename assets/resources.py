@@ -8,9 +8,11 @@ import dagster as dg
 import torch
 from pydantic import Field
 
-from realrag_core.artifact_sync import artifact_sync
-from realrag_core.config import OperationsConfig, RealRagConfig, load_config
-from realrag_core.store import ArtifactStore
+from realrag_core.storage.sync import artifact_sync
+from realrag_core.config.loading import load_config
+from realrag_core.config.operations import OperationsConfig
+from realrag_core.config.tree import RealRagConfig
+from realrag_core.storage.store import ArtifactStore
 
 
 class RealRagConfigResource(dg.ConfigurableResource):

@@ -7,20 +7,21 @@ import dagster as dg
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
-from realrag_core.config import DemoGeneratorConfig
-from realrag_core.prompts import in_splits, load_prompts, of_protocol
-from realrag_core.store import retriever_key
-from realrag_core.generation import current_generated_rows, generate_for_prompts, read_current_generated
-from realrag_core.generators.demo_diffusion import untrained_like
+from realrag_core.config.generators import DemoGeneratorConfig
+from realrag_core.data.prompts import in_splits, load_prompts, of_protocol
+from realrag_core.storage.store import retriever_key
+from realrag_core.generate.generation import current_generated_rows, generate_for_prompts, read_current_generated
+from realrag_core.generators.demo.diffusion import untrained_like
 from realrag_core.generators.registry import open_stored_generator, recorded_generator_id
-from realrag_core.manifest import read_manifest
-from realrag_core.mining import negatives_version
-from realrag_core.retriever import RETRIEVER_FILE, ablation_protocol, build_retriever
-from realrag_core.retriever_study import run_ablations, write_ablations
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope
-from realrag_core.vector_table import VECTOR_COLUMN, open_database_table, read_rows, table_model
-from realrag_core.world import load_world
+from realrag_core.storage.manifest import read_manifest
+from realrag_core.mining.reflective import negatives_version
+from realrag_core.retriever.build import ablation_protocol, build_retriever
+from realrag_core.retriever.checkpoint import RETRIEVER_FILE
+from realrag_core.retriever.study import run_ablations, write_ablations
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope
+from realrag_core.embed.table import VECTOR_COLUMN, open_database_table, read_rows, table_model
+from realrag_core.data.world import load_world
 
 from ._metadata import flat, inline_image, readable
 

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from .resources import RealRagConfigResource
-from realrag_core.sources import iter_records
-from realrag_core.world import compute_world, save_world
+from realrag_core.data.sources import iter_records
+from realrag_core.data.world import compute_world, save_world
 from ._metadata import readable
 
 

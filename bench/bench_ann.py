@@ -26,8 +26,8 @@ import pyarrow as pa
 from lancedb.index import HnswSq, IvfPq
 
 from _results import write
-from realrag_core.config import load_config
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
+from realrag_core.config.loading import load_config
+from realrag_core.embed.table import VECTOR_COLUMN, open_table_readonly, read_rows
 
 
 def fitted_sampler(cfg_path: str | None, dim: int, seed: int = 0):

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from _results import write
 from bench_ann import fitted_rows_and_queries
-from realrag_core.config import IndexConfig
-from realrag_core.vector_table import (
+from realrag_core.config.stages import IndexConfig
+from realrag_core.embed.table import (
     VECTOR_COLUMN,
     ensure_index,
     open_embedding_table,

@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from realrag_core.clip_backbone import load_clip
-from realrag_core.config import load_config
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope
-from realrag_core.sources import iter_records
-from realrag_core.store import ArtifactStore
+from realrag_core.clip.bundle import load_clip
+from realrag_core.config.loading import load_config
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope
+from realrag_core.data.sources import iter_records
+from realrag_core.storage.store import ArtifactStore
 
 
 def main() -> None:

@@ -26,10 +26,12 @@ import torch
 from PIL import Image
 
 from _results import peak_rss_mb, reset_peak_rss, write
-from realrag_core.clip_backbone import ClipBundle, create_untrained
-from realrag_core.config import CaptionFileSourceConfig, DemoClipConfig, EmbeddingsConfig
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope
+from realrag_core.clip.bundle import ClipBundle, create_untrained
+from realrag_core.config.clip import DemoClipConfig
+from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.config.stages import EmbeddingsConfig
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope
 
 
 def make_source(folder: Path, n: int, size: int, fmt: str = "JPEG") -> CaptionFileSourceConfig:

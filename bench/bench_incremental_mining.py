@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from _results import peak_rss_mb, write
-from realrag_core.mining import mine_incremental, mine_negatives
+from realrag_core.mining.reflective import mine_incremental, mine_negatives
 
 
 def unit(rng, n, dim):

@@ -24,7 +24,7 @@ import pyarrow as pa
 import torch
 
 from _results import write
-from realrag_core.mining import mine_negatives
+from realrag_core.mining.reflective import mine_negatives
 
 
 def matmul_rate(n: int = 2048, repeat: int = 5) -> float:

@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import torch
 
 from _results import write
-from realrag_core.clip_backbone import load_clip
-from realrag_core.config import load_config
-from realrag_core.prompts import load_prompts
-from realrag_core.retriever import (
+from realrag_core.clip.bundle import load_clip
+from realrag_core.config.loading import load_config
+from realrag_core.data.prompts import load_prompts
+from realrag_core.retriever.fit import (
     TableView,
     load_pixels,
     negatives_by_prompt,
@@ -36,8 +36,8 @@ from realrag_core.retriever import (
     validate,
     validation_score,
 )
-from realrag_core.store import ArtifactStore
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows
+from realrag_core.storage.store import ArtifactStore
+from realrag_core.embed.table import VECTOR_COLUMN, open_table_readonly, read_rows
 
 
 class RecomputedFeatures:

@@ -34,7 +34,7 @@ def _px(images):
 
 
 def check_generators(root: Path, device: str, dtype: str) -> list[dict]:
-    from realrag_core.config import DiffusersGeneratorConfig, OmniGenGeneratorConfig
+    from realrag_core.config.generators import DiffusersGeneratorConfig, OmniGenGeneratorConfig
     from realrag_core.testing import tiny_models as tiny
     from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
     from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
@@ -104,7 +104,7 @@ def check_generators(root: Path, device: str, dtype: str) -> list[dict]:
 def check_retriever_steps(device: str) -> dict:
     import open_clip
 
-    from realrag_core.loss import reflective_contrastive_loss
+    from realrag_core.clip.loss import reflective_contrastive_loss
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32", pretrained=None).to(device)
@@ -144,7 +144,7 @@ def check_retriever_steps(device: str) -> dict:
 def check_fid(device: str, root: Path) -> dict:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from realrag_core.metrics import INCEPTION_SIZE, to_uint8
+    from realrag_core.evaluate.metrics import INCEPTION_SIZE, to_uint8
     from realrag_core.testing.inception import write_random_inception
 
     write_random_inception(root / "inception.pth")  # random weights: nothing to download there

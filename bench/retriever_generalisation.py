@@ -26,15 +26,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from realrag_core.clip_backbone import load_clip  # noqa: E402
-from realrag_core.config import load_config  # noqa: E402
-from realrag_core.clip_pretrain import base_clip_records, load_images  # noqa: E402
-from realrag_core.prompts import Prompt, of_protocol, load_prompts, prompt_id  # noqa: E402
-from realrag_core.retriever import TableView, fit_one, table_view, validate, validation_score  # noqa: E402
-from realrag_core.sources import iter_records  # noqa: E402
-from realrag_core.world import load_world  # noqa: E402
-from realrag_core.store import ArtifactStore  # noqa: E402
-from realrag_core.vector_table import VECTOR_COLUMN, open_table_readonly, read_rows  # noqa: E402
+from realrag_core.clip.bundle import load_clip  # noqa: E402
+from realrag_core.config.loading import load_config  # noqa: E402
+from realrag_core.clip.demo_pretrain import base_clip_records, load_images  # noqa: E402
+from realrag_core.data.prompts import Prompt, of_protocol, load_prompts, prompt_id  # noqa: E402
+from realrag_core.retriever.fit import TableView, fit_one, table_view, validate, validation_score  # noqa: E402
+from realrag_core.data.sources import iter_records  # noqa: E402
+from realrag_core.data.world import load_world  # noqa: E402
+from realrag_core.storage.store import ArtifactStore  # noqa: E402
+from realrag_core.embed.table import VECTOR_COLUMN, open_table_readonly, read_rows  # noqa: E402
 
 
 def more_templates(train, templates):

@@ -30,17 +30,17 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from realrag_core.clip_backbone import ClipBundle, create_untrained, save_clip, train_clip, TRAINING_FILE  # noqa: E402
-from realrag_core.clip_pretrain import (  # noqa: E402
+from realrag_core.clip.bundle import ClipBundle, create_untrained, save_clip, train_clip, TRAINING_FILE  # noqa: E402
+from realrag_core.clip.demo_pretrain import (  # noqa: E402
     base_clip_records,
     judge_records,
     load_images,
     selection_scores,  # noqa: E402
     training_key,
 )
-from realrag_core.config import load_config  # noqa: E402
-from realrag_core.sources import iter_records  # noqa: E402
-from realrag_core.world import compute_world  # noqa: E402
+from realrag_core.config.loading import load_config  # noqa: E402
+from realrag_core.data.sources import iter_records  # noqa: E402
+from realrag_core.data.world import compute_world  # noqa: E402
 
 
 def results_table(folder: Path) -> str:

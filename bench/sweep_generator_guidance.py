@@ -4,12 +4,12 @@ Run after README command 1:  .venv/bin/python bench/sweep_generator_guidance.py
 """
 
 import time
-from realrag_core.config import load_config
-from realrag_core.store import ArtifactStore
-from realrag_core.clip_backbone import load_clip
-from realrag_core.sources import iter_records
-from realrag_core.world import load_world
-from realrag_core.generators.demo_training import check_generator
+from realrag_core.config.loading import load_config
+from realrag_core.storage.store import ArtifactStore
+from realrag_core.clip.bundle import load_clip
+from realrag_core.data.sources import iter_records
+from realrag_core.data.world import load_world
+from realrag_core.generators.demo.training import check_generator
 from realrag_core.generators.registry import open_stored_generator
 
 cfg = load_config("configs/demo.yaml")

@@ -7,12 +7,12 @@ import json
 import itertools
 import time
 import pyarrow.parquet as pq
-from realrag_core.config import load_config
-from realrag_core.store import ArtifactStore
-from realrag_core.prompts import load_prompts
-from realrag_core.vector_table import open_table_readonly, read_rows
-from realrag_core.clip_backbone import load_clip
-from realrag_core.retriever import table_view, train_retriever, validate, negatives_by_prompt
+from realrag_core.config.loading import load_config
+from realrag_core.storage.store import ArtifactStore
+from realrag_core.data.prompts import load_prompts
+from realrag_core.embed.table import open_table_readonly, read_rows
+from realrag_core.clip.bundle import load_clip
+from realrag_core.retriever.fit import table_view, train_retriever, validate, negatives_by_prompt
 
 cfg = load_config("configs/demo.yaml")
 store = ArtifactStore(cfg.artifacts_root)

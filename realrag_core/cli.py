@@ -28,14 +28,14 @@ RETRIEVERS = {"reflective": "retriever", "contrastive": "contrastive_retriever",
 def generate(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .artifact_sync import artifact_sync
-    from .config import load_config
-    from .generators.registry import open_stored_generator
-    from .prompts import Prompt
-    from .rag import retrieve_top1
-    from .retriever import load_retrievers
-    from .store import ArtifactStore
-    from .vector_table import open_table_readonly
+    from realrag_core.storage.sync import artifact_sync
+    from realrag_core.config.loading import load_config
+    from realrag_core.generators.registry import open_stored_generator
+    from realrag_core.data.prompts import Prompt
+    from realrag_core.rag.retrieve import retrieve_top1
+    from realrag_core.retriever.checkpoint import load_retrievers
+    from realrag_core.storage.store import ArtifactStore
+    from realrag_core.embed.table import open_table_readonly
 
     cfg = load_config(args.config)
     sync = artifact_sync(cfg)
@@ -70,10 +70,10 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def human_eval(args) -> int:
-    from .config import load_config
-    from .human_eval import current_study
-    from .human_eval_server import Study, VoteStore, export_votes, votes_url
-    from .store import ArtifactStore
+    from realrag_core.config.loading import load_config
+    from realrag_core.human_eval.tasks import current_study
+    from realrag_core.human_eval.server import Study, VoteStore, export_votes, votes_url
+    from realrag_core.storage.store import ArtifactStore
 
     cfg = load_config(args.config)
     store = ArtifactStore(cfg.artifacts_root)
@@ -85,7 +85,7 @@ def human_eval(args) -> int:
         return 0
     import uvicorn
 
-    from .human_eval_app import create_app
+    from realrag_core.human_eval.app import create_app
 
     hosts = (*cfg.human_eval.allowed_hosts, *(args.allowed_host or ()))
     print(f"study {study.study}: {len(study.tasks)} tasks; open http://{args.host}:{args.port}/ (Ctrl-C stops)")
@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "human-eval":
             return human_eval(args)
         if args.command == "rejects":
-            from .config import CONFIG_ENV_VAR, load_config
-            from .embed_images import rejects_summary
-            from .store import ArtifactStore, profile_hint
+            from realrag_core.config.base import CONFIG_ENV_VAR
+            from realrag_core.config.loading import load_config
+            from realrag_core.embed.embedding import rejects_summary
+            from realrag_core.storage.store import ArtifactStore, profile_hint
 
             cfg = load_config(args.config)
             store = ArtifactStore(cfg.artifacts_root)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rejects_summary(rejects, args.examples))
             return 0
         if args.command == "compare":
-            from .compare import compare, write_comparison
+            from realrag_core.evaluate.compare import compare, write_comparison
 
             paths = write_comparison(compare(args.configs), Path(args.out))
             print(paths["md"].read_text() + f"\nwritten: {paths['md']}, {paths['parquet']}")

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from realrag_core.config import PROJECT_ROOT, parse_config
-from realrag_core.synthetic_world import draw_concept
+from realrag_core.config.base import PROJECT_ROOT
+from realrag_core.config.loading import parse_config
+from realrag_core.data.synthetic_world import draw_concept
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -98,7 +99,7 @@ def run_outputs():
     and rag_images, negatives, results) plus the bytes of every image the manifests name, for comparing two runs."""
     import pyarrow.parquet as pq
 
-    from realrag_core.manifest import read_manifest
+    from realrag_core.storage.manifest import read_manifest
 
     def read(root: Path) -> dict:
         out, images = {}, {}

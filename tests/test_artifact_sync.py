@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from realrag_core.artifact_sync import ArtifactSync
-from realrag_core.config import parse_config
+from realrag_core.storage.sync import ArtifactSync
+from realrag_core.config.loading import parse_config
 
 
 def files(root):

@@ -13,7 +13,7 @@ from assets.checks import ALL_CHECKS
 from pipelines.definitions import ALL_ASSETS, defs
 from assets.partitions import ALL_SHARDS
 from assets.resources import RealRagConfigResource
-from realrag_core.config import PROJECT_ROOT
+from realrag_core.config.base import PROJECT_ROOT
 
 
 def _materialize(config_file: Path, selection=None, partition_key=None):
@@ -168,7 +168,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     # votes arrive (as the page stores them); the stage's numbers equal a count made here with SQL
     import sqlite3
 
-    from realrag_core.human_eval_server import VoteStore
+    from realrag_core.human_eval.server import VoteStore
 
     db = smoke_cfg.artifacts_root / "human_eval" / "votes.sqlite"
     votes = VoteStore(f"sqlite:///{db}")
@@ -185,7 +185,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
 
 
 def test_asset_body_runs_with_build_asset_context(smoke_config_file, smoke_cfg):
-    from realrag_core.sources import prepare_source
+    from realrag_core.data.sources import prepare_source
 
     prepare_source(smoke_cfg.source)
     result = world_splits(dg.build_asset_context(), realrag=RealRagConfigResource(config_path=str(smoke_config_file)))
@@ -241,7 +241,7 @@ def test_the_library_never_imports_its_test_support():
 def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, tmp_path):
     import yaml
 
-    from realrag_core.manifest import read_manifest
+    from realrag_core.storage.manifest import read_manifest
 
     smoke_data["retriever"].update(trainable="both", seeds=[0], lr_grid=[0.001])
     smoke_data["retriever"]["ablations"] = {
@@ -275,7 +275,7 @@ def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, 
 
 def test_launchpad_overrides_apply_on_top_of_the_profile(smoke_config_file, smoke_cfg):
     """What a user types into the launchpad's resource config reaches the stage, validated like the YAML."""
-    from realrag_core.prompts import load_prompts
+    from realrag_core.data.prompts import load_prompts
 
     run_config = {
         "resources": {
@@ -350,7 +350,7 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from realrag_core.manifest import read_manifest
+    from realrag_core.storage.manifest import read_manifest
 
     upstream = [
         "image_source",
@@ -507,8 +507,8 @@ def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_result
     import pyarrow.parquet as pq
     import yaml
 
-    from realrag_core.manifest import read_manifest
-    from realrag_core.prompts import load_prompts
+    from realrag_core.storage.manifest import read_manifest
+    from realrag_core.data.prompts import load_prompts
 
     smoke_data["prompts"] = {"protocols": ["unseen_concepts", "seen_concepts"]}
     smoke_data["rag"]["seeds_by_protocol"] = {"seen_concepts": [7]}  # one sample, a seed unseen uses not

@@ -13,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
-from realrag_core.config import CaptionFileSourceConfig, EmbeddingsConfig
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope
-from realrag_core.image_io import decode_image
-from realrag_core.synthetic_world import draw_concept
-from realrag_core.vector_table import open_embedding_table
+from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
+from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.config.stages import EmbeddingsConfig
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope
+from realrag_core.data.image_io import decode_image
+from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.embed.table import open_embedding_table
 
 CAPTION = "red circle"
 EMBED, DEDUPE = "embed", "dedupe"
@@ -250,9 +251,9 @@ def test_exif_orientation_animation_and_transparency_are_decoded_as_seen(corpus)
 
 
 def test_a_retriever_of_another_size_is_refused_before_any_query(clip, tmp_path):
-    from realrag_core.config import IndexConfig
-    from realrag_core.prompts import Prompt
-    from realrag_core.rag import retrieve_top1
+    from realrag_core.config.stages import IndexConfig
+    from realrag_core.data.prompts import Prompt
+    from realrag_core.rag.retrieve import retrieve_top1
 
     table, _ = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim + 8, "open_clip:other")
     with pytest.raises(

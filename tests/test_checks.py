@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from realrag_core.checks import (
+from realrag_core.evaluate.checks import (
     beats_zero_shot_outcome,
     coverage_outcome,
     embeddings_outcome,

@@ -9,7 +9,7 @@ import lancedb
 import pytest
 import yaml
 
-from realrag_core.config import PROJECT_ROOT
+from realrag_core.config.base import PROJECT_ROOT
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -230,7 +230,7 @@ def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke
     import yaml
 
     from realrag_core.cli import main
-    from realrag_core.store import ArtifactStore
+    from realrag_core.storage.store import ArtifactStore
 
     paths = []
     for name, generator, acc in (("sdxl_run", "diffusers:sdxl@abc", 0.25), ("flux_run", "diffusers:flux@def", 0.5)):

@@ -4,7 +4,7 @@ import open_clip
 import pytest
 import torch
 
-from realrag_core.clip_backbone import (
+from realrag_core.clip.bundle import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     adamw,
@@ -14,7 +14,7 @@ from realrag_core.clip_backbone import (
     save_clip,
     train_clip,
 )
-from realrag_core.sources import iter_records, prepare_source
+from realrag_core.data.sources import iter_records, prepare_source
 
 
 def _pretrain_data(cfg):
@@ -84,7 +84,7 @@ def test_untrained_model_ignores_weights_left_in_the_folder(smoke_cfg, tmp_path)
 
 
 def test_precision_embeds_under_autocast_and_stays_close_to_float32(smoke_cfg, tmp_path):
-    from realrag_core.synthetic_world import draw_concept
+    from realrag_core.data.synthetic_world import draw_concept
 
     model, *_ = create_untrained(tmp_path / "c", smoke_cfg.clip.architecture, seed=0)
     save_clip(model, tmp_path / "c")
@@ -126,8 +126,8 @@ def _outside_world_profile(smoke_data, tmp_path):
     and reference styles' images of the remaining 2 allowed into pre-training."""
     import copy
 
-    from realrag_core.config import parse_config
-    from realrag_core.world import compute_world
+    from realrag_core.config.loading import parse_config
+    from realrag_core.data.world import compute_world
 
     data = copy.deepcopy(smoke_data)
     data["world"].update(num_concepts=8, selection_concepts=2)
@@ -141,7 +141,7 @@ def _outside_world_profile(smoke_data, tmp_path):
 def test_pre_training_data_never_holds_held_out_images(smoke_data, tmp_path):
     """Base CLIP: every pre-training-style image, and database/reference-style images only of concepts outside
     both the world and the selection. Judge: everything but the reference style's images of those concepts."""
-    from realrag_core.clip_pretrain import base_clip_records, judge_records
+    from realrag_core.clip.demo_pretrain import base_clip_records, judge_records
 
     _, cfg, records, world = _outside_world_profile(smoke_data, tmp_path)
     held = set(world.concepts) | set(world.selection)
@@ -163,8 +163,8 @@ def test_shipped_base_clip_and_judge_are_taken_only_for_their_recipe(smoke_data,
 
     import json
 
-    from realrag_core.clip_pretrain import CEILING_FILE, build_demo_clip, build_judge, read_judge_ceiling
-    from realrag_core.config import parse_config
+    from realrag_core.clip.demo_pretrain import CEILING_FILE, build_demo_clip, build_judge, read_judge_ceiling
+    from realrag_core.config.loading import parse_config
 
     data, cfg, records, world = _outside_world_profile(smoke_data, tmp_path)
     made = build_demo_clip(cfg, world, tmp_path / "made_clip", tmp_path)
@@ -197,7 +197,7 @@ def test_colour_jitter_keeps_hue_is_deterministic_and_leaves_old_keys(smoke_cfg,
     import numpy as np
     from PIL import Image
 
-    from realrag_core.config import ClipTrainConfig
+    from realrag_core.config.clip import ClipTrainConfig
 
     plain = ClipTrainConfig()
     jitter = ClipTrainConfig(color_jitter=(0.4, 0.4, 0.4), color_jitter_prob=1.0)
@@ -235,7 +235,7 @@ def test_colour_jitter_keeps_hue_is_deterministic_and_leaves_old_keys(smoke_cfg,
 
 
 def test_weight_averaging_keeps_the_mean_of_the_late_steps_and_leaves_the_path(smoke_cfg, tmp_path):
-    from realrag_core.config import ClipTrainConfig
+    from realrag_core.config.clip import ClipTrainConfig
 
     # weights made before the setting existed keep their training key
     assert "average_from" not in ClipTrainConfig().key_dump()
@@ -265,7 +265,7 @@ def test_weight_averaging_keeps_the_mean_of_the_late_steps_and_leaves_the_path(s
 
 
 def test_image_pairs_put_two_drawings_of_each_concept_in_a_batch_and_leave_old_keys(smoke_cfg, tmp_path):
-    from realrag_core.config import ClipTrainConfig
+    from realrag_core.config.clip import ClipTrainConfig
 
     assert "image_pair_weight" not in ClipTrainConfig().key_dump()
     assert ClipTrainConfig(image_pair_weight=1.0).key_dump()["image_pair_weight"] == 1.0
@@ -320,7 +320,7 @@ def test_image_pairs_put_two_drawings_of_each_concept_in_a_batch_and_leave_old_k
 def test_a_resnet_vision_tower_comes_from_open_clip_and_averaging_recomputes_its_batch_norm(smoke_cfg, tmp_path):
     from open_clip.modified_resnet import ModifiedResNet
 
-    from realrag_core.config import ClipArchitecture
+    from realrag_core.config.clip import ClipArchitecture
 
     with pytest.raises(ValueError, match="multiple of 32"):
         ClipArchitecture(vision_layers=(1, 1, 1, 1), image_size=48)
@@ -355,6 +355,6 @@ def test_a_resnet_vision_tower_comes_from_open_clip_and_averaging_recomputes_its
 
 
 def _embed(model, bundle, images):
-    from realrag_core.clip_backbone import ClipBundle
+    from realrag_core.clip.bundle import ClipBundle
 
     return ClipBundle(model, bundle.preprocess, bundle.tokenizer, "trained").embed_images(images)

@@ -10,9 +10,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from realrag_core.clip_backbone import NAME_FILE, load_clip
-from realrag_core.clip_pretrained import materialize_pretrained
-from realrag_core.config import PretrainedClipConfig, parse_config
+from realrag_core.clip.bundle import NAME_FILE, load_clip
+from realrag_core.clip.pretrained import materialize_pretrained
+from realrag_core.config.clip import PretrainedClipConfig
+from realrag_core.config.loading import parse_config
 
 TINY = {
     "embed_dim": 32,

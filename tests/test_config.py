@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from realrag_core.config import PROJECT_ROOT, ConfigError, load_config, parse_config
+from realrag_core.config.base import PROJECT_ROOT, ConfigError
+from realrag_core.config.loading import load_config, parse_config
 
 
 def test_shipped_profiles_load_with_their_own_roots():
@@ -135,7 +136,8 @@ def test_every_example_profile_validates(tmp_path):
     """configs/*.yaml as shipped (real-model profiles included), with the data folders they name present."""
     import shutil
 
-    from realrag_core.config import PROJECT_ROOT, load_config
+    from realrag_core.config.base import PROJECT_ROOT
+    from realrag_core.config.loading import load_config
 
     shutil.copytree(PROJECT_ROOT / "configs", tmp_path / "configs")
     (tmp_path / "data" / "stanford_cars" / "train").mkdir(parents=True)
@@ -158,7 +160,7 @@ def test_every_example_profile_validates(tmp_path):
 
 
 def test_model_cache_gives_every_download_one_folder(smoke_data, tmp_path):
-    from realrag_core.config import parse_config
+    from realrag_core.config.loading import parse_config
 
     smoke_data["model_cache"] = "models"
     smoke_data["clip"] = {"kind": "open_clip_pretrained", "model": "ViT-B-32", "pretrained": "openai"}
@@ -181,7 +183,8 @@ def test_model_cache_gives_every_download_one_folder(smoke_data, tmp_path):
 
 
 def test_overrides_set_dotted_keys_and_refuse_to_walk_through_values(smoke_config_file):
-    from realrag_core.config import ConfigError, load_config
+    from realrag_core.config.base import ConfigError
+    from realrag_core.config.loading import load_config
 
     cfg = load_config(smoke_config_file, {"mining.k": 3, "retriever.lr_grid": [0.002], "rag.seeds": [5]})
     assert (cfg.mining.k, cfg.retriever.lr_grid, cfg.rag.seeds) == (3, (0.002,), (5,))
@@ -193,7 +196,8 @@ def test_overrides_set_dotted_keys_and_refuse_to_walk_through_values(smoke_confi
 
 
 def test_retrain_cron_is_checked(smoke_data, tmp_path):
-    from realrag_core.config import ConfigError, parse_config
+    from realrag_core.config.base import ConfigError
+    from realrag_core.config.loading import parse_config
 
     smoke_data["operations"] = {"retrain_cron": "0 3 * *"}
     with pytest.raises(ConfigError, match="operations.retrain_cron: Value error, a cron expression has five fields"):

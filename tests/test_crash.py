@@ -18,16 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from realrag_core.clip_backbone import create_untrained, save_clip
-from realrag_core.synthetic_world import COLOURS, SHAPES, draw_concept
+from realrag_core.clip.bundle import create_untrained, save_clip
+from realrag_core.data.synthetic_world import COLOURS, SHAPES, draw_concept
 
 CHILD = """
 import json, sys
 from pathlib import Path
-from realrag_core.clip_backbone import load_clip
-from realrag_core.config import CaptionFileSourceConfig, EmbeddingsConfig
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope
+from realrag_core.clip.bundle import load_clip
+from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.config.stages import EmbeddingsConfig
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope
 args = json.loads(sys.argv[1])
 clip = load_clip(Path(args["clip"]))
 source = CaptionFileSourceConfig(image_dir=Path(args["images"]), captions=Path(args["captions"]))
@@ -150,11 +151,11 @@ GENERATE = """
 import json, sys
 from pathlib import Path
 import torch
-from realrag_core.clip_backbone import load_clip
-from realrag_core.config import load_config
-from realrag_core.generation import generate_for_prompts
-from realrag_core.generators.demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet
-from realrag_core.prompts import Prompt
+from realrag_core.clip.bundle import load_clip
+from realrag_core.config.loading import load_config
+from realrag_core.generate.generation import generate_for_prompts
+from realrag_core.generators.demo.diffusion import DemoDiffusionGenerator, TextTokens, build_unet
+from realrag_core.data.prompts import Prompt
 args = json.loads(sys.argv[1])
 cfg = load_config(args["profile"])
 clip = load_clip(Path(args["clip"]))
@@ -173,7 +174,7 @@ print("done", report.seconds, flush=True)
 def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, tmp_path, smoke_config_file):
     """generated_images' kernel killed mid-run: after each kill the manifest reads whole and names only PNGs that
     are complete and equal to a clean run's; the rerun finishes the clean run's images, byte for byte."""
-    from realrag_core.manifest import read_manifest
+    from realrag_core.storage.manifest import read_manifest
 
     def run(out):
         args = json.dumps({"profile": str(smoke_config_file), "clip": world["clip"], "out": str(out)})
@@ -226,7 +227,7 @@ def test_a_manifest_part_left_half_written_is_not_read(tmp_path):
     next append and read work. (Found by the kill test above in a fresh-clone run.)"""
     import pyarrow as pa
 
-    from realrag_core.manifest import MANIFEST_DIR, append_part, read_manifest
+    from realrag_core.storage.manifest import MANIFEST_DIR, append_part, read_manifest
 
     schema = pa.schema([("prompt_id", pa.string()), ("seed", pa.int64())])
     append_part(tmp_path, {"prompt_id": ["a"], "seed": [0]}, schema)
@@ -241,9 +242,9 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import pyarrow as pa
-from realrag_core.config import load_config
-from realrag_core.prompts import Prompt
-from realrag_core.retriever import build_retriever
+from realrag_core.config.loading import load_config
+from realrag_core.data.prompts import Prompt
+from realrag_core.retriever.build import build_retriever
 args = json.loads(sys.argv[1])
 cfg = load_config(args["profile"])
 cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={
@@ -270,8 +271,8 @@ def test_retriever_training_killed_at_random_points_resumes_and_never_leaves_a_b
     """build_retriever (3 learning rates on validation, then 2 more seeds: 5 fits) killed mid-run: after each kill
     the retrievers a reader loads are whole, all of the previous version; finished fits are kept and the rerun
     resumes after them; the result equals an uninterrupted run's byte for byte."""
-    from realrag_core.clip_backbone import WEIGHTS_NAME, load_clip
-    from realrag_core.retriever import load_retrievers
+    from realrag_core.clip.bundle import WEIGHTS_NAME, load_clip
+    from realrag_core.retriever.checkpoint import load_retrievers
 
     dim = load_clip(world["clip"]).model.text_projection.shape[1]
 
@@ -343,8 +344,9 @@ def test_retriever_training_killed_at_random_points_resumes_and_never_leaves_a_b
 
 
 def test_a_fit_is_reused_only_for_the_same_inputs_and_readers_fall_back_to_the_swapped_out_version(tmp_path, smoke_cfg):
-    from realrag_core.clip_backbone import load_clip
-    from realrag_core.retriever import RETRIEVER_FILE, FitCache, current_folder
+    from realrag_core.clip.bundle import load_clip
+    from realrag_core.retriever.fit_cache import FitCache
+    from realrag_core.retriever.checkpoint import RETRIEVER_FILE, current_folder
 
     base = tmp_path / "base"
     model, *_ = create_untrained(base, smoke_cfg.clip.architecture, seed=0)

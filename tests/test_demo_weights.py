@@ -14,8 +14,8 @@ import os
 
 import pytest
 
-from realrag_core.clip_backbone import load_clip
-from realrag_core.clip_pretrain import (
+from realrag_core.clip.bundle import load_clip
+from realrag_core.clip.demo_pretrain import (
     base_clip_records,
     build_demo_clip,
     build_judge,
@@ -23,17 +23,18 @@ from realrag_core.clip_pretrain import (
     training_key,
     training_key_of,
 )
-from realrag_core.config import PROJECT_ROOT, load_config
-from realrag_core.demo_world import PACKAGES
-from realrag_core.generators.demo_training import (
+from realrag_core.config.base import PROJECT_ROOT
+from realrag_core.config.loading import load_config
+from realrag_core.data.emoji_packages import PACKAGES
+from realrag_core.generators.demo.training import (
     TEXT_ENCODER_DIR,
     build_demo_generator,
     generator_key,
     reference_effect,
     text_encoder_key,
 )
-from realrag_core.sources import iter_records, prepare_source
-from realrag_core.world import compute_world
+from realrag_core.data.sources import iter_records, prepare_source
+from realrag_core.data.world import compute_world
 
 HAVE_CACHE = all((PROJECT_ROOT / ".cache" / "emoji-npm" / p.tarball).is_file() for p in PACKAGES.values())
 pytestmark = [

@@ -7,21 +7,17 @@ import io
 import pytest
 from PIL import Image, ImageDraw
 
-from realrag_core import demo_world
-from realrag_core.config import PROJECT_ROOT
-from realrag_core.demo_world import (
-    PACKAGES,
-    IntegrityError,
-    NpmPackage,
+from realrag_core.data import emoji_packages
+from realrag_core.config.base import PROJECT_ROOT
+from realrag_core.data.demo_world import (
     build_demo_world,
-    fetch_packages,
     fluent_slug,
     render_artwork,
     style_similarity,
     undeclared_lineages,
-    verify_tarball,
 )
-from realrag_core.sources import ImageRecord
+from realrag_core.data.emoji_packages import PACKAGES, IntegrityError, NpmPackage, fetch_packages, verify_tarball
+from realrag_core.data.sources import ImageRecord
 
 CACHE = PROJECT_ROOT / ".cache" / "emoji-npm"
 HAVE_CACHE = all((CACHE / p.tarball).is_file() for p in PACKAGES.values())
@@ -51,7 +47,7 @@ def test_cached_tarball_with_wrong_hash_is_fetched_again(tmp_path, monkeypatch):
     """A corrupt cache entry is deleted and npm is asked again (here: npm missing -> a clear error)."""
     pkg = NpmPackage("left-pad", "1.3.0", "sha512-AAAA", "WTFPL")
     (tmp_path / pkg.tarball).write_bytes(b"partial download")
-    monkeypatch.setattr(demo_world.shutil, "which", lambda name: None)
+    monkeypatch.setattr(emoji_packages.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="npm is needed"):
         fetch_packages(tmp_path, {"x": pkg})
     assert not (tmp_path / pkg.tarball).exists()
@@ -102,8 +98,9 @@ def test_real_packages_build_the_demo_world(tmp_path):
 @pytest.mark.skipif(not HAVE_CACHE, reason="demo npm packages not in .cache/emoji-npm")
 def test_real_packages_hold_about_850_object_concepts():
     tarballs = {k: CACHE / p.tarball for k, p in PACKAGES.items()}
-    from realrag_core.demo_world import STYLES, list_concepts
-    from realrag_core.config import EmojiDemoSourceConfig
+    from realrag_core.data.demo_world import list_concepts
+    from realrag_core.data.emoji_packages import STYLES
+    from realrag_core.config.sources import EmojiDemoSourceConfig
 
     concepts = list_concepts(tarballs, EmojiDemoSourceConfig.model_fields["categories"].default)
     assert 800 <= len(concepts) <= 900
@@ -163,7 +160,7 @@ def test_the_demo_worlds_artists_are_declared_by_lineage(tmp_path):
     """On the real packages: every pair of styles whose drawings of a concept are near-identical (the three Fluent
     renderings) is declared one artist, both in the captions' artist column and in the demo config's roles; the
     added pre-training artists are not copies of the reference (Twemoji) or database (Fluent) artwork."""
-    from realrag_core.config import load_config
+    from realrag_core.config.loading import load_config
 
     cfg = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
     out = tmp_path / "world"

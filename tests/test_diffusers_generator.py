@@ -9,16 +9,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from realrag_core.config import ConfigError, DiffusersGeneratorConfig, load_config, parse_config
+from realrag_core.config.base import ConfigError
+from realrag_core.config.generators import DiffusersGeneratorConfig
+from realrag_core.config.loading import load_config, parse_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
 from realrag_core.generators.registry import diffusers_generator_id
-from realrag_core.testing.tiny_models import (
-    write_tiny_flux_ip_adapter,
-    write_tiny_sd3_ip_adapter,
-    write_tiny_sd_ip_adapter,
-    write_tiny_sdxl_ip_adapter,
-)
+from realrag_core.testing.tiny_models import write_tiny_sd_ip_adapter, write_tiny_sdxl_ip_adapter
+from realrag_core.testing.tiny_transformers import write_tiny_flux_ip_adapter, write_tiny_sd3_ip_adapter
 
 # family: (writer, subfolder, weight file, image encoder: relative to subfolder, or None = the folder the writer made)
 FAMILIES = {
@@ -169,8 +167,8 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
     from pipelines.definitions import ALL_ASSETS
     from assets.partitions import ALL_SHARDS
     from assets.resources import RealRagConfigResource
-    from realrag_core.config import PROJECT_ROOT
-    from realrag_core.manifest import read_manifest
+    from realrag_core.config.base import PROJECT_ROOT
+    from realrag_core.storage.manifest import read_manifest
 
     pipeline_dir, ip_repo = write_tiny_sd_ip_adapter(tmp_path / "tiny-models")
     profile = yaml.safe_load((PROJECT_ROOT / "configs" / "smoke_sd.yaml").read_text())
@@ -204,9 +202,9 @@ def test_smoke_pipeline_runs_with_the_tiny_sd_generator(tmp_path, smoke_data):
 def test_later_stages_refuse_a_generator_record_of_another_config(tiny_models, smoke_data, tmp_path):
     import json
 
-    from realrag_core.config import parse_config
+    from realrag_core.config.loading import parse_config
     from realrag_core.generators.registry import open_stored_generator
-    from realrag_core.store import ArtifactStore
+    from realrag_core.storage.store import ArtifactStore
 
     smoke_data["generator"] = {
         "kind": "diffusers_ip_adapter",
@@ -249,10 +247,10 @@ def make_wrong(options, device):
 
 
 def test_external_generators_plug_in_by_factory_and_missing_ones_say_so(smoke_data, tmp_path, monkeypatch):
-    from realrag_core.config import parse_config
+    from realrag_core.config.loading import parse_config
     from realrag_core.generators.emu2 import GeneratorNotInstalled
     from realrag_core.generators.registry import build_generator, open_stored_generator
-    from realrag_core.store import ArtifactStore
+    from realrag_core.storage.store import ArtifactStore
 
     (tmp_path / "my_generators.py").write_text(EXTERNAL)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -288,8 +286,8 @@ def test_the_generator_stages_run_through_the_assets_with_every_route(family, sm
     from pipelines.definitions import ALL_ASSETS
     from assets.partitions import ALL_SHARDS
     from assets.resources import RealRagConfigResource
-    from realrag_core.testing.tiny_models import write_tiny_omnigen
-    from realrag_core.manifest import read_manifest
+    from realrag_core.testing.tiny_transformers import write_tiny_omnigen
+    from realrag_core.storage.manifest import read_manifest
 
     sampling = {"steps": 3, "image_size": 32, "batch_size": 8}
     if family == "omnigen":

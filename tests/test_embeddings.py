@@ -2,11 +2,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
-from realrag_core.config import CaptionFileSourceConfig, EmbeddingsConfig, IndexConfig
-from realrag_core.embed_images import embed_source
-from realrag_core.embed_reader import Scope, content_id
-from realrag_core.vector_table import ModelMismatchError, open_embedding_table, search
+from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
+from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.config.stages import EmbeddingsConfig, IndexConfig
+from realrag_core.embed.embedding import embed_source
+from realrag_core.embed.reader import Scope, content_id
+from realrag_core.embed.table import ModelMismatchError, open_embedding_table, search
 
 CONCEPTS = {"red circle": "known", "blue square": "known", "green triangle": "novel", "orange star": "novel"}
 
@@ -71,7 +72,7 @@ def test_rerun_is_idempotent_and_incremental(source, clip, tmp_path, user_folder
     assert second.inserted == 0 and second.rows == first.rows
     assert second.skipped_unchanged == first.inserted + first.duplicates_in_source
     # a new image and a changed image: only those are embedded; the changed one is a new row (new content)
-    from realrag_core.synthetic_world import draw_concept
+    from realrag_core.data.synthetic_world import draw_concept
 
     draw_concept("orange", "star", "outline", 32).save(user_folder / "shadow-orange-star.png")
     with (user_folder / "captions.csv").open("a") as fh:
@@ -100,7 +101,7 @@ def test_removed_images_leave_the_table_unless_the_source_looks_gone(source, cli
 
 
 def test_crash_mid_run_keeps_flushed_rows_and_resume_completes(source, clip, tmp_path, monkeypatch):
-    from realrag_core import embed_images
+    from realrag_core.embed import embedding as embed_images
 
     calls = {"n": 0}
     real_upsert = embed_images.upsert

@@ -14,7 +14,7 @@ import lancedb
 import pytest
 import yaml
 
-from realrag_core.config import PROJECT_ROOT
+from realrag_core.config.base import PROJECT_ROOT
 from conftest import smoke_dict
 
 VENV_BIN = Path(sys.executable).parent
@@ -236,7 +236,7 @@ def test_artifacts_and_table_on_an_s3_server_each_step_in_its_own_process(
     the server. A new machine (the working copy wiped) pulls the same outputs as the in-process run, and can run a
     stage alone from there. (A separate multiprocess run on a local store was dropped to save five minutes of CI:
     this run goes through the same executor and the same stages, plus the sync.)"""
-    from realrag_core.artifact_sync import ArtifactSync
+    from realrag_core.storage.sync import ArtifactSync
 
     uri = f"s3://{s3_bucket}/realrag"
     root, path = profile(tmp_path, "s3", artifacts_uri=uri)

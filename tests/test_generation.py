@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
-from realrag_core.generation import generate_for_prompts
-from realrag_core.manifest import read_manifest
-from realrag_core.prompts import Prompt
+from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
+from realrag_core.generate.generation import generate_for_prompts
+from realrag_core.storage.manifest import read_manifest
+from realrag_core.data.prompts import Prompt
 
 
 class CountingGenerator:
@@ -91,9 +91,9 @@ def test_a_rag_manifest_of_an_older_version_is_a_clear_error(tmp_path):
     import pyarrow as pa
     import pytest
 
-    from realrag_core.config import IndexConfig
-    from realrag_core.manifest import append_part
-    from realrag_core.rag import generate_arms
+    from realrag_core.config.stages import IndexConfig
+    from realrag_core.storage.manifest import append_part
+    from realrag_core.rag.retrieve import generate_arms
 
     append_part(
         tmp_path, {"arm": ["none"], "prompt_id": ["p0"]}, pa.schema([("arm", pa.string()), ("prompt_id", pa.string())])
@@ -110,7 +110,7 @@ def test_a_new_image_tower_embeds_the_same_images_again_without_generating_them(
     """A user pulls a new base CLIP (here: another width, so the embeddings do not even have the same size): the
     generator has not changed, so its images are embedded again from their PNG files, and readers take the rows
     of the tower their table was built by."""
-    from realrag_core.generation import read_current_generated
+    from realrag_core.generate.generation import read_current_generated
 
     out = tmp_path / "generated"
     generate_for_prompts(CountingGenerator(), encoder, PROMPTS, (0, 1), out, batch_size=4, progress=False)

@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
-from realrag_core.config import parse_config
+from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
+from realrag_core.config.loading import parse_config
 from realrag_core.generators.base import Generator
-from realrag_core.generators.demo_diffusion import DemoDiffusionGenerator, TextTokens, build_unet, train_generator
-from realrag_core.generators.demo_training import build_demo_generator, training_set
-from realrag_core.sources import iter_records, prepare_source
-from realrag_core.synthetic_world import draw_concept
-from realrag_core.world import compute_world
+from realrag_core.generators.demo.diffusion import DemoDiffusionGenerator, TextTokens, build_unet, train_generator
+from realrag_core.generators.demo.training import build_demo_generator, training_set
+from realrag_core.data.sources import iter_records, prepare_source
+from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.data.world import compute_world
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ def test_conditioning_changes_the_output(smoke_cfg, text):
 
 
 def test_samplers_differ_and_the_generator_id_names_every_setting_that_changes_images(smoke_cfg, text):
-    from realrag_core.config import SamplingConfig
-    from realrag_core.generators.demo_training import demo_generator_id
+    from realrag_core.config.generators import SamplingConfig
+    from realrag_core.generators.demo.training import demo_generator_id
 
     ref = draw_concept("red", "circle", "filled", 32)
     images = {
@@ -250,7 +250,7 @@ def test_reference_pools_follow_the_configured_artists(smoke_cfg, pool):
 def test_paired_transform_moves_target_and_reference_alike():
     import torch
 
-    from realrag_core.generators.demo_diffusion import paired_transform
+    from realrag_core.generators.demo.diffusion import paired_transform
 
     image = torch.ones(3, 8, 8)
     image[:, 2, 1] = -1.0  # one dark pixel at row 2, column 1
@@ -261,8 +261,8 @@ def test_paired_transform_moves_target_and_reference_alike():
 
 
 def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(smoke_cfg, training_data):
-    from realrag_core.config import PairedAugment
-    from realrag_core.generators.demo_training import generator_key
+    from realrag_core.config.generators import PairedAugment
+    from realrag_core.generators.demo.training import generator_key
 
     world, images, captions, pools, tokens = training_data
     runs = []
@@ -312,8 +312,8 @@ def test_outside_share_trains_only_the_reference_pathway_on_concepts_outside_the
     text-only examples stay known ones, and off means the UNet never sees an outside image or caption."""
     import torch
 
-    from realrag_core.config import GeneratorMix
-    from realrag_core.generators.demo_training import outside_set
+    from realrag_core.config.generators import GeneratorMix
+    from realrag_core.generators.demo.training import outside_set
 
     prepare_source(smoke_cfg.source)
     records = list(iter_records(smoke_cfg.source))
@@ -381,7 +381,7 @@ def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(s
     UNet never sees one (and the example draw is the same as before the option existed)."""
     import torch
 
-    from realrag_core.config import GeneratorMix
+    from realrag_core.config.generators import GeneratorMix
 
     world, images, captions, pools, tokens = training_data
     outside = ["a lighthouse", "a accordion"]

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from realrag_core.config import HumanEvalConfig
-from realrag_core.human_eval import build_tasks
+from realrag_core.config.operations import HumanEvalConfig
+from realrag_core.human_eval.tasks import build_tasks
 
 PROTOCOLS = ("unseen_concepts", "seen_concepts")
 

@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from realrag_core.config import HumanEvalConfig
-from realrag_core.human_eval import build_tasks
-from realrag_core.human_eval_results import study_results
-from realrag_core.human_eval_server import VoteStore
+from realrag_core.config.operations import HumanEvalConfig
+from realrag_core.human_eval.tasks import build_tasks
+from realrag_core.human_eval.results import study_results
+from realrag_core.human_eval.server import VoteStore
 
 ARMS = ("none", "clip", "contrastive", "reflective")
 

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from realrag_core.config import HumanEvalConfig
-from realrag_core.human_eval import build_tasks, current_study, write_tasks
-from realrag_core.human_eval_app import SESSION_COOKIE, create_app
-from realrag_core.human_eval_server import Study, VoteStore, export_votes
+from realrag_core.config.operations import HumanEvalConfig
+from realrag_core.human_eval.tasks import build_tasks, current_study, write_tasks
+from realrag_core.human_eval.app import SESSION_COOKIE, create_app
+from realrag_core.human_eval.server import Study, VoteStore, export_votes
 
 ARMS = ("none", "clip", "contrastive", "reflective")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realrag_core.image_io import DecodeLimits, decode_image
+from realrag_core.data.image_io import DecodeLimits, decode_image
 
 
 def _png(img: Image.Image) -> bytes:

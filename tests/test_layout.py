@@ -4,7 +4,7 @@ module of the three packages imports another that imports it back, at the top or
 import ast
 import graphlib
 
-from realrag_core.config import PROJECT_ROOT
+from realrag_core.config.base import PROJECT_ROOT
 
 PACKAGES = ("realrag_core", "assets", "pipelines")
 

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
-from realrag_core.loss import reflective_contrastive_loss
+from realrag_core.clip.loss import reflective_contrastive_loss
 
 
 def _feats(b=8, d=16, k=2, seed=0):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realrag_core.clip_backbone import create_untrained, load_clip, save_clip
-from realrag_core.metrics import bootstrap_ci, distribution_metrics
-from realrag_core.results import paired_comparisons, results_markdown
-from realrag_core.synthetic_world import draw_concept
+from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
+from realrag_core.evaluate.metrics import bootstrap_ci, distribution_metrics
+from realrag_core.evaluate.results import paired_comparisons, results_markdown
+from realrag_core.data.synthetic_world import draw_concept
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_judge_features_normalise_like_the_judges_own_preprocessing(smoke_cfg, t
 
     import torch
 
-    from realrag_core.metrics import JudgeFeatures, to_uint8
+    from realrag_core.evaluate.metrics import JudgeFeatures, to_uint8
 
     model, *_ = create_untrained(tmp_path / "j", smoke_cfg.judge.architecture, seed=1)
     save_clip(model, tmp_path / "j")
@@ -110,8 +110,8 @@ def test_judge_features_normalise_like_the_judges_own_preprocessing(smoke_cfg, t
 
 
 def test_inception_fid_loads_weights_from_the_config_and_orders_sets(inception_weights, tmp_path):
-    from realrag_core.config import InceptionConfig
-    from realrag_core.metrics import inception_metrics
+    from realrag_core.config.stages import InceptionConfig
+    from realrag_core.evaluate.metrics import inception_metrics
 
     spec = InceptionConfig(weights=inception_weights, batch_size=4)
     shapes = ["circle", "square", "triangle", "star"]
@@ -127,7 +127,7 @@ def test_inception_fid_loads_weights_from_the_config_and_orders_sets(inception_w
 
 
 def test_clip_i_is_the_mean_cosine_with_the_concepts_real_images(judge):
-    from realrag_core.metrics import clip_scores
+    from realrag_core.evaluate.metrics import clip_scores
 
     real = [
         ("red circle", draw_concept("red", "circle", "filled", 32)),
@@ -153,10 +153,10 @@ def test_clip_i_is_the_mean_cosine_with_the_concepts_real_images(judge):
 def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path):
     import pyarrow as pa
 
-    from realrag_core.config import IndexConfig
-    from realrag_core.reference_set import fid_reference_set
-    from realrag_core.sources import ImageRecord
-    from realrag_core.vector_table import VECTOR_COLUMN, open_embedding_table, upsert
+    from realrag_core.config.stages import IndexConfig
+    from realrag_core.evaluate.reference_set import fid_reference_set
+    from realrag_core.data.sources import ImageRecord
+    from realrag_core.embed.table import VECTOR_COLUMN, open_embedding_table, upsert
 
     records = []
     for colour, shape in (("red", "circle"), ("blue", "star"), ("green", "square")):
@@ -202,8 +202,8 @@ def test_inception_weights_download_into_the_configured_cache(inception_weights,
     weights_only=True."""
     import torch
 
-    from realrag_core.config import InceptionConfig
-    from realrag_core.metrics import inception_metrics
+    from realrag_core.config.stages import InceptionConfig
+    from realrag_core.evaluate.metrics import inception_metrics
 
     seen = []
 
@@ -233,8 +233,8 @@ def test_user_supplied_weights_are_never_unpickled(inception_weights, tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from realrag_core.config import InceptionConfig
-    from realrag_core.metrics import inception_metrics, inception_state_dict
+    from realrag_core.config.stages import InceptionConfig
+    from realrag_core.evaluate.metrics import inception_metrics, inception_state_dict
 
     marker = tmp_path / "code-ran"
     state = torch.load(inception_weights, weights_only=True)
@@ -254,7 +254,7 @@ def test_user_supplied_weights_are_never_unpickled(inception_weights, tmp_path):
 
 
 def test_the_table_says_how_much_of_the_none_to_oracle_gap_each_arm_closes():
-    from realrag_core.results import gap_closed
+    from realrag_core.evaluate.results import gap_closed
 
     def row(arm, value):
         return {"arm": arm, "split": "novel", "metric": "concept_acc", "value": value, "n": 40, "lo": 0.0, "hi": 1.0}

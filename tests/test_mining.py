@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from realrag_core.mining import mine_negatives
+from realrag_core.mining.reflective import mine_negatives
 
 
 def _unit(rng, n, d=16):
@@ -72,7 +72,7 @@ def test_errors_are_clear():
 
 @pytest.mark.parametrize("policy", ["exclude_concept", "exclude_positive"])
 def test_incremental_re_mine_equals_a_full_one_after_growth_and_removal(policy):
-    from realrag_core.mining import mine_incremental
+    from realrag_core.mining.reflective import mine_incremental
 
     rng = np.random.default_rng(3)
     table, gen = _unit(rng, 400), _unit(rng, 30)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realrag_core.config import PROJECT_ROOT, load_config
+from realrag_core.config.base import PROJECT_ROOT
+from realrag_core.config.loading import load_config
 
 
 def _class_folders(root, classes=6, per_class=12):
@@ -28,9 +29,9 @@ def test_the_example_profile_runs_on_a_users_folders_with_the_demo_clip(tmp_path
     from assets.partitions import ALL_SHARDS
     from assets.resources import RealRagConfigResource
     from pipelines.definitions import ALL_ASSETS
-    from realrag_core.clip_backbone import load_clip
-    from realrag_core.store import ArtifactStore
-    from realrag_core.summary import summary_lines
+    from realrag_core.clip.bundle import load_clip
+    from realrag_core.storage.store import ArtifactStore
+    from realrag_core.evaluate.summary import summary_lines
 
     _class_folders(tmp_path / "photos")
     overrides = {"source.root": str(tmp_path / "photos"), "artifacts_root": str(tmp_path / "artifacts")}

@@ -7,11 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from realrag_core.config import ConfigError, OmniGenGeneratorConfig, parse_config
+from realrag_core.config.base import ConfigError
+from realrag_core.config.generators import OmniGenGeneratorConfig
+from realrag_core.config.loading import parse_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
 from realrag_core.generators.registry import diffusers_generator_id
-from realrag_core.testing.tiny_models import write_tiny_omnigen
+from realrag_core.testing.tiny_transformers import write_tiny_omnigen
 
 RED, BLUE = Image.new("RGB", (48, 48), (230, 20, 20)), Image.new("RGB", (48, 48), (20, 20, 230))
 

@@ -4,8 +4,8 @@ profile answered and which others have runs."""
 from pathlib import Path
 
 from realrag_core.cli import main
-from realrag_core.config import load_config
-from realrag_core.store import profile_hint, profiles_with_runs
+from realrag_core.config.loading import load_config
+from realrag_core.storage.store import profile_hint, profiles_with_runs
 
 SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 MARKER = "rejects/image_embeddings.parquet"
@@ -47,7 +47,7 @@ def test_rejects_command_names_its_profile(tmp_path, monkeypatch, capsys):
 
 
 def test_small_validation_sets_are_flagged_with_their_interval():
-    from realrag_core.summary import small_validation_warnings
+    from realrag_core.evaluate.summary import small_validation_warnings
 
     warned = small_validation_warnings({"novel": {"top1": 0.5, "queries": 4}, "known": {"top1": 0.4, "queries": 80}})
     assert len(warned) == 1 and "novel validation has 4 queries" in warned[0]
@@ -57,7 +57,7 @@ def test_small_validation_sets_are_flagged_with_their_interval():
 
 
 def test_set_up_fetches_the_emoji_world_only_for_profiles_that_draw_from_it(tmp_path):
-    from realrag_core.demo_world import profile_needs_world
+    from realrag_core.data.demo_world import profile_needs_world
 
     configs = SMOKE.parent
     assert profile_needs_world(configs / "demo.yaml")
@@ -72,7 +72,7 @@ def test_set_up_fetches_the_emoji_world_only_for_profiles_that_draw_from_it(tmp_
 def test_needed_exits_3_for_a_profile_without_the_world_and_0_with_it():
     import pytest
 
-    from realrag_core.demo_world import NOT_NEEDED, main as demo_world_main
+    from realrag_core.data.demo_world import NOT_NEEDED, main as demo_world_main
 
     for profile, status in (("smoke.yaml", NOT_NEEDED), ("demo.yaml", 0)):
         with pytest.raises(SystemExit) as exit_:

@@ -2,8 +2,8 @@ import collections
 
 import pytest
 
-from realrag_core.prompts import build_prompts, load_prompts, save_prompts, split_concepts
-from realrag_core.world import World
+from realrag_core.data.prompts import build_prompts, load_prompts, save_prompts, split_concepts
+from realrag_core.data.world import World
 
 
 def _world(n_known=20, n_novel=8):
@@ -38,7 +38,8 @@ def test_prompts_carry_both_splits_and_round_trip(tmp_path):
 
 
 def test_bad_fractions_are_a_config_error(smoke_data, tmp_path):
-    from realrag_core.config import ConfigError, parse_config
+    from realrag_core.config.base import ConfigError
+    from realrag_core.config.loading import parse_config
 
     smoke_data["prompts"] = {"split_fractions": [0.5, 0.5, 0.5]}
     with pytest.raises(ConfigError, match="prompts.split_fractions"):
@@ -104,7 +105,8 @@ def test_a_prompts_file_without_a_protocol_column_reads_as_unseen_concepts(tmp_p
     ],
 )
 def test_seen_concepts_templates_must_be_disjoint(smoke_data, tmp_path, seen, match):
-    from realrag_core.config import ConfigError, parse_config
+    from realrag_core.config.base import ConfigError
+    from realrag_core.config.loading import parse_config
 
     smoke_data["prompts"] = {"protocols": ["unseen_concepts", "seen_concepts"], "seen_concepts": seen}
     with pytest.raises(ConfigError, match=match):
@@ -116,7 +118,7 @@ def test_seen_concepts_templates_must_be_disjoint(smoke_data, tmp_path, seen, ma
 
 def test_one_shared_class_name_template_gives_one_prompt_per_split(smoke_data, tmp_path):
     """The paper's single class-name prompt: allowed only when asked for, and still three distinct prompts."""
-    from realrag_core.config import parse_config
+    from realrag_core.config.loading import parse_config
 
     one = ("a photo of a {concept}",)
     prompts = build_prompts(

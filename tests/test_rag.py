@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from realrag_core.config import IndexConfig
-from realrag_core.manifest import read_manifest
-from realrag_core.prompts import Prompt, prompt_id
-from realrag_core.rag import OracleRetriever, generate_arms
-from realrag_core.vector_table import open_embedding_table, table_schema, upsert
+from realrag_core.config.stages import IndexConfig
+from realrag_core.storage.manifest import read_manifest
+from realrag_core.data.prompts import Prompt, prompt_id
+from realrag_core.rag.retrieve import OracleRetriever, generate_arms
+from realrag_core.embed.table import open_embedding_table, table_schema, upsert
 
 
 def _table(tmp_path, concepts_images):

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from realrag_core.clip_backbone import load_clip
-from realrag_core.prompts import Prompt
-from realrag_core.retriever import TableView, negatives_by_prompt, train_retriever, validate
-from realrag_core.sources import iter_records, prepare_source
+from realrag_core.clip.bundle import load_clip
+from realrag_core.data.prompts import Prompt
+from realrag_core.retriever.fit import TableView, negatives_by_prompt, train_retriever, validate
+from realrag_core.data.sources import iter_records, prepare_source
 
 
 @pytest.fixture
 def world(smoke_cfg, tmp_path):
     """A briefly pre-trained smoke CLIP, a table of its database embeddings, and one prompt per concept."""
     prepare_source(smoke_cfg.source)
-    from realrag_core.clip_pretrain import train_or_reuse, load_images
+    from realrag_core.clip.demo_pretrain import train_or_reuse, load_images
 
     records = list(iter_records(smoke_cfg.source))
     pre = [r for r in records if r.style == "outline"]
@@ -88,7 +88,8 @@ def _rows(table):
 def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, smoke_cfg, tmp_path):
     import json
 
-    from realrag_core.retriever import RETRIEVER_FILE, build_retriever, load_retrievers
+    from realrag_core.retriever.build import build_retriever
+    from realrag_core.retriever.checkpoint import RETRIEVER_FILE, load_retrievers
 
     folder, table, prompts = world
     import dataclasses
@@ -116,7 +117,7 @@ def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, s
 
 
 def test_control_negatives_match_the_reflective_count_and_avoid_the_concept(world):
-    from realrag_core.retriever_study import control_negatives
+    from realrag_core.retriever.study import control_negatives
 
     folder, table, prompts = world
     counts = {p.prompt_id: 1 + i % 3 for i, p in enumerate(prompts)}
@@ -175,7 +176,7 @@ def test_early_stopping_keeps_the_best_validated_step_and_never_the_base(world, 
     validate_every keeps the earlier, better step, and the kept model is a fine-tune, never the base at step 0."""
     import dataclasses
 
-    from realrag_core.retriever import fit_one, validation_score
+    from realrag_core.retriever.fit import fit_one, validation_score
 
     folder, table, prompts = world
     prompts = [dataclasses.replace(p, retriever_split="val" if i % 3 == 0 else "train") for i, p in enumerate(prompts)]
@@ -199,7 +200,8 @@ def test_early_stopping_keeps_the_best_validated_step_and_never_the_base(world, 
 
 
 def test_early_stopping_is_refused_where_it_would_re_embed_the_database_at_every_check(smoke_data, tmp_path):
-    from realrag_core.config import ConfigError, parse_config
+    from realrag_core.config.base import ConfigError
+    from realrag_core.config.loading import parse_config
 
     smoke_data["retriever"] = {**smoke_data["retriever"], "trainable": "both", "validate_every": 10}
     with pytest.raises(ConfigError, match="validate_every"):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from realrag_core.shards import in_shards, missing_shards, require_complete, shard_names, shard_of
+from realrag_core.data.shards import in_shards, missing_shards, require_complete, shard_names, shard_of
 
 IDS = [f"p{i:04d}" for i in range(500)]
 
@@ -27,7 +27,7 @@ def test_shards_partition_the_prompts_and_are_roughly_even():
 
 
 def test_a_prompts_shard_does_not_depend_on_the_process():
-    code = "from realrag_core.shards import shard_of; print([shard_of(f'p{i:04d}', 8) for i in range(50)])"
+    code = "from realrag_core.data.shards import shard_of; print([shard_of(f'p{i:04d}', 8) for i in range(50)])"
     outs = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from realrag_core.metrics import bootstrap_ci
-from realrag_core.stats import DETECTABLE_SE, crossed_bootstrap, wilson_interval
+from realrag_core.evaluate.metrics import bootstrap_ci
+from realrag_core.evaluate.stats import DETECTABLE_SE, crossed_bootstrap, wilson_interval
 
 
 def test_wilson_interval_matches_the_textbook_case():

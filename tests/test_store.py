@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from realrag_core.store import ArtifactStore, retriever_key
+from realrag_core.storage.store import ArtifactStore, retriever_key
 
 
 def test_a_report_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):

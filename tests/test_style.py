@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from realrag_core.config import PROJECT_ROOT
+from realrag_core.config.base import PROJECT_ROOT
 
 
 def _ruff(*args):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from realrag_core.config import PROJECT_ROOT
+from realrag_core.config.base import PROJECT_ROOT
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 STAGES = ["image_embeddings", "generated_images", "reflective_negatives", "retriever", "rag_images", "fid"]

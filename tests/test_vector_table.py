@@ -6,8 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from realrag_core.config import ConfigError, IndexConfig, parse_config
-from realrag_core.vector_table import ensure_index, open_embedding_table, search, table_schema, upsert
+from realrag_core.config.base import ConfigError
+from realrag_core.config.loading import parse_config
+from realrag_core.config.stages import IndexConfig
+from realrag_core.embed.table import ensure_index, open_embedding_table, search, table_schema, upsert
 
 DIM = 32
 
@@ -68,7 +70,7 @@ def _concurrent_writer(args):
     uri, worker, ids, lock = args
     import lancedb
 
-    from realrag_core import vector_table
+    from realrag_core.embed import table as vector_table
 
     table = lancedb.connect(uri).open_table("t")
     rng = np.random.default_rng(worker)
@@ -102,7 +104,7 @@ def test_concurrent_writers_of_a_local_table_leave_one_row_per_id(tmp_path):
 def test_duplicates_left_by_concurrent_writers_are_repaired(tmp_path, s3_bucket):
     """On object storage nothing is locked: whatever duplicates concurrent merges leave (lancedb#2463), the
     repair keeps the last-written row of each id and loses none."""
-    from realrag_core.vector_table import repair_duplicates
+    from realrag_core.embed.table import repair_duplicates
 
     rng = np.random.default_rng(5)
     table, _ = open_embedding_table(str(tmp_path), "local", DIM, "m")
@@ -127,7 +129,7 @@ def test_duplicates_left_by_concurrent_writers_are_repaired(tmp_path, s3_bucket)
 
 @pytest.mark.parametrize("index", [None, "IVF_PQ", "IVF_HNSW_SQ"])
 def test_batched_search_returns_what_one_query_per_vector_returns(tmp_path, index):
-    from realrag_core.vector_table import search_batch
+    from realrag_core.embed.table import search_batch
 
     rng = np.random.default_rng(1)
     table, _ = open_embedding_table(str(tmp_path), "t", DIM, "m")
@@ -154,14 +156,14 @@ def test_batched_search_returns_what_one_query_per_vector_returns(tmp_path, inde
             atol=1e-6,
         )
     if indexed:  # the index's answers, not the exact ones: the batched route must follow the index
-        from realrag_core.vector_table import exact_search_batch
+        from realrag_core.embed.table import exact_search_batch
 
         exact = [[r["id"] for r in rows] for rows in exact_search_batch(table, queries, 3)]
         assert exact != [[r["id"] for r in rows] for rows in one_by_one]
 
 
 def test_exact_batched_search_with_k_above_the_row_count_returns_every_row_in_order(tmp_path):
-    from realrag_core.vector_table import exact_search_batch, search_batch
+    from realrag_core.embed.table import exact_search_batch, search_batch
 
     rng = np.random.default_rng(2)
     table, _ = open_embedding_table(str(tmp_path), "t", DIM, "m")

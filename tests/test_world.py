@@ -2,9 +2,10 @@ import copy
 
 import pytest
 
-from realrag_core.config import WorldConfig, parse_config
-from realrag_core.sources import ImageRecord, iter_records, prepare_source
-from realrag_core.world import compute_world, load_world, save_world
+from realrag_core.config.loading import parse_config
+from realrag_core.config.world import WorldConfig
+from realrag_core.data.sources import ImageRecord, iter_records, prepare_source
+from realrag_core.data.world import compute_world, load_world, save_world
 
 
 def _records(concepts, styles, missing=()):

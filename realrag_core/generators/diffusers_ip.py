@@ -40,7 +40,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .base import check_generate_args
+from realrag_core.generators.base import check_generate_args
 
 PIPELINES = {
     "sd": "StableDiffusionPipeline",

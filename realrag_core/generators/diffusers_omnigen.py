@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .base import check_generate_args
-from .diffusers_ip import from_pretrained, place
+from realrag_core.generators.base import check_generate_args
+from realrag_core.generators.diffusers_ip import from_pretrained, place
 
 REFERENCE_SEED_OFFSET = 0x5EED  # the reference's VAE sample draws from seed + this, not the initial noise's stream
 

@@ -7,18 +7,18 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..clip_backbone import ClipBundle, load_clip
-from ..config import (
+from realrag_core.clip.bundle import ClipBundle, load_clip
+from realrag_core.config.generators import (
     DemoGeneratorConfig,
     DiffusersGeneratorConfig,
     ExternalGeneratorConfig,
     OmniGenGeneratorConfig,
-    RealRagConfig,
 )
-from ..sources import ImageRecord
-from ..store import ArtifactStore
-from ..world import World, load_world
-from .base import Generator
+from realrag_core.config.tree import RealRagConfig
+from realrag_core.data.sources import ImageRecord
+from realrag_core.storage.store import ArtifactStore
+from realrag_core.data.world import World, load_world
+from realrag_core.generators.base import Generator
 
 INFO_FILE = "generator.json"
 
@@ -42,8 +42,8 @@ def diffusers_generator_id(spec: DiffusersGeneratorConfig | OmniGenGeneratorConf
 
 
 def _open_diffusers(cfg: RealRagConfig) -> tuple[Generator, dict]:
-    from .diffusers_ip import DiffusersIPAdapterGenerator, denoiser, load_pipeline
-    from .diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
+    from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, denoiser, load_pipeline
+    from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline
 
     spec = cfg.generator
     gid = diffusers_generator_id(spec)
@@ -64,7 +64,7 @@ def _open_external(cfg: RealRagConfig) -> tuple[Generator, dict]:
     protocol. Import problems are reported as the configured generator not being installed."""
     import importlib
 
-    from .emu2 import GeneratorNotInstalled
+    from realrag_core.generators.emu2 import GeneratorNotInstalled
 
     spec = cfg.generator
     module_name, function = spec.factory.split(":")
@@ -94,7 +94,7 @@ def build_generator(
     encoder, or load a pretrained diffusers pipeline; either way ``folder/generator.json`` records what later
     stages must open."""
     if isinstance(cfg.generator, DemoGeneratorConfig):
-        from .demo_training import build_demo_generator
+        from realrag_core.generators.demo.training import build_demo_generator
 
         return build_demo_generator(cfg, world, records, folder, reports, force)
     gen, info = _open_pretrained(cfg)
@@ -111,7 +111,7 @@ def recorded_generator_id(cfg: RealRagConfig, store: ArtifactStore) -> str:
         raise FileNotFoundError(f"no {INFO_FILE} in {store.generator_dir}: materialize the generator first")
     info = json.loads(path.read_text())
     if isinstance(cfg.generator, DemoGeneratorConfig):
-        from .demo_training import demo_generator_id
+        from realrag_core.generators.demo.training import demo_generator_id
 
         return demo_generator_id(info["key"], cfg.generator.sampling)
     return info["generator_id"]
@@ -121,7 +121,7 @@ def open_stored_generator(cfg: RealRagConfig, store: ArtifactStore) -> tuple[Gen
     """The generator the ``generator`` asset recorded, with the base CLIP (the LanceDB table's encoder; the demo
     generator reads prompts with its own text encoder). Refuses a record made for another generator config."""
     if isinstance(cfg.generator, DemoGeneratorConfig):
-        from .demo_training import open_demo_generator
+        from realrag_core.generators.demo.training import open_demo_generator
 
         gen, info = open_demo_generator(cfg, load_world(store.world_dir), store.generator_dir)
         return gen, info, load_clip(store.clip_dir, cfg.device, cfg.precision)

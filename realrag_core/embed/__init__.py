@@ -1,0 +1,1 @@
+"""Stage 1: reading and embedding images into the LanceDB table; exact and indexed search."""

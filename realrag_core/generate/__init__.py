@@ -1,0 +1,1 @@
+"""Stage 2: G(T) for each prompt, resumable by shard."""

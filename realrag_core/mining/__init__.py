@@ -1,0 +1,1 @@
+"""Stage 3: reflective negatives, the real images nearest to G(T)."""

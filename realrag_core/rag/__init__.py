@@ -1,0 +1,1 @@
+"""Stage 5: retrieval per arm and G(T, I_ref)."""

@@ -1,0 +1,1 @@
+"""Where artifacts live: the artifact store, object-storage sync, resumable Parquet manifests."""
