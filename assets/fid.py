@@ -9,7 +9,7 @@ from realrag_core.clip.pretrained import materialize_pretrained
 from realrag_core.rag.retrieve import complete_eval_rows
 from realrag_core.evaluate.results import evaluate, results_grid, write_results
 from realrag_core.evaluate.reference_set import fid_reference_set
-from realrag_core.data.sources import iter_records
+from realrag_core.data.sources.registry import iter_records
 from realrag_core.embed.table import open_database_table
 from realrag_core.data.world import load_world
 

@@ -7,7 +7,7 @@ from realrag_core.clip.bundle import load_clip
 from realrag_core.clip.demo_pretrain import read_judge_ceiling
 from realrag_core.generators.demo.training import check_generator, generator_bars, reference_effect
 from realrag_core.generators.registry import build_generator
-from realrag_core.data.sources import iter_records
+from realrag_core.data.sources.registry import iter_records
 from realrag_core.data.world import load_world
 
 from ._metadata import RetrainConfig, inline_image, readable

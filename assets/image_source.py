@@ -5,7 +5,7 @@ import dagster as dg
 
 from .resources import RealRagConfigResource
 from realrag_core.evaluate.plots import image_grid
-from realrag_core.data.sources import prepare_source, sample_for_preview
+from realrag_core.data.sources.registry import prepare_source, sample_for_preview
 
 from ._metadata import IO_RETRY, inline_image, readable
 

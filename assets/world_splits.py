@@ -3,7 +3,7 @@
 import dagster as dg
 
 from .resources import RealRagConfigResource
-from realrag_core.data.sources import iter_records
+from realrag_core.data.sources.registry import iter_records
 from realrag_core.data.world import compute_world, save_world
 from ._metadata import readable
 

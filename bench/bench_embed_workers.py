@@ -18,7 +18,7 @@ from realrag_core.clip.bundle import load_clip
 from realrag_core.config.loading import load_config
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope
-from realrag_core.data.sources import iter_records
+from realrag_core.data.sources.registry import iter_records
 from realrag_core.storage.store import ArtifactStore
 
 

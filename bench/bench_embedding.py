@@ -28,7 +28,7 @@ from PIL import Image
 from _results import peak_rss_mb, reset_peak_rss, write
 from realrag_core.clip.bundle import ClipBundle, create_untrained
 from realrag_core.config.clip import DemoClipConfig
-from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.data.sources.caption_file import CaptionFileSourceConfig
 from realrag_core.config.stages import EmbeddingsConfig
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope

@@ -31,7 +31,7 @@ from realrag_core.config.loading import load_config  # noqa: E402
 from realrag_core.clip.demo_pretrain import base_clip_records, load_images  # noqa: E402
 from realrag_core.data.prompts import Prompt, of_protocol, load_prompts, prompt_id  # noqa: E402
 from realrag_core.retriever.fit import TableView, fit_one, table_view, validate, validation_score  # noqa: E402
-from realrag_core.data.sources import iter_records  # noqa: E402
+from realrag_core.data.sources.registry import iter_records  # noqa: E402
 from realrag_core.data.world import load_world  # noqa: E402
 from realrag_core.storage.store import ArtifactStore  # noqa: E402
 from realrag_core.embed.table import VECTOR_COLUMN, open_table_readonly, read_rows  # noqa: E402

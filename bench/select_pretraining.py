@@ -39,7 +39,7 @@ from realrag_core.clip.demo_pretrain import (  # noqa: E402
     training_key,
 )
 from realrag_core.config.loading import load_config  # noqa: E402
-from realrag_core.data.sources import iter_records  # noqa: E402
+from realrag_core.data.sources.registry import iter_records  # noqa: E402
 from realrag_core.data.world import compute_world  # noqa: E402
 
 

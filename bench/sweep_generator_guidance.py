@@ -7,7 +7,7 @@ import time
 from realrag_core.config.loading import load_config
 from realrag_core.storage.store import ArtifactStore
 from realrag_core.clip.bundle import load_clip
-from realrag_core.data.sources import iter_records
+from realrag_core.data.sources.registry import iter_records
 from realrag_core.data.world import load_world
 from realrag_core.generators.demo.training import check_generator
 from realrag_core.generators.registry import open_stored_generator

@@ -4,7 +4,7 @@ re-mined negatives); a schedule retrains the retrievers on the cron in the profi
 import dagster as dg
 
 from assets.resources import RealRagConfigResource, location_operations
-from realrag_core.data.growth import source_fingerprint
+from realrag_core.data.sources.registry import source_fingerprint
 from realrag_core.human_eval.server import votes_state
 
 GROWTH_CHAIN = [dg.AssetKey("image_embeddings"), dg.AssetKey("reflective_negatives")]

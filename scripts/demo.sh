@@ -8,5 +8,5 @@ start=$(date +%s)
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
 .venv/bin/dg launch --job realrag   # Dagster's current CLI (the same as: dagster job execute -m pipelines.definitions -j realrag)
 .venv/bin/python -m realrag_core.evaluate.summary
-.venv/bin/python -m pipelines.timings --json "$(.venv/bin/python -c 'from realrag_core.config import load_config; print(load_config().artifacts_root)')/reports/timings.json"
+.venv/bin/python -m pipelines.timings --json "$(.venv/bin/python -c 'from realrag_core.config.loading import load_config; print(load_config().artifacts_root)')/reports/timings.json"
 echo "[demo] job finished in $(( $(date +%s) - start )) s"

@@ -37,13 +37,13 @@ export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT}"
 # error comes from the job, with the profile's name.
 wants_world="${REALRAG_FETCH_DEMO_WORLD:-}"
 if [ -z "$wants_world" ]; then
-  status=0; .venv/bin/python -m realrag_core.data.demo_world needed 2>/dev/null || status=$?
+  status=0; .venv/bin/python -m realrag_core.data.demo_setup needed 2>/dev/null || status=$?
   if [ "$status" = 3 ]; then wants_world=0; else wants_world=1; fi   # 3: not needed; a crash (1) fetches
 fi
 if [ "$wants_world" = 0 ]; then
   echo "[setup] profile ${REALRAG_CONFIG:-configs/demo.yaml} does not draw from the demo world: its npm packages are not fetched"
 elif command -v npm >/dev/null 2>&1; then
-  .venv/bin/python -m realrag_core.data.demo_world fetch --cache .cache/emoji-npm \
+  .venv/bin/python -m realrag_core.data.demo_setup fetch --cache .cache/emoji-npm \
     || echo "[setup] warning: could not fetch the demo world's npm packages (offline?)"
 else
   echo "[setup] npm not found: the demo world cannot be fetched (the smoke profile and the tests still run)"

@@ -12,7 +12,7 @@ start=$(date +%s)
 .venv/bin/dagster asset materialize -m pipelines.definitions \
   --select image_source,world_splits,judge,generator \
   --config-json '{"ops": {"generator": {"config": {"force_retrain": true}}}}'
-SRC="$(.venv/bin/python -c 'from realrag_core.config import load_config; print(load_config().artifacts_root)')/checkpoints/generator"
+SRC="$(.venv/bin/python -c 'from realrag_core.config.loading import load_config; print(load_config().artifacts_root)')/checkpoints/generator"
 mkdir -p "$OUT"
 cp "$SRC/config.json" "$SRC/diffusion_pytorch_model.safetensors" "$SRC/generator.json" "$OUT/"
 mkdir -p "$OUT/text_encoder"   # its own frozen text encoder (generator.text_encoder's recipe), reused when present

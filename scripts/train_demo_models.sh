@@ -12,7 +12,7 @@ JUDGE_OUT="${2:-weights/demo_judge}"
 start=$(date +%s)
 .venv/bin/dagster asset materialize -m pipelines.definitions --select image_source,world_splits,clip_backbone,judge \
   --config-json '{"ops": {"clip_backbone": {"config": {"force_retrain": true}}, "judge": {"config": {"force_retrain": true}}}}'
-ART="$(.venv/bin/python -c 'from realrag_core.config import load_config; print(load_config().artifacts_root)')/checkpoints"
+ART="$(.venv/bin/python -c 'from realrag_core.config.loading import load_config; print(load_config().artifacts_root)')/checkpoints"
 for pair in "clip_backbone:$CLIP_OUT" "judge:$JUDGE_OUT"; do
   src="$ART/${pair%%:*}"; out="${pair#*:}"
   mkdir -p "$out"

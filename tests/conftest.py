@@ -13,7 +13,7 @@ from PIL import Image
 
 from realrag_core.config.base import PROJECT_ROOT
 from realrag_core.config.loading import parse_config
-from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.data.sources.synthetic import draw_concept
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 

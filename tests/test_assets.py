@@ -185,7 +185,7 @@ def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
 
 
 def test_asset_body_runs_with_build_asset_context(smoke_config_file, smoke_cfg):
-    from realrag_core.data.sources import prepare_source
+    from realrag_core.data.sources.registry import prepare_source
 
     prepare_source(smoke_cfg.source)
     result = world_splits(dg.build_asset_context(), realrag=RealRagConfigResource(config_path=str(smoke_config_file)))

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
-from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.data.sources.caption_file import CaptionFileSourceConfig
 from realrag_core.config.stages import EmbeddingsConfig
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope
 from realrag_core.data.image_io import decode_image
-from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.data.sources.synthetic import draw_concept
 from realrag_core.embed.table import open_embedding_table
 
 CAPTION = "red circle"

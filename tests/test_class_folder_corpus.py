@@ -11,15 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import realrag_core.data.sources as sources
+import realrag_core.data.sources.listing as sources
 from realrag_core.evaluate.checks import label_conflicts_outcome
 from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
-from realrag_core.config.sources import ClassFolderSourceConfig, HFDatasetSourceConfig
+from realrag_core.data.sources.class_folders import ClassFolderSourceConfig
+from realrag_core.data.sources.hf_dataset import HFDatasetSourceConfig
 from realrag_core.config.stages import EmbeddingsConfig
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope
-from realrag_core.data.sources import iter_records, prepare_source
-from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.data.sources.registry import iter_records, prepare_source
+from realrag_core.data.sources.synthetic import draw_concept
 from realrag_core.embed.table import open_embedding_table
 
 EMBED = "embed"
@@ -188,7 +189,7 @@ def test_every_entry_of_a_hostile_class_folder_corpus_gets_an_outcome(corpus, cl
     concepts = {os.path.relpath(r["path"], root): r["concept"] for r in rows}
     assert concepts["Tesla_Cybertruck/a.jpg"] == "Tesla Cybertruck" and concepts["Ford_Alias/x.jpg"] == "Ford Alias"
     # the growth sensor's fingerprint reads the same tree without raising, and sees the same class folders
-    from realrag_core.data.growth import source_fingerprint
+    from realrag_core.data.sources.registry import source_fingerprint
 
     assert source_fingerprint(ClassFolderSourceConfig(root=root))["entries"] == 1 + 5  # root + 5 class folders
     # the listing alone (what the world and the pre-training read) lists the images and never raises
@@ -299,7 +300,7 @@ def test_realrag_rejects_tells_the_user_what_was_left_out_and_why(corpus, clip, 
 def test_the_source_preview_grid_skips_what_it_cannot_decode(corpus):
     """image_source's preview reads the same hostile folder: a decompression bomb, a truncated file or a 16-bit
     scan never ends it."""
-    from realrag_core.data.sources import sample_for_preview
+    from realrag_core.data.sources.registry import sample_for_preview
 
     root, _ = corpus
     from test_bad_input import bomb_header  # tests/ is on sys.path (pytest rootdir-relative imports)

@@ -14,7 +14,7 @@ from realrag_core.clip.bundle import (
     save_clip,
     train_clip,
 )
-from realrag_core.data.sources import iter_records, prepare_source
+from realrag_core.data.sources.registry import iter_records, prepare_source
 
 
 def _pretrain_data(cfg):
@@ -84,7 +84,7 @@ def test_untrained_model_ignores_weights_left_in_the_folder(smoke_cfg, tmp_path)
 
 
 def test_precision_embeds_under_autocast_and_stays_close_to_float32(smoke_cfg, tmp_path):
-    from realrag_core.data.synthetic_world import draw_concept
+    from realrag_core.data.sources.synthetic import draw_concept
 
     model, *_ = create_untrained(tmp_path / "c", smoke_cfg.clip.architecture, seed=0)
     save_clip(model, tmp_path / "c")

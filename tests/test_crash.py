@@ -19,13 +19,13 @@ import pytest
 import torch
 
 from realrag_core.clip.bundle import create_untrained, save_clip
-from realrag_core.data.synthetic_world import COLOURS, SHAPES, draw_concept
+from realrag_core.data.sources.synthetic import COLOURS, SHAPES, draw_concept
 
 CHILD = """
 import json, sys
 from pathlib import Path
 from realrag_core.clip.bundle import load_clip
-from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.data.sources.caption_file import CaptionFileSourceConfig
 from realrag_core.config.stages import EmbeddingsConfig
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope

@@ -33,7 +33,7 @@ from realrag_core.generators.demo.training import (
     reference_effect,
     text_encoder_key,
 )
-from realrag_core.data.sources import iter_records, prepare_source
+from realrag_core.data.sources.registry import iter_records, prepare_source
 from realrag_core.data.world import compute_world
 
 HAVE_CACHE = all((PROJECT_ROOT / ".cache" / "emoji-npm" / p.tarball).is_file() for p in PACKAGES.values())

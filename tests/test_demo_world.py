@@ -17,7 +17,7 @@ from realrag_core.data.demo_world import (
     undeclared_lineages,
 )
 from realrag_core.data.emoji_packages import PACKAGES, IntegrityError, NpmPackage, fetch_packages, verify_tarball
-from realrag_core.data.sources import ImageRecord
+from realrag_core.data.sources.listing import ImageRecord
 
 CACHE = PROJECT_ROOT / ".cache" / "emoji-npm"
 HAVE_CACHE = all((CACHE / p.tarball).is_file() for p in PACKAGES.values())
@@ -100,7 +100,7 @@ def test_real_packages_hold_about_850_object_concepts():
     tarballs = {k: CACHE / p.tarball for k, p in PACKAGES.items()}
     from realrag_core.data.demo_world import list_concepts
     from realrag_core.data.emoji_packages import STYLES
-    from realrag_core.config.sources import EmojiDemoSourceConfig
+    from realrag_core.data.sources.emoji_demo import EmojiDemoSourceConfig
 
     concepts = list_concepts(tarballs, EmojiDemoSourceConfig.model_fields["categories"].default)
     assert 800 <= len(concepts) <= 900

@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
-from realrag_core.config.sources import CaptionFileSourceConfig
+from realrag_core.data.sources.caption_file import CaptionFileSourceConfig
 from realrag_core.config.stages import EmbeddingsConfig, IndexConfig
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope, content_id
@@ -72,7 +72,7 @@ def test_rerun_is_idempotent_and_incremental(source, clip, tmp_path, user_folder
     assert second.inserted == 0 and second.rows == first.rows
     assert second.skipped_unchanged == first.inserted + first.duplicates_in_source
     # a new image and a changed image: only those are embedded; the changed one is a new row (new content)
-    from realrag_core.data.synthetic_world import draw_concept
+    from realrag_core.data.sources.synthetic import draw_concept
 
     draw_concept("orange", "star", "outline", 32).save(user_folder / "shadow-orange-star.png")
     with (user_folder / "captions.csv").open("a") as fh:

@@ -11,8 +11,8 @@ from realrag_core.config.loading import parse_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.demo.diffusion import DemoDiffusionGenerator, TextTokens, build_unet, train_generator
 from realrag_core.generators.demo.training import build_demo_generator, training_set
-from realrag_core.data.sources import iter_records, prepare_source
-from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.data.sources.registry import iter_records, prepare_source
+from realrag_core.data.sources.synthetic import draw_concept
 from realrag_core.data.world import compute_world
 
 

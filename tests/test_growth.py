@@ -8,9 +8,9 @@ from PIL import Image
 
 from assets.resources import RealRagConfigResource
 from pipelines.sensors import GROWTH_CHAIN, source_growth
-from realrag_core.config.sources import ClassFolderSourceConfig
-from realrag_core.data.growth import source_fingerprint
-from realrag_core.data.sources import prepare_source
+from realrag_core.data.sources.class_folders import ClassFolderSourceConfig
+from realrag_core.data.sources.registry import source_fingerprint
+from realrag_core.data.sources.registry import prepare_source
 
 
 def _tick(config_file, cursor):
@@ -62,8 +62,8 @@ def test_new_images_reach_a_new_retriever_through_the_sensor_without_a_full_rebu
     from pipelines.definitions import ALL_ASSETS
     from assets.partitions import ALL_SHARDS
     from pipelines.sensors import retrain_job
-    from realrag_core.data.sources import MANIFEST_NAME
-    from realrag_core.data.synthetic_world import draw_concept
+    from realrag_core.data.captions import MANIFEST_NAME
+    from realrag_core.data.sources.synthetic import draw_concept
 
     instance = dg.DagsterInstance.ephemeral()
     resources = {"realrag": RealRagConfigResource(config_path=str(smoke_config_file))}

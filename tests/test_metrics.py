@@ -9,7 +9,7 @@ from PIL import Image
 from realrag_core.clip.bundle import create_untrained, load_clip, save_clip
 from realrag_core.evaluate.metrics import bootstrap_ci, distribution_metrics
 from realrag_core.evaluate.results import paired_comparisons, results_markdown
-from realrag_core.data.synthetic_world import draw_concept
+from realrag_core.data.sources.synthetic import draw_concept
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path)
 
     from realrag_core.config.stages import IndexConfig
     from realrag_core.evaluate.reference_set import fid_reference_set
-    from realrag_core.data.sources import ImageRecord
+    from realrag_core.data.sources.listing import ImageRecord
     from realrag_core.embed.table import VECTOR_COLUMN, open_embedding_table, upsert
 
     records = []

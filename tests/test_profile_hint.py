@@ -57,7 +57,7 @@ def test_small_validation_sets_are_flagged_with_their_interval():
 
 
 def test_set_up_fetches_the_emoji_world_only_for_profiles_that_draw_from_it(tmp_path):
-    from realrag_core.data.demo_world import profile_needs_world
+    from realrag_core.data.demo_setup import profile_needs_world
 
     configs = SMOKE.parent
     assert profile_needs_world(configs / "demo.yaml")
@@ -72,7 +72,7 @@ def test_set_up_fetches_the_emoji_world_only_for_profiles_that_draw_from_it(tmp_
 def test_needed_exits_3_for_a_profile_without_the_world_and_0_with_it():
     import pytest
 
-    from realrag_core.data.demo_world import NOT_NEEDED, main as demo_world_main
+    from realrag_core.data.demo_setup import NOT_NEEDED, main as demo_world_main
 
     for profile, status in (("smoke.yaml", NOT_NEEDED), ("demo.yaml", 0)):
         with pytest.raises(SystemExit) as exit_:

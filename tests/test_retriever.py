@@ -7,7 +7,7 @@ import torch
 from realrag_core.clip.bundle import load_clip
 from realrag_core.data.prompts import Prompt
 from realrag_core.retriever.fit import TableView, negatives_by_prompt, train_retriever, validate
-from realrag_core.data.sources import iter_records, prepare_source
+from realrag_core.data.sources.registry import iter_records, prepare_source
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@ import json
 import pytest
 from PIL import Image
 
-from realrag_core.config.sources import ClassFolderSourceConfig, CaptionFileSourceConfig
-from realrag_core.data.sources import ManifestError, iter_caption_file, iter_records, prepare_source
+from realrag_core.data.sources.caption_file import CaptionFileSourceConfig
+from realrag_core.data.sources.class_folders import ClassFolderSourceConfig
+from realrag_core.data.sources.listing import ManifestError, iter_caption_file
+from realrag_core.data.sources.registry import iter_records, prepare_source
 
 
 def test_caption_csv_lists_records_lazily(user_folder):
@@ -73,7 +75,7 @@ def test_a_hugging_face_dataset_exports_once_through_load_dataset(tmp_path):
     """A local parquet dataset goes through the same datasets.load_dataset call a hub id does."""
     import datasets
 
-    from realrag_core.config.sources import HFDatasetSourceConfig
+    from realrag_core.data.sources.hf_dataset import HFDatasetSourceConfig
 
     images = [Image.new("RGB", (12, 12), c) for c in ("red", "blue", "green", "red")]
     features = datasets.Features(

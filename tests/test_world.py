@@ -4,7 +4,8 @@ import pytest
 
 from realrag_core.config.loading import parse_config
 from realrag_core.config.world import WorldConfig
-from realrag_core.data.sources import ImageRecord, iter_records, prepare_source
+from realrag_core.data.sources.listing import ImageRecord
+from realrag_core.data.sources.registry import iter_records, prepare_source
 from realrag_core.data.world import compute_world, load_world, save_world
 
 

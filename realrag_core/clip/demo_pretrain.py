@@ -37,7 +37,8 @@ from realrag_core.config.clip import ClipArchitecture, ClipTrainConfig, Pretrain
 from realrag_core.config.tree import RealRagConfig
 from realrag_core.data.image_io import DecodeLimits, decode_image
 from realrag_core.evaluate.plots import line_plot
-from realrag_core.data.sources import ImageRecord, iter_records
+from realrag_core.data.sources.listing import ImageRecord
+from realrag_core.data.sources.registry import iter_records
 from realrag_core.evaluate.stats import wilson_interval
 from realrag_core.data.world import World
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import ClassVar, Annotated, Literal, Union
 
 from pydantic import (
     Discriminator,
@@ -172,6 +172,7 @@ class PretrainedClipConfig(StrictModel):
     """A pretrained open_clip model by name and tag, loaded by open_clip's factory through its weight cache."""
 
     kind: Literal["open_clip_pretrained"]
+    cache_folder: ClassVar[str] = "open_clip"  # under model_cache
     model: str = Field(description="open_clip model name, e.g. ViT-B-32, ViT-L-14 (open_clip.list_models())")
     pretrained: str | None = Field(
         None,

@@ -4,7 +4,7 @@ OmniGen, and an external generator."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import ClassVar, Annotated, Literal, Union
 
 from pydantic import (
     Discriminator,
@@ -194,6 +194,7 @@ class DiffusersSamplingConfig(StrictModel):
 class _DiffusersPipelineConfig(_GeneratorChecks):
     """What every pretrained diffusers pipeline shares: where its weights are, their dtype, how to sample."""
 
+    cache_folder: ClassVar[str] = "huggingface/hub"  # under model_cache
     model: str = Field(description="diffusers model id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) or a folder")
     revision: str | None = Field(None, description="pin a commit of the model repository")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="bfloat16/float16 on GPUs")

@@ -12,7 +12,11 @@ from pydantic import (
     ValidationError,
 )
 
-from realrag_core.config.base import CONFIG_ENV_VAR, ConfigError, DEFAULT_CONFIG
+from realrag_core.config.base import CONFIG_ENV_VAR, DEFAULT_CONFIG, ConfigError, kind_members
+from realrag_core.config.clip import ClipConfig, JudgeConfig, PretrainedClipConfig
+from realrag_core.config.generators import GeneratorConfig
+from realrag_core.config.stages import InceptionConfig
+from realrag_core.data.sources.registry import SourceConfig
 from realrag_core.config.tree import RealRagConfig
 
 
@@ -71,33 +75,19 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"invalid config {path}: " + "; ".join(lines)
 
 
-# union tags pydantic puts into error locations; left out of the field path in messages
-_UNION_TAGS = {
-    "emoji_demo",
-    "synthetic",
-    "caption_file",
-    "class_folders",
-    "train_demo",
-    "open_clip_pretrained",
-    "demo_diffusion",
-    "diffusers_ip_adapter",
-    "diffusers_omnigen",
-    "external",
-}
-
-
 def config_path_from_env() -> Path:
     return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG).expanduser().resolve()
 
 
-# where ``model_cache`` puts each library's downloads, by the kind of section that downloads
-_CACHE_FOLDERS = {
-    "open_clip_pretrained": "open_clip",
-    "diffusers_ip_adapter": "huggingface/hub",
-    "diffusers_omnigen": "huggingface/hub",
-    "hf_dataset": "huggingface/datasets",
-    "inception": "torch/hub",
+# the kinds of each section that has kinds, from the unions the tree is built from
+_SECTION_KINDS = {
+    "source": kind_members(SourceConfig),
+    "clip": kind_members(ClipConfig),
+    "judge": kind_members(JudgeConfig),
+    "generator": kind_members(GeneratorConfig),
 }
+# union tags pydantic puts into error locations; left out of the field path in messages
+_UNION_TAGS = {tag for kinds in _SECTION_KINDS.values() for tag in kinds}
 
 
 def _fill_model_cache(data: dict) -> dict:
@@ -108,12 +98,15 @@ def _fill_model_cache(data: dict) -> dict:
         return data
     data = copy.deepcopy(data)
     metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
-    sections = [data.get(k) for k in ("source", "clip", "judge", "generator")] + [metrics.get("clip_score")]
-    for section in sections:
-        if isinstance(section, dict) and section.get("kind") in _CACHE_FOLDERS:
-            section.setdefault("cache_dir", str(Path(root) / _CACHE_FOLDERS[section["kind"]]))
-    if isinstance(metrics.get("inception"), dict):
-        metrics["inception"].setdefault("cache_dir", str(Path(root) / _CACHE_FOLDERS["inception"]))
+    sections = [
+        (data.get(k), kinds.get(data[k].get("kind")) if isinstance(data.get(k), dict) else None)
+        for k, kinds in _SECTION_KINDS.items()
+    ]
+    sections += [(metrics.get("clip_score"), PretrainedClipConfig), (metrics.get("inception"), InceptionConfig)]
+    for section, cls in sections:
+        folder = getattr(cls, "cache_folder", None)
+        if isinstance(section, dict) and folder:
+            section.setdefault("cache_dir", str(Path(root) / folder))
     return data
 
 

@@ -4,7 +4,7 @@ and metrics."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import ClassVar, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -236,6 +236,7 @@ class RagConfig(StrictModel):
 class InceptionConfig(StrictModel):
     """Standard FID/KID: torchmetrics' Inception v3 (torch-fidelity's port of the TF FID network)."""
 
+    cache_folder: ClassVar[str] = "torch/hub"  # under model_cache
     weights: Path | None = Field(
         None,
         description="torch-fidelity's weights file (pt_inception-2015-12-05-6726825d.pth); null: torch-fidelity "

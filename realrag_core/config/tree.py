@@ -17,7 +17,7 @@ from realrag_core.config.base import StrictModel
 from realrag_core.config.clip import ClipConfig, DemoClipConfig, DemoJudgeConfig, JudgeConfig
 from realrag_core.config.generators import DemoGeneratorConfig, GeneratorConfig
 from realrag_core.config.operations import HumanEvalConfig, OperationsConfig
-from realrag_core.config.sources import SourceConfig, SyntheticSourceConfig
+from realrag_core.data.sources.registry import SourceConfig, check_world
 from realrag_core.config.stages import (
     EmbeddingsConfig,
     GenerationConfig,
@@ -68,18 +68,8 @@ class RealRagConfig(StrictModel):
     operations: OperationsConfig = OperationsConfig()
 
     @model_validator(mode="after")
-    def _synthetic_styles_cover_roles(self):
-        if isinstance(self.source, SyntheticSourceConfig):
-            roles = self.world.styles
-            used = set(roles.database) | set(roles.clip_pretrain) | ({roles.reference} - {None})
-            missing = used - set(self.source.styles)
-            if missing:
-                raise ValueError(f"world.styles names styles the synthetic source does not draw: {sorted(missing)}")
-            if self.world.num_concepts and self.world.num_concepts > self.source.num_concepts:
-                raise ValueError(
-                    f"world.num_concepts {self.world.num_concepts} exceeds source.num_concepts "
-                    f"{self.source.num_concepts}"
-                )
+    def _source_serves_world(self):
+        check_world(self.source, self.world)
         return self
 
     @field_validator("artifacts_uri")

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from realrag_core.config.world import WorldConfig
-from realrag_core.data.sources import ImageRecord
+from realrag_core.data.sources.listing import ImageRecord
 
 SPLITS_FILE = "splits.parquet"
 META_FILE = "world.json"

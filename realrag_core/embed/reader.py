@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from realrag_core.data.image_io import DecodeLimits, decode_image
-from realrag_core.data.sources import iter_records
+from realrag_core.data.sources.registry import iter_records
 
 
 def content_id(data: bytes, caption: str) -> str:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from realrag_core.config.loading import load_config
 from realrag_core.config.tree import RealRagConfig
 from realrag_core.storage.sync import artifact_sync
+from realrag_core.data.sources.registry import dataset_name as source_dataset_name
 from realrag_core.rag.retrieve import ARMS
 from realrag_core.storage.store import ArtifactStore
 
@@ -24,15 +25,9 @@ METRICS = ("concept_acc", "retrieval_acc", "clip_t", "clip_i", "fid", "kid", "fi
 
 
 def dataset_name(cfg: RealRagConfig) -> str:
-    """hf_dataset: its name; class_folders: the root folder's name; caption_file: the captions file's folder."""
-    s = cfg.source
-    if s.kind == "hf_dataset":
-        return f"hf:{s.name}" + (f"/{s.config_name}" if s.config_name else "")
-    if s.kind == "class_folders":
-        return f"folders:{s.root.name}"
-    if s.kind == "caption_file":
-        return f"captions:{s.captions.parent.name}/{s.captions.name}"
-    return s.kind
+    """hf_dataset: its name; class_folders: the root folder's name; caption_file: the captions file's folder (each
+    source kind says)."""
+    return source_dataset_name(cfg.source)
 
 
 def run_rows(cfg: RealRagConfig) -> list[dict]:

@@ -15,7 +15,7 @@ import torch
 from realrag_core.clip.bundle import ClipBundle
 from realrag_core.clip.demo_pretrain import load_images
 from realrag_core.evaluate.metrics import near_duplicates
-from realrag_core.data.sources import ImageRecord
+from realrag_core.data.sources.listing import ImageRecord
 from realrag_core.embed.table import search, table_model
 
 

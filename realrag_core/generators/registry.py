@@ -15,7 +15,7 @@ from realrag_core.config.generators import (
     OmniGenGeneratorConfig,
 )
 from realrag_core.config.tree import RealRagConfig
-from realrag_core.data.sources import ImageRecord
+from realrag_core.data.sources.listing import ImageRecord
 from realrag_core.storage.store import ArtifactStore
 from realrag_core.data.world import World, load_world
 from realrag_core.generators.base import Generator

@@ -207,7 +207,7 @@ def study_inputs(cfg, store, shard_count: int) -> tuple[list[dict], dict[str, li
     Refuses a partial RAG stage as the results stage does: a study drawn from some shards would be redrawn."""
     from realrag_core.generators.registry import recorded_generator_id
     from realrag_core.rag.retrieve import complete_eval_rows
-    from realrag_core.data.sources import iter_records
+    from realrag_core.data.sources.registry import iter_records
 
     rows = [{**r, "protocol": p} for p, (here, _) in complete_eval_rows(cfg, store, shard_count).items() for r in here]
     generator_id = recorded_generator_id(cfg, store)

@@ -28,7 +28,7 @@ from realrag_core.clip.demo_pretrain import (
 )
 from realrag_core.config.tree import RealRagConfig
 from realrag_core.evaluate.plots import image_grid, line_plot
-from realrag_core.data.sources import ImageRecord
+from realrag_core.data.sources.listing import ImageRecord
 from realrag_core.data.world import World
 from realrag_core.generators.base import Generator
 from realrag_core.generators.demo.diffusion import (

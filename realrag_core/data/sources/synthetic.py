@@ -2,19 +2,33 @@
 
 It exists so that the whole pipeline runs offline in seconds without npm. Concepts are "a red circle",
 "a blue star", ...; a style is a way of drawing (outline, filled, with a shadow, striped, dotted), playing
-the part an artist plays in the demo world.
-"""
+the part an artist plays in the demo world."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image, ImageDraw
+from pydantic import Field
 
-from realrag_core.config.sources import SyntheticSourceConfig
+from realrag_core.config.base import StrictModel
 from realrag_core.data.captions import MANIFEST_NAME, write_manifest
+from realrag_core.data.sources.kind import SourceKind
+from realrag_core.data.sources.listing import built_records
+
+
+class SyntheticSourceConfig(StrictModel):
+    """A tiny procedurally drawn world (coloured shapes in several drawing styles) for smoke runs."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    image_dir: Path
+    num_concepts: int = Field(12, ge=4, le=64)
+    styles: tuple[str, ...] = ("outline", "filled", "shadow", "striped", "dotted")
+    image_size: int = Field(32, ge=16, le=256)
+
 
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "ring", "hexagon")
 COLOURS = {
@@ -152,3 +166,21 @@ def _summary(out: Path) -> dict:
         "styles": sorted({r["style"] for r in rows}),
         "manifest": str(out / MANIFEST_NAME),
     }
+
+
+def _check_world(source: SyntheticSourceConfig, world) -> None:
+    roles = world.styles
+    used = set(roles.database) | set(roles.clip_pretrain) | ({roles.reference} - {None})
+    missing = used - set(source.styles)
+    if missing:
+        raise ValueError(f"world.styles names styles the synthetic source does not draw: {sorted(missing)}")
+    if world.num_concepts and world.num_concepts > source.num_concepts:
+        raise ValueError(f"world.num_concepts {world.num_concepts} exceeds source.num_concepts {source.num_concepts}")
+
+
+KIND = SourceKind(
+    SyntheticSourceConfig,
+    lambda source, with_errors=False: built_records(source.image_dir, with_errors),
+    lambda source, progress=True: build_synthetic_world(source),
+    check_world=_check_world,
+)
