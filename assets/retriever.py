@@ -7,12 +7,15 @@ import dagster as dg
 
 from .partitions import SHARD_NAMES
 from .resources import RealRagConfigResource
-from realrag_core.config.generators import DemoGeneratorConfig
 from realrag_core.data.prompts import in_splits, load_prompts, of_protocol
 from realrag_core.storage.store import retriever_key
 from realrag_core.generate.generation import current_generated_rows, generate_for_prompts, read_current_generated
-from realrag_core.generators.demo.diffusion import untrained_like
-from realrag_core.generators.registry import open_stored_generator, recorded_generator_id
+from realrag_core.generators.registry import (
+    has_untrained_control,
+    open_stored_generator,
+    recorded_generator_id,
+    untrained_copy,
+)
 from realrag_core.storage.manifest import read_manifest
 from realrag_core.mining.reflective import negatives_version
 from realrag_core.retriever.build import ablation_protocol, build_retriever
@@ -194,11 +197,11 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     prompts = of_protocol(load_prompts(store.world_dir), protocol)
     other_generated = {}
     untrained_wanted = "untrained" in cfg.retriever.ablations.generators
-    if untrained_wanted and not isinstance(cfg.generator, DemoGeneratorConfig):
+    if untrained_wanted and not has_untrained_control(cfg):
         context.log.warning("ablation generators: 'untrained' is defined for the demo generator only; skipped")
     elif untrained_wanted:
         gen, _, encoder = open_stored_generator(cfg, store)
-        untrained = untrained_like(gen, cfg.generator.train.seed)
+        untrained = untrained_copy(cfg, gen)
         folder = Path(store.root) / "ablations" / "generated_untrained"
         chosen = in_splits(prompts, cfg.generation.retriever_splits)
         generate_for_prompts(

@@ -34,7 +34,8 @@ def _px(images):
 
 
 def check_generators(root: Path, device: str, dtype: str) -> list[dict]:
-    from realrag_core.config.generators import DiffusersGeneratorConfig, OmniGenGeneratorConfig
+    from realrag_core.generators.kinds.diffusers_ip_adapter import DiffusersGeneratorConfig
+    from realrag_core.generators.kinds.diffusers_omnigen import OmniGenGeneratorConfig
     from realrag_core.testing import tiny_models as tiny
     from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline
     from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline

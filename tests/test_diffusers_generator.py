@@ -10,7 +10,7 @@ import yaml
 from PIL import Image
 
 from realrag_core.config.base import ConfigError
-from realrag_core.config.generators import DiffusersGeneratorConfig
+from realrag_core.generators.kinds.diffusers_ip_adapter import DiffusersGeneratorConfig
 from realrag_core.config.loading import load_config, parse_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_ip import DiffusersIPAdapterGenerator, load_pipeline

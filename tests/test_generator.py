@@ -63,7 +63,7 @@ def test_conditioning_changes_the_output(smoke_cfg, text):
 
 
 def test_samplers_differ_and_the_generator_id_names_every_setting_that_changes_images(smoke_cfg, text):
-    from realrag_core.config.generators import SamplingConfig
+    from realrag_core.generators.demo.config import SamplingConfig
     from realrag_core.generators.demo.training import demo_generator_id
 
     ref = draw_concept("red", "circle", "filled", 32)
@@ -261,7 +261,7 @@ def test_paired_transform_moves_target_and_reference_alike():
 
 
 def test_paired_augmentation_trains_and_leaves_the_key_of_profiles_without_it(smoke_cfg, training_data):
-    from realrag_core.config.generators import PairedAugment
+    from realrag_core.generators.demo.config import PairedAugment
     from realrag_core.generators.demo.training import generator_key
 
     world, images, captions, pools, tokens = training_data
@@ -312,7 +312,7 @@ def test_outside_share_trains_only_the_reference_pathway_on_concepts_outside_the
     text-only examples stay known ones, and off means the UNet never sees an outside image or caption."""
     import torch
 
-    from realrag_core.config.generators import GeneratorMix
+    from realrag_core.generators.demo.config import GeneratorMix
     from realrag_core.generators.demo.training import outside_set
 
     prepare_source(smoke_cfg.source)
@@ -381,7 +381,7 @@ def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(s
     UNet never sees one (and the example draw is the same as before the option existed)."""
     import torch
 
-    from realrag_core.config.generators import GeneratorMix
+    from realrag_core.generators.demo.config import GeneratorMix
 
     world, images, captions, pools, tokens = training_data
     outside = ["a lighthouse", "a accordion"]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from realrag_core.config.base import ConfigError
-from realrag_core.config.generators import OmniGenGeneratorConfig
+from realrag_core.generators.kinds.diffusers_omnigen import OmniGenGeneratorConfig
 from realrag_core.config.loading import parse_config
 from realrag_core.generators.base import Generator
 from realrag_core.generators.diffusers_omnigen import OmniGenGenerator, load_omnigen_pipeline

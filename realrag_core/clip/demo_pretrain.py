@@ -34,7 +34,6 @@ from realrag_core.clip.bundle import (
 )
 from realrag_core.clip.pretrained import materialize_pretrained
 from realrag_core.config.clip import ClipArchitecture, ClipTrainConfig, PretrainedClipConfig
-from realrag_core.config.tree import RealRagConfig
 from realrag_core.data.image_io import DecodeLimits, decode_image
 from realrag_core.evaluate.plots import line_plot
 from realrag_core.data.sources.listing import ImageRecord
@@ -123,7 +122,7 @@ def train_or_reuse(
     return {**info, "reused": False}
 
 
-def base_clip_records(cfg: RealRagConfig, world: World, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+def base_clip_records(cfg, world: World, records: Sequence[ImageRecord]) -> list[ImageRecord]:
     """What the base CLIP pre-trains on: every image in a ``clip_pretrain`` style (artists that draw neither the
     database nor the reference), plus the ``outside_world`` styles' images of concepts that are neither world
     nor selection concepts. So no image of a world (or selection) concept by the database artist is ever seen."""
@@ -136,7 +135,7 @@ def base_clip_records(cfg: RealRagConfig, world: World, records: Sequence[ImageR
     ]
 
 
-def judge_records(cfg: RealRagConfig, world: World, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+def judge_records(cfg, world: World, records: Sequence[ImageRecord]) -> list[ImageRecord]:
     """What the judge trains on: every real image except the reference style's images of world and selection
     concepts, on which its ceiling is measured."""
     ref = cfg.world.styles.reference
@@ -153,7 +152,7 @@ def held_out_images(concepts, records: Sequence[ImageRecord], styles) -> tuple[l
 
 def selection_scores(
     bundle: ClipBundle,
-    cfg: RealRagConfig,
+    cfg,
     world: World,
     records: Sequence[ImageRecord],
     which: str,
@@ -231,7 +230,7 @@ def _train_demo_model(spec, seed: int, train_records, folder: Path, plot: Path, 
     return {**info, "source": "shipped" if shipped else ("reused" if info["reused"] else "trained")}
 
 
-def build_demo_clip(cfg: RealRagConfig, world: World, folder: Path, reports: Path, force: bool = False) -> dict:
+def build_demo_clip(cfg, world: World, folder: Path, reports: Path, force: bool = False) -> dict:
     """The base CLIP (pre-trained here for the demo, or shipped weights of that recipe, or a pretrained open_clip
     model by name and tag), its text->image zero-shot accuracy on the database images of the world, and (demo)
     the same on the selection concepts its recipe was chosen on."""
@@ -264,7 +263,7 @@ def build_demo_clip(cfg: RealRagConfig, world: World, folder: Path, reports: Pat
     }
 
 
-def build_judge(cfg: RealRagConfig, world: World, folder: Path, reports: Path, force: bool = False) -> dict:
+def build_judge(cfg, world: World, folder: Path, reports: Path, force: bool = False) -> dict:
     """The evaluation judge and its ceiling: top-1 concept among the world's concepts of the reference style's
     images of world concepts, which it never trained on (``reference/known``, ``reference/novel``: what generated
     images are compared with), and, for information, of each style's images per split."""

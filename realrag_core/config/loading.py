@@ -14,7 +14,7 @@ from pydantic import (
 
 from realrag_core.config.base import CONFIG_ENV_VAR, DEFAULT_CONFIG, ConfigError, kind_members
 from realrag_core.config.clip import ClipConfig, JudgeConfig, PretrainedClipConfig
-from realrag_core.config.generators import GeneratorConfig
+from realrag_core.generators.kinds.registry import GeneratorConfig
 from realrag_core.config.stages import InceptionConfig
 from realrag_core.data.sources.registry import SourceConfig
 from realrag_core.config.tree import RealRagConfig

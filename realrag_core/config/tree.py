@@ -15,7 +15,8 @@ from pydantic import (
 
 from realrag_core.config.base import StrictModel
 from realrag_core.config.clip import ClipConfig, DemoClipConfig, DemoJudgeConfig, JudgeConfig
-from realrag_core.config.generators import DemoGeneratorConfig, GeneratorConfig
+from realrag_core.generators.demo.config import DemoGeneratorConfig
+from realrag_core.generators.kinds.registry import GeneratorConfig
 from realrag_core.config.operations import HumanEvalConfig, OperationsConfig
 from realrag_core.data.sources.registry import SourceConfig, check_world
 from realrag_core.config.stages import (

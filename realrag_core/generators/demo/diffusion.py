@@ -31,7 +31,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from realrag_core.clip.bundle import ClipBundle
-from realrag_core.config.generators import DemoUNetConfig, GeneratorMix, PairedAugment
+from realrag_core.generators.demo.config import DemoUNetConfig, GeneratorMix, PairedAugment
 from realrag_core.generators.base import check_generate_args
 
 NUM_TRAIN_TIMESTEPS = 1000

@@ -26,7 +26,6 @@ from realrag_core.clip.demo_pretrain import (
     training_key,
     training_key_of,
 )
-from realrag_core.config.tree import RealRagConfig
 from realrag_core.evaluate.plots import image_grid, line_plot
 from realrag_core.data.sources.listing import ImageRecord
 from realrag_core.data.world import World
@@ -45,7 +44,7 @@ from realrag_core.generators.demo.diffusion import (
 TEXT_ENCODER_DIR = "text_encoder"
 
 
-def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
+def generator_key(cfg, world: World, text_key: str) -> str:
     """Weights are valid only for this split, this text encoder and this architecture/training config.
 
     ``text_key`` is the text encoder's *training* key (its recipe and data), not a hash of its weights, so
@@ -62,7 +61,7 @@ def generator_key(cfg: RealRagConfig, world: World, text_key: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def text_encoder_records(cfg: RealRagConfig, records: list[ImageRecord]) -> list[ImageRecord]:
+def text_encoder_records(cfg, records: list[ImageRecord]) -> list[ImageRecord]:
     styles = set(cfg.generator.text_encoder.styles)
     chosen = [r for r in records if r.style in styles]
     if not chosen:
@@ -70,14 +69,12 @@ def text_encoder_records(cfg: RealRagConfig, records: list[ImageRecord]) -> list
     return chosen
 
 
-def text_encoder_key(cfg: RealRagConfig, records: list[ImageRecord]) -> str:
+def text_encoder_key(cfg, records: list[ImageRecord]) -> str:
     recipe = cfg.generator.text_encoder
     return training_key(recipe.architecture, recipe.train, recipe.seed, text_encoder_records(cfg, records))
 
 
-def build_text_encoder(
-    cfg: RealRagConfig, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
-) -> dict:
+def build_text_encoder(cfg, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False) -> dict:
     """The generator's own frozen text encoder in ``folder/text_encoder`` (reused when its recipe and data match)."""
     recipe = cfg.generator.text_encoder
     return train_or_reuse(
@@ -98,21 +95,21 @@ def load_text_encoder(folder: Path, device: str = "cpu") -> tuple[ClipBundle, st
     return load_clip(path, device), training_key_of(path)
 
 
-def training_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
+def training_set(cfg, world: World, records: list[ImageRecord]):
     """Known concepts in the database and pre-training styles (never the reference style). Each example's
     reference pool holds the other images of its concept: drawn in another style, by another artist
     (``reference_pool: other_artist``) or in another style of the same artist (``same_artist``)."""
     return _examples(cfg, records, lambda concept: world.concept_split.get(concept) == "known")
 
 
-def outside_set(cfg: RealRagConfig, world: World, records: list[ImageRecord]):
+def outside_set(cfg, world: World, records: list[ImageRecord]):
     """The same kind of examples for the source's concepts outside the world (never a known or novel concept
     of it, never the reference style): what ``generator.train.outside_share`` trains the reference pathway on."""
     inside = set(world.concepts)
     return _examples(cfg, records, lambda concept: concept not in inside)
 
 
-def generator_styles(cfg: RealRagConfig) -> set[str]:
+def generator_styles(cfg) -> set[str]:
     """The styles the demo generator trains on: ``generator.train.styles``, else the database styles and its
     text encoder's."""
     spec = cfg.generator
@@ -121,7 +118,7 @@ def generator_styles(cfg: RealRagConfig) -> set[str]:
     )
 
 
-def _examples(cfg: RealRagConfig, records: list[ImageRecord], wanted):
+def _examples(cfg, records: list[ImageRecord], wanted):
     roles = cfg.world.styles
     styles = generator_styles(cfg)
     chosen = [r for r in records if r.style in styles and wanted(r.concept)]
@@ -150,14 +147,14 @@ def _examples(cfg: RealRagConfig, records: list[ImageRecord], wanted):
     return tensors, captions, pools, kept
 
 
-def unfamiliar_captions(cfg: RealRagConfig, world: World, records: list[ImageRecord]) -> list[str]:
+def unfamiliar_captions(cfg, world: World, records: list[ImageRecord]) -> list[str]:
     """Captions of the source's concepts outside the world (never a known or novel concept of it)."""
     inside = set(world.concepts)
     return [cfg.clip.eval_caption.format(concept=c) for c in sorted({r.concept for r in records} - inside)]
 
 
 def build_demo_generator(
-    cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
+    cfg, world: World, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
 ) -> tuple[DemoDiffusionGenerator, dict]:
     text_key = text_encoder_key(cfg, records)
     key = generator_key(cfg, world, text_key)
@@ -254,7 +251,7 @@ def demo_generator_id(key: str, sampling) -> str:
     return f"demo-diffusion:{key}-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def open_demo_generator(cfg: RealRagConfig, world: World, folder: Path) -> tuple[DemoDiffusionGenerator, dict]:
+def open_demo_generator(cfg, world: World, folder: Path) -> tuple[DemoDiffusionGenerator, dict]:
     """Load the generator the ``generator`` asset made, with its own text encoder; refuse weights made for
     another split or config."""
     text_clip, text_key = load_text_encoder(folder, cfg.device)
@@ -283,7 +280,7 @@ def open_demo_generator(cfg: RealRagConfig, world: World, folder: Path) -> tuple
 
 
 def database_references(
-    cfg: RealRagConfig, world: World, records: list[ImageRecord], split: str | None = None
+    cfg, world: World, records: list[ImageRecord], split: str | None = None
 ) -> dict[str, list[ImageRecord]]:
     """Concept -> its database-style images (what RAG can retrieve as a reference), for the world's concepts
     or one generator split of them."""
@@ -296,7 +293,7 @@ def database_references(
 
 
 def check_generator(
-    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg: RealRagConfig, seed: int = 1234
+    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, seed: int = 1234
 ) -> tuple[dict, object]:
     """(a) text-only samples of known concepts; (b) reference-conditioned vs text-only samples of novel
     concepts, same prompts and seeds. Judge top-1 concept among all world concepts, with Wilson intervals."""
@@ -356,7 +353,7 @@ def check_generator(
 
 
 def reference_effect(
-    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg: RealRagConfig, seed: int = 4321
+    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, seed: int = 4321
 ) -> dict:
     """Does a reference carry its concept? Prompts of novel concepts c paired with a database reference of
     another novel concept c' (same prompts and seeds with and without it): how often the judge names c' with
