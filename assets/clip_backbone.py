@@ -16,13 +16,7 @@ from ._metadata import RetrainConfig, flat, readable, trained_model_metadata
     pool="gpu",
     code_version="1",
     description=(
-        "The base CLIP the retriever starts from. Demo: an open_clip model built by open_clip's factory from a "
-        "custom config and pre-trained contrastively (open_clip ClipLoss) on artists that draw neither the database "
-        "nor the reference, plus the database and reference artists' images of concepts outside the world, so it is "
-        "a genuine zero-shot retriever on the database images of the world, which it never saw. Shipped weights "
-        "(weights/demo_clip) are used when their training key matches; otherwise it trains. Metadata: text->image "
-        "top-1/top-5 concept accuracy on the world's database images and on the selection concepts' (where its "
-        "recipe was chosen)."
+        'The base CLIP the retrievers start from (demo: pre-trained here, never on the database\'s images of world concepts; or a pretrained open_clip model) and its zero-shot retrieval. README: "The assets", "The models the measurement stands on".'
     ),
 )
 def clip_backbone(

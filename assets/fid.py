@@ -23,15 +23,7 @@ from ._metadata import inline_image, readable, results_table
     pool="gpu",
     code_version="4",
     description=(
-        "Stage 6. Scores every arm on the evaluation prompts, separately for generator-known and -novel concepts: "
-        "torchmetrics FrechetInceptionDistance and KernelInceptionDistance with the judge as feature extractor "
-        "(fid_judge / kid_judge) and, when metrics.inception is set, with Inception v3 (fid / kid, the standard "
-        "protocol). The reference set is the held-out style minus near-duplicates of database images. The judge's "
-        "top-1 concept accuracy, CLIP-T and CLIP-I (metrics.clip_score model or the judge), retrieval accuracy, the retrieved style mix, and "
-        "copy_* rows scoring the retrieved image itself. 95% intervals from a bootstrap over concepts and "
-        "retriever seeds together; paired differences between arms on the same prompts and seeds, each with the "
-        "smallest difference it would detect. Writes reports/results.parquet, results.md, "
-        "results.png and results_grid.png."
+        'Stage 6: the results table per protocol, arm and known/novel split (judge FID/KID, Inception FID/KID, concept accuracy, CLIP-T/I, retrieval accuracy) with intervals and paired differences. README: "The assets", "Latest measured demo run".'
     ),
 )
 def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

@@ -23,12 +23,7 @@ from ._metadata import inline_image, readable
     backfill_policy=SHARD_BACKFILL,
     code_version="1",
     description=(
-        "Stage 2. G(T) without retrieval for every prompt of the retriever's train (and validation) concepts, "
-        "one image per configured seed: PNG files plus a Parquet manifest (prompt id, seed, path, generator id, "
-        "and the image's embedding from the same image tower that built the LanceDB table). Batched and "
-        "resumable: a rerun skips finished (prompt, seed, generator) triples. Partitioned by prompt shard (a prompt's "
-        "shard is a hash of its id): a backfill of any shards, in any number of runs, adds up to the unpartitioned run; "
-        "the main job runs every shard in one run."
+        'Stage 2: G(T) without retrieval for the retriever\'s train and validation prompts, resumable, partitioned by prompt shard. README: "The assets".'
     ),
 )
 def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

@@ -20,15 +20,7 @@ from ._metadata import RetrainConfig, inline_image, readable
     pool="gpu",
     code_version="2",
     description=(
-        "The demo generator: a diffusers UNet2DConditionModel in pixel space with a v-prediction cosine "
-        "schedule, conditioned on the prompt through its own frozen open_clip text encoder, stored with its weights and "
-        "unrelated to the retriever's base CLIP (cross-attention, plus the pooled text embedding added to the "
-        "timestep embedding) and on one reference image concatenated to its "
-        "input channels. Trained on known concepts only; a training example's reference is another image of its "
-        "concept (generator.train.reference_pool). Shipped weights are used only when made for this split and "
-        "config. Metadata: judge top-1 of (a) text-only samples of known concepts and (b) reference-conditioned "
-        "vs text-only samples of novel concepts, each next to the judge's ceiling on real images, and the "
-        "reference effect: how often a reference of another concept makes the judge name that concept."
+        'The generator G(T, I_ref): the demo diffusion model with its own text encoder (trained, or shipped weights that match), or a pretrained pipeline; its property checks and image grid. README: "The assets", "The demo generator".'
     ),
 )
 def generator(

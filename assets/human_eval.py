@@ -13,9 +13,7 @@ from realrag_core.human_eval.tasks import build_tasks, study_inputs, write_tasks
     kinds={"parquet"},
     code_version="1",
     description=(
-        "The human study's tasks from rag_images' current rows: pairwise (two arms, same prompt and seed), 7-point "
-        "ratings, real-or-generated and gold tasks, balanced over protocols, known/novel, arms and concepts "
-        "(human_eval settings). A retrain makes a new study version; earlier studies stay. README 'Human evaluation'."
+        "The human study's tasks (pairwise, rating, real-or-generated, gold) from rag_images' current rows, balanced and seeded; served by `realrag human-eval serve`. README: \"Human evaluation\"."
     ),
 )
 def human_eval_tasks(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

@@ -19,10 +19,7 @@ from ._metadata import inline_image
     kinds={"sqlite", "parquet"},
     code_version="1",
     description=(
-        "The human study's numbers from the current study's votes: win rates per arm pair and split, Bradley-Terry "
-        "scores (choix), mean 7-point ratings, real-or-generated fooling rates, 95% bootstrap intervals over tasks "
-        "and raters, gold accuracy per rater, Krippendorff's alpha, people against the judge. Materialize again "
-        "when votes arrive. README 'Human evaluation'."
+        "The human study's numbers from the current study's votes (win rates, Bradley-Terry, ratings, fooling rates, gold accuracy, agreement); materialize again when votes arrive. README: \"Human evaluation\"."
     ),
 )
 def human_eval(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -88,7 +85,10 @@ def human_eval(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
         ),
     }
     for name, value in report["krippendorff_alpha"].items():
-        metadata[f"krippendorff_alpha/{name}"] = r4(value)
+        # an undefined alpha says why (no shared tasks yet, or one answer only) instead of showing nothing
+        metadata[f"krippendorff_alpha/{name}"] = (
+            r4(value) if value is not None else report["krippendorff_alpha_undefined"][name]
+        )
     if (folder / "results.png").is_file() and rows:
         metadata["chart"] = inline_image(folder / "results.png", "human study")
     return dg.MaterializeResult(metadata=metadata)

@@ -19,11 +19,7 @@ from ._metadata import IO_RETRY, readable
     retry_policy=IO_RETRY,
     code_version="1",
     description=(
-        "Stage 1. Streams the database-style images of the world's concepts from the image source, decodes "
-        "and validates them in DataLoader workers, embeds them in batches with the base CLIP (L2-normalised) "
-        "and upserts them into a LanceDB table keyed by a content+caption hash: reruns never duplicate or drop "
-        "rows and unchanged images are not re-embedded. Bad files go to rejects/image_embeddings.parquet with "
-        "a reason. A vector index (IVF_HNSW_SQ or IVF_PQ, searched with refine) is built past a row threshold."
+        'Stage 1: the database images embedded into the LanceDB table (resumable, deduplicated by content); every entry that cannot become a row is a reject with its reason. README: "The assets", "Reliability".'
     ),
 )
 def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

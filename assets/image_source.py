@@ -16,10 +16,7 @@ from ._metadata import IO_RETRY, inline_image, readable
     retry_policy=IO_RETRY,
     code_version="1",
     description=(
-        "The real-object image database's source. Demo profile: object emoji by independent artists "
-        "(Noto, Twemoji, Fluent 3D/color/flat) fetched with `npm pack` at pinned versions (sha512 checked) "
-        "and rendered on white, with a captions.csv and the licences. Smoke profile: coloured shapes drawn "
-        "on the fly. User profiles: a folder with a captions file, or class-named sub-folders."
+        'Makes the real-image source ready to list (demo: the pinned emoji packages rendered; smoke: shapes drawn; your folder: checked), with a sample grid. README: "The assets".'
     ),
 )
 def image_source(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

@@ -16,13 +16,7 @@ from ._metadata import RetrainConfig, flat, readable, trained_model_metadata
     pool="gpu",
     code_version="1",
     description=(
-        "The evaluation judge: a separate open_clip model (its own seed) trained with ClipLoss on every real "
-        "image and caption except the reference style's images of world concepts. No pipeline stage uses it; the "
-        "metrics stage passes it to torchmetrics as the feature extractor where Inception weights are unavailable, "
-        "and uses it to name the concept of a generated image. Shipped weights (weights/demo_judge) are used when "
-        "their training key matches. Metadata: its ceiling, top-1 concept among the world's concepts on the "
-        "reference-style images it never trained on (reference/known, reference/novel: what generated images are "
-        "compared with), and for information its accuracy per style on images it did train on."
+        'The evaluation judge: a separate CLIP that never trained on the reference style\'s world images, and its ceiling on them. README: "The assets", "The models the measurement stands on".'
     ),
 )
 def judge(

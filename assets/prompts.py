@@ -16,12 +16,7 @@ from ._metadata import readable
     kinds={"parquet"},
     code_version="2",
     description=(
-        "Prompts from templates over the world's concepts ('a {concept}'), each tagged with its concept, its "
-        "generator split (known/novel) and its retriever split: concepts are split by seed into retriever-"
-        "train, validation and evaluation concepts, stratified by known/novel. The retriever trains on train "
-        "concepts only; ablations are chosen on validation; the results table uses evaluation concepts alone "
-        "(protocol unseen_concepts). With prompts.protocols holding seen_concepts (the paper's), every concept also "
-        "gets train, validation and evaluation prompts from three disjoint template sets."
+        'Prompts from templates over the world\'s concepts, tagged with generator split, retriever split and protocol (unseen_concepts, seen_concepts). README: "The assets".'
     ),
 )
 def prompts(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

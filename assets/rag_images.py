@@ -25,14 +25,7 @@ from ._metadata import readable
     backfill_policy=SHARD_BACKFILL,
     code_version="3",
     description=(
-        "Stage 5. For every evaluation prompt and seed, the arms with identical seeds: `none` (no retrieval), "
-        "`oracle` (a database image of the prompt's own concept, chosen by rag.oracle_seed: the best a retriever "
-        "could do), `clip` (top-1 by the zero-shot base CLIP), `contrastive` (top-1 by the plain contrastive fine-tune) and "
-        "`reflective` (top-1 by the reflective retriever), the fine-tuned arms once per training seed; each generates "
-        "G(T, I_ref) (or G(T)), and an image shared by arms that retrieved the same reference is made once. PNG + "
-        "Parquet manifest with the retrieved image's id, concept, style and similarity. Resumable. Partitioned by "
-        "prompt shard like generated_images: a backfill of any shards adds up to the unpartitioned run. Once per "
-        "protocol in prompts.protocols, with that protocol's evaluation prompts and fine-tuned retrievers."
+        'Stage 5: every evaluation prompt and seed through the arms (none, oracle, clip, contrastive, reflective) with identical seeds: retrieve one real image, generate G(T, I_ref); partitioned by prompt shard. README: "The assets".'
     ),
 )
 def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

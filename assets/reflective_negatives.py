@@ -29,11 +29,7 @@ from ._metadata import readable
     kinds={"parquet"},
     code_version="3",
     description=(
-        "Stage 3. For each generated image G(T), the k real database images nearest to it by cosine "
-        "similarity in the LanceDB table (what the generator already knows). Default policy: every image of "
-        "the prompt's own concept is excluded (they are positives); the paper-literal policy excludes only the "
-        "positive itself. Batched matrix products. Parquet: prompt id, generated image id, negative ids, "
-        "similarities, rank, table version, generator id, encoder id, policy."
+        'Stage 3: for each G(T), the k nearest real database images (what the generator already knows), mined into Parquet; incremental when the table grows. README: "The assets".'
     ),
 )
 def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

@@ -117,16 +117,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
     pool="gpu",
     code_version="4",
     description=(
-        "Stage 4. Self-reflective contrastive learning: fine-tunes the base CLIP's text tower on prompts of "
-        "retriever-train concepts paired with their concept's database images, with the loss "
-        "L_i = -log(exp(s(t_i,v_i)/tau) / (sum_j exp(s(t_i,v_j)/tau) + sum_k exp(s(t_i,r_ik)/tau))) whose "
-        "denominator adds each prompt's reflective negatives r_ik; in-batch images of the same concept are "
-        "masked. The image tower is frozen, so the LanceDB table stays valid. The learning rate is chosen on "
-        "validation prompts from retriever.lr_grid (the same grid as the baseline), then one model per training "
-        "seed is saved. Metadata: loss curve, the grid, and validation text->image accuracy (mean and range "
-        "over seeds) next to the zero-shot base. One set of models per protocol in prompts.protocols, each "
-        "trained on that protocol's train prompts and chosen on its validation prompts (seen_concepts keys are "
-        "prefixed `seen_concepts/`)."
+        'Stage 4: the reflective retriever, the base CLIP fine-tuned with the self-reflective contrastive loss; learning rate chosen on validation prompts, one model per seed, per protocol. README: "The assets".'
     ),
 )
 def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -140,9 +131,7 @@ def retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource)
     pool="gpu",
     code_version="4",
     description=(
-        "The paper's 'normal RAG' baseline: the same fine-tuning code, data, steps, learning-rate grid and seeds as "
-        "`retriever` with the reflective term off (plain contrastive loss), so the comparison isolates what "
-        "reflection adds."
+        'The paper\'s normal-RAG baseline: the same fine-tuning without the reflective term (same data, steps, grid and seeds). README: "The assets".'
     ),
 )
 def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -156,13 +145,7 @@ def contrastive_retriever(context: dg.AssetExecutionContext, realrag: RealRagCon
     pool="gpu",
     code_version="1",
     description=(
-        "Validation-only controls and ablations of the reflective retriever, at its chosen learning rate: the "
-        "reflective negatives replaced by as many random images or by text-nearest hard negatives (so a gain "
-        "can be credited to reflection, not to more negatives), the paper-literal negative policy, other k, the "
-        "other trainable parts, negatives mined from an untrained generator's G(T); plus both retrievers' "
-        "learning-rate grids. Never touches evaluation prompts. Under one protocol: unseen_concepts when it "
-        "runs, else seen_concepts (metadata `protocol`). Writes "
-        "reports/retriever_ablations.md/.parquet/.png."
+        'Validation-only controls and ablations of the reflective retriever (random or text-nearest negatives, policies, k, trainable parts, learning-rate grids). README: "The assets".'
     ),
 )
 def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
@@ -205,7 +188,13 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
         folder = Path(store.root) / "ablations" / "generated_untrained"
         chosen = in_splits(prompts, cfg.generation.retriever_splits)
         generate_for_prompts(
-            untrained, encoder, chosen, cfg.generation.seeds, folder, cfg.generator.sampling.batch_size
+            untrained,
+            encoder,
+            chosen,
+            cfg.generation.seeds,
+            folder,
+            cfg.generator.sampling.batch_size,
+            label="retriever_ablations: G(T) of the untrained generator",
         )
         manifest = read_manifest(folder)
         other_generated["untrained"] = current_generated_rows(manifest, untrained.generator_id, encoder.model_id)

@@ -14,10 +14,7 @@ from ._metadata import readable
     kinds={"parquet"},
     code_version="1",
     description=(
-        "Chooses the world's concepts by seed and splits them into `known` (exactly the concepts the demo "
-        "generator trains on) and `novel`. Records the style roles: the reference style (judge only), the "
-        "database styles and the CLIP pre-training styles, independent per artist. Stored as "
-        "world/splits.parquet + world/world.json with a hash that later products record."
+        'The world\'s concepts by seed, split into known (the generator trains on them) and novel, the selection concepts outside it, and the style roles; stored with a hash. README: "The assets".'
     ),
 )
 def world_splits(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:

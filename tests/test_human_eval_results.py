@@ -176,3 +176,50 @@ def test_cells_nobody_judged_are_left_out_and_bradley_terry_counts_votes(tmp_pat
     bt = [r for r in rows if r["metric"] == "bradley_terry"]
     assert bt and {r["votes"] for r in bt} == {1}
     assert {(r["protocol"], r["split"]) for r in bt} == {(pair["protocol"], pair["generator_split"])}
+
+
+def test_an_undefined_agreement_says_why_and_the_chart_draws_every_kind_of_result(tmp_path):
+    """One rater per task: alpha cannot be computed, and the report says so rather than leaving a bare null; the
+    chart holds win-rate, Bradley-Terry, rating and fooling-rate panels, and one saying 'no votes yet'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from realrag_core.human_eval.results import results_chart
+
+    tasks = _tasks()
+    store = VoteStore(f"sqlite:///{tmp_path / 'votes.sqlite'}")
+    study = tasks[0]["study"]
+    shown = [t for t in tasks if t["shown"] and t["generator_split"] == "novel"]
+    for i, t in enumerate(shown):  # every task by a different rater: none is shared
+        if t["kind"] == "rating":
+            store.add(study, t["task_id"], f"r{i}", faithfulness=5, realism=4)
+        elif t["kind"] == "real_or_generated":
+            store.add(study, t["task_id"], f"r{i}", answer="real")
+        else:
+            store.add(study, t["task_id"], f"r{i}", answer="a")
+    rows, report = study_results(tasks, store.rows(study), _cfg())
+    assert all(v is None for v in report["krippendorff_alpha"].values())
+    assert set(report["krippendorff_alpha_undefined"]) == set(report["krippendorff_alpha"])
+    assert all("two raters" in why for why in report["krippendorff_alpha_undefined"].values())
+    metrics = {r["metric"] for r in rows}
+    assert {"win_rate", "bradley_terry", "rating_faithfulness", "fooling_rate"} <= metrics
+    # a stratum with no votes at all: the known split of the same protocol
+    rows.append({**rows[0], "split": "known", "votes": 0})
+    drawn = {}
+    real_savefig = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        drawn["texts"] = [t.get_text() for ax in fig.axes for t in ax.texts]
+        drawn["titles"] = [ax.get_title() for ax in fig.axes]
+        return real_savefig(fig, *args, **kwargs)
+
+    plt.Figure.savefig = keep
+    try:
+        results_chart(rows, tmp_path / "results.png")
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert (tmp_path / "results.png").stat().st_size > 0
+    assert "no votes yet" in drawn["texts"]
+    assert any("mean rating" in t for t in drawn["titles"]) and any("fooling rate" in t for t in drawn["titles"])

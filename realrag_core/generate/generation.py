@@ -59,6 +59,7 @@ def generate_for_prompts(
     folder: Path,
     batch_size: int = 64,
     progress: bool = True,
+    label: str = "generated_images",
 ) -> GenerationReport:
     start = time.perf_counter()
     done_table = read_manifest(folder)
@@ -82,14 +83,14 @@ def generate_for_prompts(
     todo = [item for item, k in zip(todo, kept) if not k]
     schema = manifest_schema(encoder.dim)
     if again:
-        _reembed(again, made_before, gid, encoder, folder, schema, batch_size, progress)
+        _reembed(again, made_before, gid, encoder, folder, schema, batch_size, progress, label)
     # G(T) depends on (generator, text, seed) only (deterministic, batch-invariant): prompts that share a text
     # (the same template under two protocols) share one generation
     by_text: dict[tuple[str, int], list[tuple[Prompt, int]]] = {}
     for p, s in todo:
         by_text.setdefault((p.prompt, s), []).append((p, s))
     unique = list(by_text)
-    bar = tqdm(total=len(unique), desc="generated_images", unit="img", disable=not progress)
+    bar = tqdm(total=len(unique), desc=label, unit="img", disable=not progress)
     for i in range(0, len(unique), batch_size):
         keys = unique[i : i + batch_size]
         made = generator.generate([text for text, _ in keys], None, [s for _, s in keys])
@@ -139,10 +140,10 @@ def _add_row(rows: dict[str, list], p: Prompt, seed: int, path: str, image_id: s
         rows[key].append(value)
 
 
-def _reembed(items, made_before, generator_id, encoder, folder, schema, batch_size, progress) -> None:
+def _reembed(items, made_before, generator_id, encoder, folder, schema, batch_size, progress, label) -> None:
     from PIL import Image
 
-    bar = tqdm(total=len(items), desc="generated_images (re-embed)", unit="img", disable=not progress)
+    bar = tqdm(total=len(items), desc=f"{label} (re-embed)", unit="img", disable=not progress)
     for i in range(0, len(items), batch_size):
         chunk = items[i : i + batch_size]
         found = [made_before[(p.prompt_id, s, generator_id)] for p, s in chunk]

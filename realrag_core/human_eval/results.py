@@ -88,19 +88,20 @@ def _bradley_terry(pairs: list[tuple[str, str, float]], arms: list[str], alpha: 
     return {a: float(params[index[a]]) for a in arms}
 
 
-def _alpha(units: dict[str, dict[str, float]], raters: list[str], level: str) -> float | None:
+def _alpha(units: dict[str, dict[str, float]], raters: list[str], level: str) -> tuple[float | None, str | None]:
+    """Krippendorff's alpha over the tasks two or more raters judged, or (None, why it is undefined)."""
     import krippendorff
 
     units = {u: v for u, v in units.items() if len(v) >= 2}
     if not units:
-        return None
+        return None, "no task was judged by two raters yet"
     matrix = np.full((len(raters), len(units)), np.nan)
     for j, votes in enumerate(units.values()):
         for r, value in votes.items():
             matrix[raters.index(r), j] = value
     if len({x for x in matrix[~np.isnan(matrix)]}) < 2:
-        return None  # every vote the same: alpha is undefined
-    return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
+        return None, "every vote on the shared tasks is the same answer: alpha is undefined"
+    return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level)), None
 
 
 def study_results(tasks: Sequence[dict], votes: Sequence[dict], cfg, judge_picks: dict[str, str] | None = None):
@@ -202,7 +203,7 @@ def study_results(tasks: Sequence[dict], votes: Sequence[dict], cfg, judge_picks
             metric = "called_real" if arm == "real_pictures" else "fooling_rate"
             add(protocol, split, metric, arm, point, lo, hi, len(per_task), sum(map(len, per_task.values())))
     raters = sorted({v["rater"] for v in kept})
-    agreement = {}
+    agreement, undefined = {}, {}
     for name, kinds, level, field in (
         ("pairwise", ("pairwise",), "nominal", "answer"),
         ("real_or_generated", ("real_or_generated",), "nominal", "answer"),
@@ -217,7 +218,9 @@ def study_results(tasks: Sequence[dict], votes: Sequence[dict], cfg, judge_picks
                 units[v["task_id"]][v["rater"]] = {"a": 0.0, "b": 1.0, "tie": 2.0, "real": 0.0, "generated": 1.0}.get(
                     value, value
                 )
-        agreement[name] = _alpha(units, raters, level)
+        agreement[name], why = _alpha(units, raters, level)
+        if why:
+            undefined[name] = why
     judge = {"tasks": 0, "agree": 0}
     for t in tasks:
         if t["kind"] != "pairwise" or not judge_picks or t["task_id"] not in judge_picks:
@@ -237,6 +240,7 @@ def study_results(tasks: Sequence[dict], votes: Sequence[dict], cfg, judge_picks
         "raters_below_gold_threshold": failed,
         "excluded_raters": sorted(excluded),
         "krippendorff_alpha": agreement,
+        "krippendorff_alpha_undefined": undefined,
         "people_vs_judge": judge,
         "ties": "a tie (can't tell, or a pair of one file never shown) is half a win to each side",
     }
@@ -261,29 +265,60 @@ def judge_picks(tasks: Sequence[dict], judge, rag_dir, caption: str) -> dict[str
 
 
 def results_chart(rows: Sequence[dict], path) -> None:
-    """Win rates per arm pair (with 95% intervals) and Bradley-Terry scores, one panel per protocol and split."""
+    """One column per protocol and split: win rates per arm pair (95% intervals), Bradley-Terry scores, mean
+    7-point ratings (faithfulness and realism) and the real-or-generated fooling rate per arm. A panel with no
+    votes says so instead of drawing empty axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     strata = sorted({(r["protocol"], r["split"]) for r in rows})
-    fig, axes = plt.subplots(2, max(1, len(strata)), figsize=(4.5 * max(1, len(strata)), 7), squeeze=False)
+    cols = max(1, len(strata))
+    fig, axes = plt.subplots(4, cols, figsize=(4.8 * cols, 13), squeeze=False)
     for j, stratum in enumerate(strata):
-        wins = [r for r in rows if (r["protocol"], r["split"]) == stratum and r["metric"] == "win_rate"]
+        here = [r for r in rows if (r["protocol"], r["split"]) == stratum and r["votes"]]
+        title = f"{stratum[0]} / {stratum[1]}"
+        wins = [r for r in here if r["metric"] == "win_rate"]
         ax = axes[0][j]
-        labels = [f"{r['arm']} vs {r['versus']}" for r in wins]
-        ax.barh(labels, [r["value"] for r in wins], xerr=_err(wins), color="#4c72b0")
-        ax.axvline(0.5, color="#888", lw=1)
-        ax.set_xlim(0, 1)
-        ax.set_title(f"{stratum[0]} / {stratum[1]}: win rate")
-        bt = [r for r in rows if (r["protocol"], r["split"]) == stratum and r["metric"] == "bradley_terry"]
+        if _empty(ax, wins, f"{title}: win rate"):
+            ax.barh([f"{r['arm']} vs {r['versus']}" for r in wins], [r["value"] for r in wins], xerr=_err(wins))
+            ax.axvline(0.5, color="#888", lw=1)
+            ax.set_xlim(0, 1)
+        bt = [r for r in here if r["metric"] == "bradley_terry"]
         ax = axes[1][j]
-        ax.bar([r["arm"] for r in bt], [r["value"] for r in bt], yerr=_err(bt), color="#55a868")
-        ax.set_title("Bradley-Terry score (log strength)")
+        if _empty(ax, bt, "Bradley-Terry score (log strength)"):
+            ax.bar([r["arm"] for r in bt], [r["value"] for r in bt], yerr=_err(bt), color="#55a868")
+        ax = axes[2][j]
+        rated = [r for r in here if r["metric"].startswith("rating_")]
+        if _empty(ax, rated, "mean rating (1-7)"):
+            arms = sorted({r["arm"] for r in rated})
+            for k, scale in enumerate(("faithfulness", "realism")):
+                sel = {r["arm"]: r for r in rated if r["metric"] == f"rating_{scale}"}
+                xs = [i + (k - 0.5) * 0.4 for i, a in enumerate(arms) if a in sel]
+                got = [sel[a] for a in arms if a in sel]
+                ax.bar(xs, [r["value"] for r in got], width=0.4, yerr=_err(got), label=scale)
+            ax.set_xticks(range(len(arms)), arms)
+            ax.set_ylim(1, 7)
+            ax.legend(fontsize=8)
+        ax = axes[3][j]
+        fooled = [r for r in here if r["metric"] in ("fooling_rate", "called_real")]
+        if _empty(ax, fooled, "called real (generated: fooling rate)"):
+            ax.bar([r["arm"] for r in fooled], [r["value"] for r in fooled], yerr=_err(fooled), color="#c44e52")
+            ax.set_ylim(0, 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _empty(ax, rows, title: str) -> bool:
+    """Title the panel; with no rows, write that no one has voted there yet and hide the axes. True: draw it."""
+    ax.set_title(title, fontsize=10)
+    if rows:
+        return True
+    ax.text(0.5, 0.5, "no votes yet", ha="center", va="center", color="#888", transform=ax.transAxes)
+    ax.set_axis_off()
+    return False
 
 
 def _err(rows):
