@@ -49,10 +49,10 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
                 iter_records(cfg.source),
                 cfg.world.styles.reference,
                 by_split,
-                load_clip(store.clip_dir, cfg.device, cfg.precision) if threshold is not None else None,
-                open_database_table(cfg) if threshold is not None else None,
-                cfg.embeddings.index,
-                threshold,
+                clip=load_clip(store.clip_dir, cfg.device, cfg.precision) if threshold is not None else None,
+                table=open_database_table(cfg) if threshold is not None else None,
+                index_cfg=cfg.embeddings.index,
+                threshold=threshold,
             )
             for d in ref_report["near_duplicates"]:
                 context.log.warning(
@@ -62,7 +62,14 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         else:
             context.log.warning("world.styles.reference is not set: no FID reference set, no FID/KID or CLIP-I")
         part_results, part_paired = evaluate(
-            rows, store.rag_dir, judge, world.concepts, reference, cfg.clip.eval_caption, scorer, cfg.metrics.inception
+            rows,
+            store.rag_dir,
+            judge,
+            world_concepts=world.concepts,
+            reference=reference,
+            caption=cfg.clip.eval_caption,
+            scorer=scorer,
+            inception=cfg.metrics.inception,
         )
         results += [{"protocol": protocol, **r} for r in part_results]
         paired += [{"protocol": protocol, **r} for r in part_paired]

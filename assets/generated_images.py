@@ -34,7 +34,7 @@ def generated_images(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     prompts = in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits)
     prompts = in_shards(prompts, shards, len(SHARD_NAMES))
     report = generate_for_prompts(
-        gen, encoder, prompts, cfg.generation.seeds, store.generated_dir, cfg.generator.sampling.batch_size
+        gen, encoder, prompts, cfg.generation.seeds, store.generated_dir, batch_size=cfg.generator.sampling.batch_size
     )
     manifest = read_manifest(store.generated_dir)
     store.write_report("generated_images", {**report.__dict__, "generator_id": info["generator_id"]})

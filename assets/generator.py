@@ -30,7 +30,7 @@ def generator(
     store = realrag.store()
     world = load_world(store.world_dir)
     records = list(iter_records(cfg.source))
-    gen, info = build_generator(cfg, world, records, store.generator_dir, store.reports_dir, config.force_retrain)
+    gen, info = build_generator(cfg, world, records, store.generator_dir, store.reports_dir, force=config.force_retrain)
     judge = load_clip(store.judge_dir, cfg.device, cfg.precision)
     checks, grid = check_generator(gen, judge, world, records, cfg)
     effect = reference_effect(gen, judge, world, records, cfg)

@@ -31,9 +31,9 @@ def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
         cfg.source,
         scope,
         load_clip(store.clip_dir, cfg.device, cfg.precision),
-        cfg.lancedb_uri,
-        cfg.embeddings,
-        store.rejects_dir / "image_embeddings.parquet",
+        uri=cfg.lancedb_uri,
+        cfg=cfg.embeddings,
+        rejects_path=store.rejects_dir / "image_embeddings.parquet",
     )
     metadata = report.as_metadata()
     store.write_report("image_embeddings", metadata)

@@ -27,9 +27,9 @@ def prompts(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -
         cfg.prompts.templates,
         cfg.prompts.split_fractions,
         cfg.prompts.seed,
-        cfg.prompts.protocols,
-        cfg.prompts.seen_concepts.by_split(),
-        cfg.prompts.seen_concepts.eval_concepts,
+        protocols=cfg.prompts.protocols,
+        seen_templates=cfg.prompts.seen_concepts.by_split(),
+        seen_eval_concepts=cfg.prompts.seen_concepts.eval_concepts,
     )
     path = save_prompts(items, store.world_dir)
     counts = collections.Counter(

@@ -63,10 +63,10 @@ def rag_images(context: dg.AssetExecutionContext, realrag: RealRagConfigResource
             arms,
             prompts,
             cfg.rag.seeds_for(protocol),
-            table,
-            cfg.embeddings.index,
-            store.rag_dir,
-            cfg.generator.sampling.batch_size,
+            table=table,
+            index=cfg.embeddings.index,
+            folder=store.rag_dir,
+            batch_size=cfg.generator.sampling.batch_size,
             tables=tables,
         )
         totals.update({k: v for k, v in report.items() if k != "seconds"})

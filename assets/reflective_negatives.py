@@ -41,9 +41,9 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
     manifest = read_current_generated(
         store.generated_dir,
         recorded_generator_id(cfg, store),
-        prompts,
-        cfg.generation.seeds,
-        len(SHARD_NAMES),
+        prompts=prompts,
+        seeds=cfg.generation.seeds,
+        shard_count=len(SHARD_NAMES),
         encoder_id=model_id,
     )
     rows = read_rows(table)
@@ -61,13 +61,13 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
             generated,
             manifest["image_id"].to_pylist(),
             manifest["concept"],
-            vectors,
-            rows["id"],
-            rows["concept"],
-            previous_negatives(previous, cfg.mining.k, cfg.mining.policy, model_id),
-            old_ids,
-            cfg.mining.k,
-            cfg.mining.policy,
+            table=vectors,
+            table_ids=rows["id"],
+            table_concepts=rows["concept"],
+            previous=previous_negatives(previous, cfg.mining.k, cfg.mining.policy, model_id),
+            previous_table_ids=old_ids,
+            k=cfg.mining.k,
+            policy=cfg.mining.policy,
         )
         stats["mode"] = "incremental"
     else:
@@ -77,7 +77,7 @@ def reflective_negatives(context: dg.AssetExecutionContext, realrag: RealRagConf
             vectors,
             rows["concept"].to_pylist(),
             cfg.mining.k,
-            cfg.mining.policy,
+            policy=cfg.mining.policy,
         )
         stats = {"mode": "full", "compared_pairs": len(generated) * len(vectors)}
     stats["mine_seconds"] = round(time.perf_counter() - start, 3)

@@ -49,9 +49,9 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
             cfg.source,
             Scope(frozenset(cfg.world.styles.database), world.concept_split),
             model,
-            cfg.lancedb_uri,
-            cfg.embeddings.model_copy(update={"table_name": table_name}),
-            store.rejects_dir / f"{table_name}.parquet",
+            uri=cfg.lancedb_uri,
+            cfg=cfg.embeddings.model_copy(update={"table_name": table_name}),
+            rejects_path=store.rejects_dir / f"{table_name}.parquet",
             progress=False,
         )
         return table_name, report.table_version
@@ -67,13 +67,13 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
             store.clip_dir,
             of_protocol(prompts, protocol),
             rows,
-            table.version,
-            negatives,
-            store.retriever_dir(name, protocol),
-            plot,
-            f"{name} ({protocol})",
-            reembed,
-            negatives_version(negatives) if negatives else None,
+            table_version=table.version,
+            negatives_rows=negatives,
+            out_folder=store.retriever_dir(name, protocol),
+            plot=plot,
+            title=f"{name} ({protocol})",
+            reembed=reembed,
+            negatives_version=negatives_version(negatives) if negatives else None,
         )
         info["protocol"] = protocol
         store.write_report(key, info)
@@ -157,9 +157,9 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
     generated = read_current_generated(  # the same rows the reflective negatives were mined from
         store.generated_dir,
         recorded_generator_id(cfg, store),
-        in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits),
-        cfg.generation.seeds,
-        len(SHARD_NAMES),
+        prompts=in_splits(load_prompts(store.world_dir), cfg.generation.retriever_splits),
+        seeds=cfg.generation.seeds,
+        shard_count=len(SHARD_NAMES),
         encoder_id=encoder_id,
     )
     protocol = ablation_protocol(cfg)
@@ -193,7 +193,7 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
             chosen,
             cfg.generation.seeds,
             folder,
-            cfg.generator.sampling.batch_size,
+            batch_size=cfg.generator.sampling.batch_size,
             label="retriever_ablations: G(T) of the untrained generator",
         )
         manifest = read_manifest(folder)
@@ -203,13 +203,13 @@ def retriever_ablations(context: dg.AssetExecutionContext, realrag: RealRagConfi
         store.clip_dir,
         prompts,
         read_rows(table, ROW_COLUMNS),
-        generated,
-        negatives,
-        table.version,
-        reports["retriever"],
-        reports["contrastive_retriever"],
-        progress,
-        other_generated,
+        generated=generated,
+        negatives_rows=negatives,
+        table_version=table.version,
+        reflective=reports["retriever"],
+        contrastive=reports["contrastive_retriever"],
+        progress=progress,
+        other_generated=other_generated,
     )
     paths = write_ablations(rows, store.reports_dir)
     store.write_report("retriever_ablations", {"rows": rows, "protocol": protocol})

@@ -38,7 +38,15 @@ def main() -> None:
             ecfg = cfg.embeddings.model_copy(update={"num_workers": workers})
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                report = embed_source(cfg.source, scope, clip, tmp, ecfg, Path(tmp) / "rejects.parquet", progress=False)
+                report = embed_source(
+                    cfg.source,
+                    scope,
+                    clip,
+                    uri=tmp,
+                    cfg=ecfg,
+                    rejects_path=Path(tmp) / "rejects.parquet",
+                    progress=False,
+                )
                 results[workers].append(report.inserted / (time.perf_counter() - start))
     base = statistics.median(results[0])
     for workers, rates in results.items():

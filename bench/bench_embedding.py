@@ -85,7 +85,9 @@ def efficiency(clip: ClipBundle, source, n: int, batch: int, workers: int, work:
 
     def pipeline(db: str) -> float:
         start = time.perf_counter()
-        report = embed_source(source, scope(n), clip, db, cfg, work / "rejects.parquet", progress=False)
+        report = embed_source(
+            source, scope(n), clip, uri=db, cfg=cfg, rejects_path=work / "rejects.parquet", progress=False
+        )
         assert report.inserted == n, report
         return report.inserted / (time.perf_counter() - start)
 
@@ -97,7 +99,15 @@ def efficiency(clip: ClipBundle, source, n: int, batch: int, workers: int, work:
 
     clip.embed_pixels(pixels[:batch])  # warm-up of the model, then of the whole pipeline on a few images
     warm = make_source(work / f"warm-{name}", batch, 64, "PNG")
-    embed_source(warm, scope(batch), clip, str(work / f"warm-db-{name}"), cfg, work / "rejects.parquet", progress=False)
+    embed_source(
+        warm,
+        scope(batch),
+        clip,
+        uri=str(work / f"warm-db-{name}"),
+        cfg=cfg,
+        rejects_path=work / "rejects.parquet",
+        progress=False,
+    )
     runs = [(pipeline(str(work / f"db-{name}-{workers}-{r}")), model_only()) for r in range(rounds)]
     best_pipeline, best_model = max(p for p, _ in runs), max(m for _, m in runs)
     return {
@@ -117,9 +127,9 @@ def rss_child(n: int, work: Path) -> None:
         source,
         scope(n),
         clip,
-        str(work / f"db{n}"),
-        EmbeddingsConfig(batch_size=256, num_workers=0),
-        work / f"rejects{n}.parquet",
+        uri=str(work / f"db{n}"),
+        cfg=EmbeddingsConfig(batch_size=256, num_workers=0),
+        rejects_path=work / f"rejects{n}.parquet",
         progress=False,
     )
     print(

@@ -60,7 +60,17 @@ def main() -> None:
     inc_times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        inc, stats = mine_incremental(generated, gen_ids, gen_c, table, ids, concepts, previous, old_ids, args.k)
+        inc, stats = mine_incremental(
+            generated,
+            gen_ids,
+            gen_c,
+            table=table,
+            table_ids=ids,
+            table_concepts=concepts,
+            previous=previous,
+            previous_table_ids=old_ids,
+            k=args.k,
+        )
         inc_times.append(time.perf_counter() - start)
     same = np.array_equal(full.indices, inc.indices) and np.allclose(full.similarities, inc.similarities, atol=1e-6)
     assert same, "incremental and full re-mining disagree"

@@ -124,7 +124,7 @@ def check_retriever_steps(device: str) -> dict:
             with torch.no_grad():
                 img = torch.nn.functional.normalize(model.encode_image(pixels).float(), dim=-1)
             txt = torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1)
-            loss = reflective_contrastive_loss(txt, img, model.logit_scale.exp(), negatives)
+            loss = reflective_contrastive_loss(txt, img, model.logit_scale.exp(), negatives=negatives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -142,7 +142,15 @@ def main(argv=None) -> None:
         for seed in args.seeds:
             train_table = update.get("table", table)
             model, run = fit_one(
-                cfg_v, store.clip_dir, train_prompts, val, train_table, {}, False, update.get("lr", lr), seed
+                cfg_v,
+                store.clip_dir,
+                train_prompts,
+                val,
+                table=train_table,
+                negatives_of={},
+                drop_positive=False,
+                lr=update.get("lr", lr),
+                seed=seed,
             )
             if train_table is not table:  # validated against the database alone, like every other variant
                 run["score"] = validation_score(validate(model, val, table))[0]

@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     def score(step: int, loss: float) -> None:
         model.eval()
         bundle = ClipBundle(model, eval_tf, tokenizer, "candidate")
-        s = selection_scores(bundle, cfg, world, records, args.model, cache)
+        s = selection_scores(bundle, cfg, world, records, args.model, cached=cache)
         model.train()
         point = {
             "step": step,
@@ -119,7 +119,16 @@ def main(argv=None) -> None:
         if (step + 1) % args.eval_every == 0 or step + 1 == train.steps:
             score(step + 1, loss)
 
-    losses = train_clip(model, tokenizer, train_tf, images, [r.concept for r in kept], train, seed, on_step)
+    losses = train_clip(
+        model,
+        tokenizer,
+        train_tf,
+        images=images,
+        concepts=[r.concept for r in kept],
+        cfg=train,
+        seed=seed,
+        on_step=on_step,
+    )
     bar.close()
     if train.average_from is not None:  # the last point above is the last step's weights; the kept model is the average
         score(train.steps, losses[-1])

@@ -27,7 +27,7 @@ print("train fit zero-shot", {s: round(m["top1"], 3) for s, m in validate(base, 
 for lr, steps, refl in itertools.product([1e-5, 3e-5, 1e-4], [100, 300], [False, True]):
     clip = load_clip(store.clip_dir)
     t = time.time()
-    train_retriever(clip, train, table, negs if refl else {}, steps, 64, lr, 0)
+    train_retriever(clip, train, table, negs if refl else {}, steps=steps, batch_size=64, lr=lr, seed=0)
     v = validate(clip, val, table)
     tr = validate(clip, train, table)
     print(

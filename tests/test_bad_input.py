@@ -199,9 +199,9 @@ def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus
         source,
         Scope(frozenset({"filled"}), {"red circle": "known"}),
         clip,
-        str(tmp_path / "db"),
-        EmbeddingsConfig(batch_size=4, num_workers=0),
-        rejects_path,
+        uri=str(tmp_path / "db"),
+        cfg=EmbeddingsConfig(batch_size=4, num_workers=0),
+        rejects_path=rejects_path,
         progress=False,
     )
     table, _ = open_embedding_table(str(tmp_path / "db"), "image_embeddings", clip.dim, clip.model_id)
@@ -232,9 +232,9 @@ def test_every_kind_of_bad_input_gets_its_own_outcome_and_the_run_goes_on(corpus
         source,
         Scope(frozenset({"filled"}), {"red circle": "known"}),
         clip,
-        str(tmp_path / "db"),
-        EmbeddingsConfig(batch_size=4, num_workers=0),
-        rejects_path,
+        uri=str(tmp_path / "db"),
+        cfg=EmbeddingsConfig(batch_size=4, num_workers=0),
+        rejects_path=rejects_path,
         progress=False,
     )
     assert again.inserted == 0 and again.rows == len(rows) and again.rejected == len(rejects)

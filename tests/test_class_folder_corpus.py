@@ -163,7 +163,7 @@ def embed(root, clip, tmp_path, db="db", **embeddings):
     scope = Scope(frozenset({"photo"}), {**CLASSES, "Ford Alias": "known"})
     rejects = tmp_path / db / "rejects.parquet"
     cfg = EmbeddingsConfig(batch_size=3, num_workers=0, **embeddings)
-    report = embed_source(source, scope, clip, str(tmp_path / db), cfg, rejects, progress=False)
+    report = embed_source(source, scope, clip, uri=str(tmp_path / db), cfg=cfg, rejects_path=rejects, progress=False)
     table, _ = open_embedding_table(str(tmp_path / db), "image_embeddings", clip.dim, clip.model_id)
     return report, table.to_arrow().to_pylist(), pq.read_table(rejects).to_pylist()
 

@@ -39,7 +39,7 @@ def test_training_lowers_clip_loss_and_is_deterministic(smoke_cfg, tmp_path):
     runs = []
     for i in range(2):
         model, train_tf, _, tok = create_untrained(tmp_path / f"m{i}", smoke_cfg.clip.architecture, seed=0)
-        runs.append(train_clip(model, tok, train_tf, images, concepts, train, seed=0))
+        runs.append(train_clip(model, tok, train_tf, images=images, concepts=concepts, cfg=train, seed=0))
     assert runs[0] == runs[1]
     assert sum(runs[0][-5:]) / 5 < sum(runs[0][:5]) / 5
 
@@ -47,7 +47,15 @@ def test_training_lowers_clip_loss_and_is_deterministic(smoke_cfg, tmp_path):
 def test_save_and_load_through_local_dir_round_trips(smoke_cfg, tmp_path):
     images, concepts = _pretrain_data(smoke_cfg)
     model, train_tf, eval_tf, tok = create_untrained(tmp_path, smoke_cfg.clip.architecture, seed=0)
-    train_clip(model, tok, train_tf, images, concepts, smoke_cfg.clip.train.model_copy(update={"steps": 3}), 0)
+    train_clip(
+        model,
+        tok,
+        train_tf,
+        images=images,
+        concepts=concepts,
+        cfg=smoke_cfg.clip.train.model_copy(update={"steps": 3}),
+        seed=0,
+    )
     model_id = save_clip(model, tmp_path)
     assert (tmp_path / WEIGHTS_NAME).is_file() and model_id.startswith("demo-clip:")
     bundle = load_clip(tmp_path)
@@ -230,7 +238,7 @@ def test_colour_jitter_keeps_hue_is_deterministic_and_leaves_old_keys(smoke_cfg,
         model, train_tf, _, tok = create_untrained(
             tmp_path / f"m{i}", smoke_cfg.clip.architecture, 0, train.open_clip_aug_cfg()
         )
-        runs.append(train_clip(model, tok, train_tf, images, concepts, train, seed=0))
+        runs.append(train_clip(model, tok, train_tf, images=images, concepts=concepts, cfg=train, seed=0))
     assert runs[0] == runs[1]
 
 
@@ -253,7 +261,7 @@ def test_weight_averaging_keeps_the_mean_of_the_late_steps_and_leaves_the_path(s
         def keep(step, loss, model=model, snapshots=snapshots):
             snapshots.append({k: v.detach().clone() for k, v in model.named_parameters()})
 
-        losses = train_clip(model, tok, train_tf, images, concepts, train, seed=0, on_step=keep)
+        losses = train_clip(model, tok, train_tf, images=images, concepts=concepts, cfg=train, seed=0, on_step=keep)
         runs[name] = (losses, snapshots, {k: v.detach().clone() for k, v in model.named_parameters()})
     (plain_losses, plain_steps, plain_final), (avg_losses, avg_steps, avg_final) = runs["plain"], runs["averaged"]
     assert plain_losses == avg_losses  # averaging watches the training, it does not change it
@@ -294,7 +302,9 @@ def test_image_pairs_put_two_drawings_of_each_concept_in_a_batch_and_leave_old_k
             steps.append(list(seen))
             seen.clear()
 
-        losses = train_clip(model, tok, transform, images, concepts, recipe, seed=0, on_step=step_done)
+        losses = train_clip(
+            model, tok, transform, images=images, concepts=concepts, cfg=recipe, seed=0, on_step=step_done
+        )
         runs[name] = (losses, steps)
     plain_losses, plain_steps = runs["plain"]
     assert all(len(s) == 8 and len({concepts[i] for i in s}) == 8 for s in plain_steps)
@@ -338,7 +348,7 @@ def test_a_resnet_vision_tower_comes_from_open_clip_and_averaging_recomputes_its
     for i in range(2):
         model, train_tf, _, tok = create_untrained(tmp_path / f"m{i}", arch, seed=0)
         assert isinstance(model.visual, ModifiedResNet)
-        runs.append((train_clip(model, tok, train_tf, images, concepts, train, seed=0), model))
+        runs.append((train_clip(model, tok, train_tf, images=images, concepts=concepts, cfg=train, seed=0), model))
     assert runs[0][0] == runs[1][0]  # deterministic
     norms = [m for m in runs[0][1].modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms

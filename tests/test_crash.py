@@ -33,8 +33,9 @@ args = json.loads(sys.argv[1])
 clip = load_clip(Path(args["clip"]))
 source = CaptionFileSourceConfig(image_dir=Path(args["images"]), captions=Path(args["captions"]))
 print("ready", flush=True)
-report = embed_source(source, Scope(frozenset({"filled"}), args["split"]), clip, args["db"],
-                      EmbeddingsConfig(batch_size=4, num_workers=0), Path(args["rejects"]), flush_rows=4, progress=False)
+report = embed_source(source, Scope(frozenset({"filled"}), args["split"]), clip, uri=args["db"],
+                      cfg=EmbeddingsConfig(batch_size=4, num_workers=0), rejects_path=Path(args["rejects"]),
+                      flush_rows=4, progress=False)
 print("done", report.rows, report.seconds, flush=True)
 """
 
@@ -259,7 +260,8 @@ prompts = [Prompt(f"p{i}", f"a {c}", c, "known" if i % 2 else "novel", "val" if 
 out = Path(args["out"])
 print("ready", flush=True)
 start = time.perf_counter()
-report = build_retriever(cfg, Path(args["clip"]), prompts, rows, 1, None, out, out.parent / "loss.png", "crash")
+report = build_retriever(cfg, Path(args["clip"]), prompts, rows, table_version=1, negatives_rows=None, out_folder=out,
+                         plot=out.parent / "loss.png", title="crash")
 print("done", time.perf_counter() - start, report["resumed_fits"], flush=True)
 """
 

@@ -28,7 +28,15 @@ def source(user_folder):
 def _run(source, clip, tmp_path, **cfg):
     ecfg = EmbeddingsConfig(batch_size=4, num_workers=0, **cfg)
     scope = Scope(frozenset({"filled", "shadow"}), CONCEPTS)
-    return embed_source(source, scope, clip, str(tmp_path / "db"), ecfg, tmp_path / "rejects.parquet", progress=False)
+    return embed_source(
+        source,
+        scope,
+        clip,
+        uri=str(tmp_path / "db"),
+        cfg=ecfg,
+        rejects_path=tmp_path / "rejects.parquet",
+        progress=False,
+    )
 
 
 def _table(tmp_path, clip):
@@ -118,9 +126,9 @@ def test_crash_mid_run_keeps_flushed_rows_and_resume_completes(source, clip, tmp
             source,
             Scope(frozenset({"filled", "shadow"}), CONCEPTS),
             clip,
-            str(tmp_path / "db"),
-            EmbeddingsConfig(batch_size=2, num_workers=0),
-            tmp_path / "rejects.parquet",
+            uri=str(tmp_path / "db"),
+            cfg=EmbeddingsConfig(batch_size=2, num_workers=0),
+            rejects_path=tmp_path / "rejects.parquet",
             flush_rows=2,
             progress=False,
         )
@@ -137,9 +145,9 @@ def test_workers_give_the_same_table(source, clip, tmp_path):
         source,
         Scope(frozenset({"filled", "shadow"}), CONCEPTS),
         clip,
-        str(tmp_path / "b" / "db"),
-        EmbeddingsConfig(batch_size=3, num_workers=2),
-        tmp_path / "b" / "rejects.parquet",
+        uri=str(tmp_path / "b" / "db"),
+        cfg=EmbeddingsConfig(batch_size=3, num_workers=2),
+        rejects_path=tmp_path / "b" / "rejects.parquet",
         progress=False,
     )
     assert (b.inserted, b.rejected) == (a.inserted, a.rejected)

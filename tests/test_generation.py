@@ -103,7 +103,7 @@ def test_a_rag_manifest_of_an_older_version_is_a_clear_error(tmp_path):
         generator_id = "g"
 
     with pytest.raises(ValueError, match=r"older version of realrag .*'retriever_seed'.*move that folder away"):
-        generate_arms(Gen(), {}, [], [0], None, IndexConfig(), tmp_path, progress=False)
+        generate_arms(Gen(), {}, [], [0], table=None, index=IndexConfig(), folder=tmp_path, progress=False)
 
 
 def test_a_new_image_tower_embeds_the_same_images_again_without_generating_them(smoke_cfg, encoder, tmp_path):
@@ -120,13 +120,17 @@ def test_a_new_image_tower_embeds_the_same_images_again_without_generating_them(
     new = load_clip(tmp_path / "clip2")
     assert new.model_id != encoder.model_id and new.dim != encoder.dim
     with pytest.raises(ValueError, match="embeds the same images again, no regeneration"):
-        read_current_generated(out, "counting:1", PROMPTS, (0, 1), 1, encoder_id=new.model_id)
+        read_current_generated(out, "counting:1", prompts=PROMPTS, seeds=(0, 1), shard_count=1, encoder_id=new.model_id)
 
     gen = CountingGenerator()
     report = generate_for_prompts(gen, new, PROMPTS, (0, 1), out, batch_size=3, progress=False)
     assert gen.calls == 0 and (report.generated, report.reembedded, report.skipped_done) == (0, 10, 0)
-    old_rows = read_current_generated(out, "counting:1", PROMPTS, (0, 1), 1, encoder_id=encoder.model_id)
-    new_rows = read_current_generated(out, "counting:1", PROMPTS, (0, 1), 1, encoder_id=new.model_id)
+    old_rows = read_current_generated(
+        out, "counting:1", prompts=PROMPTS, seeds=(0, 1), shard_count=1, encoder_id=encoder.model_id
+    )
+    new_rows = read_current_generated(
+        out, "counting:1", prompts=PROMPTS, seeds=(0, 1), shard_count=1, encoder_id=new.model_id
+    )
     assert new_rows.num_rows == old_rows.num_rows == 10
     assert new_rows["image_id"].to_pylist() == old_rows["image_id"].to_pylist()  # the same images
     assert new_rows["path"].to_pylist() == old_rows["path"].to_pylist()

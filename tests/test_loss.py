@@ -49,7 +49,8 @@ def test_masks_remove_false_and_invalid_negatives():
     scale = torch.tensor(10.0)
     none_valid = torch.zeros(4, 2, dtype=torch.bool)
     assert torch.allclose(
-        reflective_contrastive_loss(t, v, scale, r, none_valid), reflective_contrastive_loss(t, v, scale)
+        reflective_contrastive_loss(t, v, scale, negatives=r, negative_mask=none_valid),
+        reflective_contrastive_loss(t, v, scale),
     )
     same = torch.zeros(4, 4, dtype=torch.bool)
     same[0, 1] = same[1, 0] = True  # prompts 0 and 1 share a concept

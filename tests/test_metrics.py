@@ -188,7 +188,9 @@ def test_reference_set_drops_near_duplicates_of_database_images(judge, tmp_path)
         ),
     )
     by_split = {"known": {"red circle"}, "novel": {"blue star", "green square"}}
-    ref, report = fid_reference_set(records, "dotted", by_split, judge, table, IndexConfig(), threshold=0.99999)
+    ref, report = fid_reference_set(
+        records, "dotted", by_split, clip=judge, table=table, index_cfg=IndexConfig(), threshold=0.99999
+    )
     assert [d["path"] for d in report["near_duplicates"]] == [str(copied)]
     assert report["near_duplicates"][0]["database_id"] == records[0].path.name
     assert report["kept"] == {"known": 1, "novel": 2} and report["listed"] == 4

@@ -80,7 +80,7 @@ def test_incremental_re_mine_equals_a_full_one_after_growth_and_removal(policy):
     concepts = [f"c{i % 20}" for i in range(400)]
     gen_ids, gen_c = [f"g{i}" for i in range(30)], [f"c{i % 20}" for i in range(30)]
     old = list(range(300))  # the table at the previous mining
-    first = mine_negatives(gen, gen_c, table[old], [concepts[j] for j in old], 3, policy)
+    first = mine_negatives(gen, gen_c, table[old], [concepts[j] for j in old], 3, policy=policy)
     previous = {
         g: [(ids[old[j]], float(s)) for j, s in zip(first.indices[i], first.similarities[i])]
         for i, g in enumerate(gen_ids)
@@ -92,15 +92,15 @@ def test_incremental_re_mine_equals_a_full_one_after_growth_and_removal(policy):
         gen,
         gen_ids,
         gen_c,
-        table[now],
-        [ids[j] for j in now],
-        [concepts[j] for j in now],
-        previous,
-        {ids[j] for j in old},
-        3,
-        policy,
+        table=table[now],
+        table_ids=[ids[j] for j in now],
+        table_concepts=[concepts[j] for j in now],
+        previous=previous,
+        previous_table_ids={ids[j] for j in old},
+        k=3,
+        policy=policy,
     )
-    want = mine_negatives(gen, gen_c, table[now], [concepts[j] for j in now], 3, policy)
+    want = mine_negatives(gen, gen_c, table[now], [concepts[j] for j in now], 3, policy=policy)
     assert np.array_equal(got.indices, want.indices) and np.allclose(got.similarities, want.similarities, atol=1e-6)
     assert stats["added_rows"] == 100 and stats["full_search_images"] >= 1 and stats["reused_images"] >= 1
     assert stats["reused_images"] + stats["full_search_images"] == 30
@@ -109,12 +109,12 @@ def test_incremental_re_mine_equals_a_full_one_after_growth_and_removal(policy):
         gen,
         gen_ids,
         gen_c,
-        table[old],
-        [ids[j] for j in old],
-        [concepts[j] for j in old],
-        previous,
-        {ids[j] for j in old},
-        3,
-        policy,
+        table=table[old],
+        table_ids=[ids[j] for j in old],
+        table_concepts=[concepts[j] for j in old],
+        previous=previous,
+        previous_table_ids={ids[j] for j in old},
+        k=3,
+        policy=policy,
     )
     assert np.array_equal(unchanged.indices, first.indices) and none_added["compared_pairs"] == 0

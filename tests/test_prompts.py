@@ -55,7 +55,9 @@ SEEN = {
 
 def test_seen_concepts_prompts_split_by_template_and_every_concept_trains(tmp_path):
     world = _world(6, 3)
-    both = build_prompts(world, ("a {concept}",), (0.5, 0.2, 0.3), 0, ("unseen_concepts", "seen_concepts"), SEEN)
+    both = build_prompts(
+        world, ("a {concept}",), (0.5, 0.2, 0.3), 0, protocols=("unseen_concepts", "seen_concepts"), seen_templates=SEEN
+    )
     unseen = [p for p in both if p.protocol == "unseen_concepts"]
     seen = [p for p in both if p.protocol == "seen_concepts"]
     assert unseen == build_prompts(world, ("a {concept}",), (0.5, 0.2, 0.3), 0)  # the other protocol is untouched
@@ -73,17 +75,26 @@ def test_seen_concepts_can_evaluate_on_the_unseen_protocols_evaluation_concepts(
     """eval_concepts unseen_eval: seen_concepts' evaluation prompts are those of the concepts unseen_concepts
     evaluates on (both protocols scored on the same concepts); training and validation keep every concept."""
     world = _world(10, 6)
-    args = (world, ("a {concept}",), (0.5, 0.2, 0.3), 0, ("unseen_concepts", "seen_concepts"), SEEN)
-    full, narrow = build_prompts(*args), build_prompts(*args, "unseen_eval")
+    args = (world, ("a {concept}",), (0.5, 0.2, 0.3), 0)
+    kw = {"protocols": ("unseen_concepts", "seen_concepts"), "seen_templates": SEEN}
+    full, narrow = build_prompts(*args, **kw), build_prompts(*args, **kw, seen_eval_concepts="unseen_eval")
     unseen_eval = {p.concept for p in full if p.protocol == "unseen_concepts" and p.retriever_split == "eval"}
     assert 0 < len(unseen_eval) < len(world.concept_split)
     seen_eval = {p.concept for p in narrow if p.protocol == "seen_concepts" and p.retriever_split == "eval"}
     assert seen_eval == unseen_eval
     assert [p for p in narrow if p.retriever_split != "eval"] == [p for p in full if p.retriever_split != "eval"]
-    seen_only = build_prompts(world, ("a {concept}",), (0.5, 0.2, 0.3), 0, ("seen_concepts",), SEEN, "unseen_eval")
+    seen_only = build_prompts(
+        world,
+        ("a {concept}",),
+        (0.5, 0.2, 0.3),
+        0,
+        protocols=("seen_concepts",),
+        seen_templates=SEEN,
+        seen_eval_concepts="unseen_eval",
+    )
     assert {p.concept for p in seen_only if p.retriever_split == "eval"} == unseen_eval
     with pytest.raises(ValueError, match="seen_eval_concepts"):
-        build_prompts(*args, "some")
+        build_prompts(*args, **kw, seen_eval_concepts="some")
 
 
 def test_a_prompts_file_without_a_protocol_column_reads_as_unseen_concepts(tmp_path):
@@ -122,7 +133,12 @@ def test_one_shared_class_name_template_gives_one_prompt_per_split(smoke_data, t
 
     one = ("a photo of a {concept}",)
     prompts = build_prompts(
-        _world(2, 2), one, (0.5, 0.2, 0.3), 0, ("seen_concepts",), {"train": one, "val": one, "eval": one}
+        _world(2, 2),
+        one,
+        (0.5, 0.2, 0.3),
+        0,
+        protocols=("seen_concepts",),
+        seen_templates={"train": one, "val": one, "eval": one},
     )
     assert len(prompts) == 12 and len({p.prompt_id for p in prompts}) == 12 and len({p.prompt for p in prompts}) == 4
     smoke_data["prompts"] = {

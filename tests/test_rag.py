@@ -105,9 +105,9 @@ def test_the_oracle_arm_generates_from_its_own_concept_beside_none(tmp_path):
         {"none": [(None, None)], "oracle": [(None, OracleRetriever(0))]},
         prompts,
         [0, 1],
-        table,
-        IndexConfig(),
-        tmp_path / "rag",
+        table=table,
+        index=IndexConfig(),
+        folder=tmp_path / "rag",
         progress=False,
     )
     rows = read_manifest(tmp_path / "rag").to_pylist()

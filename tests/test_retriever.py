@@ -19,7 +19,13 @@ def world(smoke_cfg, tmp_path):
     records = list(iter_records(smoke_cfg.source))
     pre = [r for r in records if r.style == "outline"]
     train_or_reuse(
-        smoke_cfg.clip.architecture, smoke_cfg.clip.train, 0, pre, tmp_path / "clip", tmp_path / "p.png", "t"
+        smoke_cfg.clip.architecture,
+        smoke_cfg.clip.train,
+        0,
+        records=pre,
+        folder=tmp_path / "clip",
+        plot=tmp_path / "p.png",
+        title="t",
     )
     clip = load_clip(tmp_path / "clip")
     db = [r for r in records if r.style in ("filled", "shadow", "striped")]
@@ -61,11 +67,11 @@ def test_only_the_text_tower_changes_and_it_learns(world):
 def test_baseline_is_the_same_code_with_the_reflective_term_off(world):
     folder, table, prompts = world
     a, b, c = load_clip(folder), load_clip(folder), load_clip(folder)
-    la = train_retriever(a, prompts, table, {}, 5, 8, 1e-3, seed=3)
-    lb = train_retriever(b, prompts, table, {p.prompt_id: [] for p in prompts}, 5, 8, 1e-3, seed=3)
+    la = train_retriever(a, prompts, table, {}, steps=5, batch_size=8, lr=1e-3, seed=3)
+    lb = train_retriever(b, prompts, table, {p.prompt_id: [] for p in prompts}, steps=5, batch_size=8, lr=1e-3, seed=3)
     assert la == lb
     negs = {p.prompt_id: [table.ids[(i * 5 + 1) % len(table.ids)]] for i, p in enumerate(prompts)}
-    lc = train_retriever(c, prompts, table, negs, 5, 8, 1e-3, seed=3)
+    lc = train_retriever(c, prompts, table, negs, steps=5, batch_size=8, lr=1e-3, seed=3)
     assert lc != la and lc[0] > la[0]  # extra negatives in the denominator raise the loss
 
 
@@ -103,7 +109,17 @@ def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, s
     )
     out = tmp_path / "ret"
     (out / "seed_9").mkdir(parents=True)  # a seed no longer configured is removed
-    report = build_retriever(cfg, folder, prompts, _rows(table), 1, None, out, tmp_path / "loss.png", "t")
+    report = build_retriever(
+        cfg,
+        folder,
+        prompts,
+        _rows(table),
+        table_version=1,
+        negatives_rows=None,
+        out_folder=out,
+        plot=tmp_path / "loss.png",
+        title="t",
+    )
     scores = {g["lr"]: (g["score"], g["validation"]) for g in report["lr_grid"]}
     assert set(scores) == {1e-6, 3e-3} and all(g["seed"] == 0 for g in report["lr_grid"])
     best = max(scores, key=lambda lr: (scores[lr][0], np.mean([m["top5"] for m in scores[lr][1].values()])))
@@ -127,7 +143,7 @@ def test_control_negatives_match_the_reflective_count_and_avoid_the_concept(worl
     assert rand == control_negatives("random", prompts, table, counts, seed=0)
     assert rand != control_negatives("random", prompts, table, counts, seed=1)
     text = load_clip(folder).embed_texts([p.prompt for p in prompts])
-    near = control_negatives("text_nearest", prompts, table, counts, text)
+    near = control_negatives("text_nearest", prompts, table, counts, text_emb=text)
     for i, p in enumerate(prompts):
         for negs in (rand, near):
             assert len(negs.get(p.prompt_id, [])) == counts[p.prompt_id]
@@ -145,13 +161,21 @@ def test_training_both_towers_changes_the_image_tower_and_validates_on_its_own_e
 
     with pytest.raises(ValueError, match="pixels"):
         train_retriever(
-            clip, prompts, dataclasses.replace(table, pixels=None), {}, 2, 8, 1e-3, seed=0, trainable="both"
+            clip,
+            prompts,
+            dataclasses.replace(table, pixels=None),
+            {},
+            steps=2,
+            batch_size=8,
+            lr=1e-3,
+            seed=0,
+            trainable="both",
         )
     view = table
     assert torch.allclose(view.reembedded(clip).embeddings, table.embeddings, atol=1e-5)  # same tower, same rows
     before = _snapshot(clip.model)
     negs = {p.prompt_id: [table.ids[(i * 5 + 1) % len(table.ids)]] for i, p in enumerate(prompts)}
-    losses = train_retriever(clip, prompts, view, negs, 40, 8, 1e-3, seed=0, trainable="both")
+    losses = train_retriever(clip, prompts, view, negs, steps=40, batch_size=8, lr=1e-3, seed=0, trainable="both")
     after = _snapshot(clip.model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any(k.startswith("visual.") for k in changed) and any(k.startswith("transformer.") for k in changed)
@@ -168,7 +192,7 @@ def test_text_head_trains_only_the_final_norm_and_projection(world):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"text_projection", "ln_final.weight", "ln_final.bias"}
     with pytest.raises(ValueError, match="trainable must be"):
-        train_retriever(clip, prompts, table, {}, 1, 8, 1e-3, seed=0, trainable="image")
+        train_retriever(clip, prompts, table, {}, steps=1, batch_size=8, lr=1e-3, seed=0, trainable="image")
 
 
 def test_early_stopping_keeps_the_best_validated_step_and_never_the_base(world, smoke_cfg):
@@ -186,7 +210,17 @@ def test_early_stopping_keeps_the_best_validated_step_and_never_the_base(world, 
 
     def run(every, lr):
         r = smoke_cfg.retriever.model_copy(update={"steps": 40, "validate_every": every})
-        return fit_one(smoke_cfg.model_copy(update={"retriever": r}), folder, train, val, table, {}, True, lr, 0)
+        return fit_one(
+            smoke_cfg.model_copy(update={"retriever": r}),
+            folder,
+            train,
+            val,
+            table=table,
+            negatives_of={},
+            drop_positive=True,
+            lr=lr,
+            seed=0,
+        )
 
     last_model, last = run(None, 0.003)
     kept_model, kept = run(10, 0.003)
@@ -224,7 +258,17 @@ def test_training_the_used_vocabulary_gives_the_full_tables_weights(world, train
                 seen.append(clip.embed_texts([p.prompt for p in prompts[:3]]).clone())
 
         losses = train_retriever(
-            clip, prompts, table, negatives, 25, 8, 3e-3, 0, on_step=on_step, trainable=trainable, used_vocabulary=used
+            clip,
+            prompts,
+            table,
+            negatives,
+            steps=25,
+            batch_size=8,
+            lr=3e-3,
+            seed=0,
+            on_step=on_step,
+            trainable=trainable,
+            used_vocabulary=used,
         )
         assert clip.model.token_embedding.num_embeddings == clip.tokenizer.vocab_size
         runs[used] = (losses, _snapshot(clip.model), seen)

@@ -143,6 +143,7 @@ def train_clip(
     model: open_clip.CLIP,
     tokenizer: Callable,
     train_transform: Callable,
+    *,
     images: Sequence[Image.Image],
     concepts: Sequence[str],
     cfg: ClipTrainConfig,

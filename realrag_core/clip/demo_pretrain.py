@@ -78,6 +78,7 @@ def train_or_reuse(
     arch: ClipArchitecture,
     train: ClipTrainConfig,
     seed: int,
+    *,
     records: Sequence[ImageRecord],
     folder: Path,
     plot: Path,
@@ -104,7 +105,16 @@ def train_or_reuse(
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}")
 
-    losses = train_clip(model, tokenizer, train_tf, images, [r.concept for r in kept], train, seed, on_step)
+    losses = train_clip(
+        model,
+        tokenizer,
+        train_tf,
+        images=images,
+        concepts=[r.concept for r in kept],
+        cfg=train,
+        seed=seed,
+        on_step=on_step,
+    )
     bar.close()
     info = {
         "key": key,
@@ -156,6 +166,7 @@ def selection_scores(
     world: World,
     records: Sequence[ImageRecord],
     which: str,
+    *,
     cached: dict | None = None,
 ) -> dict:
     """The score a pre-training recipe is chosen by, on the selection concepts (never the world's):
@@ -223,7 +234,14 @@ def _train_demo_model(spec, seed: int, train_records, folder: Path, plot: Path, 
     key = training_key(spec.architecture, spec.train, seed, train_records)
     shipped = take_shipped(spec.shipped_weights, key, folder, force)
     info = train_or_reuse(
-        spec.architecture, spec.train, seed, train_records, folder, plot, title, force and not shipped
+        spec.architecture,
+        spec.train,
+        seed,
+        records=train_records,
+        folder=folder,
+        plot=plot,
+        title=title,
+        force=force and not shipped,
     )
     if info.get("losses") and not plot.is_file():  # shipped or reused weights: their recorded curve
         line_plot(info["losses"], plot, f"{title} (open_clip ClipLoss)", "step", "loss")

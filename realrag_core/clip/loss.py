@@ -19,6 +19,7 @@ def reflective_contrastive_loss(
     text: torch.Tensor,  # [B, d] normalised
     images: torch.Tensor,  # [B, d] normalised, images[i] is the positive of text[i]
     logit_scale: torch.Tensor,  # exp(learned log scale) = 1/tau
+    *,
     negatives: torch.Tensor | None = None,  # [B, K, d] normalised reflective negatives
     negative_mask: torch.Tensor | None = None,  # [B, K] True where the negative is valid
     same_concept: torch.Tensor | None = None,  # [B, B] True where images[j] shows text[i]'s concept

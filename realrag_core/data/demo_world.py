@@ -222,7 +222,7 @@ def _write_licences(out: Path, tarballs: dict[str, Path]) -> None:
 
 
 def build_demo_world(
-    cache: Path, out: Path, size: int, categories: tuple[str, ...], workers: int = 2, progress=None
+    cache: Path, out: Path, size: int, categories: tuple[str, ...], *, workers: int = 2, progress=None
 ) -> dict:
     """Fetch (if needed), then render every object concept in every style it exists in."""
     out = Path(out)

@@ -99,6 +99,7 @@ def build_prompts(
     templates: tuple[str, ...],
     fractions,
     seed: int,
+    *,
     protocols: tuple[str, ...] = ("unseen_concepts",),
     seen_templates: dict | None = None,
     seen_eval_concepts: str = "all",

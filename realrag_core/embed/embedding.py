@@ -239,6 +239,7 @@ def embed_source(
     source_cfg,
     scope: Scope,
     clip: ClipBundle,
+    *,
     uri: str,
     cfg: EmbeddingsConfig,
     rejects_path: Path,

@@ -205,7 +205,13 @@ def search(table, query: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "c
 
 
 def search_batch(
-    table, queries: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "concept", "style", "path"), chunk: int = 1024
+    table,
+    queries: np.ndarray,
+    k: int,
+    cfg: IndexConfig,
+    *,
+    columns=("id", "concept", "style", "path"),
+    chunk: int = 1024,
 ) -> list[list[dict]]:
     """``search`` for many query vectors at once: the k nearest rows of each query, in query order, each with
     ``_distance``; the same results as one ``search`` per query. On an indexed table ``indexed_search_batch``
@@ -216,11 +222,17 @@ def search_batch(
         return [search(table, queries[0], k, cfg, columns).to_pylist()]
     if _vector_index(table) is None:  # exact search anyway: one blocked matrix product beats a query per vector
         return exact_search_batch(table, queries, k, columns)
-    return indexed_search_batch(table, queries, k, cfg, columns, chunk)
+    return indexed_search_batch(table, queries, k, cfg, columns=columns, chunk=chunk)
 
 
 def indexed_search_batch(
-    table, queries: np.ndarray, k: int, cfg: IndexConfig, columns=("id", "concept", "style", "path"), chunk: int = 1024
+    table,
+    queries: np.ndarray,
+    k: int,
+    cfg: IndexConfig,
+    *,
+    columns=("id", "concept", "style", "path"),
+    chunk: int = 1024,
 ) -> list[list[dict]]:
     """What ``search`` returns on an indexed table, for many queries: the index's ``k * refine_factor`` nearest
     candidates of each query (LanceDB's multi-vector ANN query, ``chunk`` vectors a call), re-ranked by exact

@@ -11,6 +11,7 @@ def blocked_topk(
     queries: np.ndarray,  # [Q, d]
     rows: np.ndarray,  # [N, d]
     k: int,
+    *,
     query_codes: torch.Tensor | None = None,  # [Q] int32: with row_codes, a row whose code equals the query's is masked
     row_codes: torch.Tensor | None = None,  # [N] int32
     chunk_rows: int = 4096,

@@ -23,6 +23,7 @@ def fid_reference_set(
     records: Iterable[ImageRecord],
     style: str,
     concepts_by_split: dict[str, set[str]],
+    *,
     clip: ClipBundle | None = None,
     table=None,
     index_cfg=None,

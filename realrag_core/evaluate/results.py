@@ -57,6 +57,7 @@ def evaluate(
     manifest: list[dict],
     rag_dir: Path,
     judge: ClipBundle,
+    *,
     world_concepts: Sequence[str],
     reference: dict[str, list[tuple[str, Image.Image]]],
     caption: str,
@@ -382,8 +383,8 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
         x = np.arange(len(sel))
         err = [[r["value"] - r["lo"] for r in sel], [r["hi"] - r["value"] for r in sel]]
         ax.bar(x, [r["value"] for r in sel], yerr=err, capsize=4, color=[BAR_COLOURS[r["arm"]] for r in sel])
-        ax.set_xticks(x, [r["arm"] for r in sel])
-        ax.set_title(f"{protocol}: {split} concepts (n={sel[0]['n'] if sel else 0} images/arm)", fontsize=9)
+        ax.set_xticks(x, [f"{r['arm']}\nn={r['n']}" for r in sel])  # fine-tuned arms pool their training seeds
+        ax.set_title(f"{protocol}: {split} concepts (n: images per arm)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     for axes in grid:
         axes[0].set_ylabel("judge top-1 concept accuracy")

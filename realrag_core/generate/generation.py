@@ -57,6 +57,7 @@ def generate_for_prompts(
     prompts: Sequence[Prompt],
     seeds: Sequence[int],
     folder: Path,
+    *,
     batch_size: int = 64,
     progress: bool = True,
     label: str = "generated_images",
@@ -171,6 +172,7 @@ def current_generated_rows(manifest: pa.Table, generator_id: str, encoder_id: st
 def read_current_generated(
     folder: Path,
     generator_id: str,
+    *,
     prompts: Sequence[Prompt],
     seeds: Sequence[int],
     shard_count: int,

@@ -30,7 +30,7 @@ def diffusers_generator_id(spec) -> str:
 
 
 def build_generator(
-    cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
+    cfg: RealRagConfig, world: World, records: list[ImageRecord], folder: Path, reports: Path, *, force: bool = False
 ) -> tuple[Generator, dict]:
     """The ``generator`` asset's work: train (or take shipped weights of) the demo generator with its own text
     encoder, or load a pretrained pipeline; either way ``folder/generator.json`` records what later stages must

@@ -56,6 +56,7 @@ def mine_negatives(
     table: np.ndarray,  # [N, d] normalised
     table_concepts: Sequence[str],
     k: int,
+    *,
     policy: str = "exclude_concept",
     chunk_rows: int = 4096,
     query_block: int = 1024,
@@ -66,7 +67,9 @@ def mine_negatives(
     if policy not in POLICIES:
         raise ValueError(f"unknown negative policy {policy!r}; expected one of {POLICIES}")
     gc, tc = _concept_codes(generated_concepts, table_concepts) if policy == "exclude_concept" else (None, None)
-    best_s, best_i = blocked_topk(generated, table, k, gc, tc, chunk_rows=chunk_rows, query_block=query_block)
+    best_s, best_i = blocked_topk(
+        generated, table, k, query_codes=gc, row_codes=tc, chunk_rows=chunk_rows, query_block=query_block
+    )
     if strict and torch.isinf(best_s).any():  # a masked (same-concept) or missing candidate reached the top k
         raise ValueError(f"fewer than k={k} candidate negatives outside the prompt's concept")
     return Negatives(best_i.numpy(), best_s.numpy())
@@ -149,6 +152,7 @@ def mine_incremental(
     generated: np.ndarray,
     generated_ids: Sequence[str],
     generated_concepts: Sequence[str],
+    *,
     table: np.ndarray,
     table_ids,
     table_concepts,
@@ -167,7 +171,9 @@ def mine_incremental(
     sims = np.zeros((len(generated_ids), k), dtype=np.float32)
     if plan.full:
         full = pa.array(plan.full, pa.int64())
-        done = mine_negatives(generated[plan.full], gen_c.take(full), table, table_c, k, policy, chunk_rows)
+        done = mine_negatives(
+            generated[plan.full], gen_c.take(full), table, table_c, k, policy=policy, chunk_rows=chunk_rows
+        )
         indices[plan.full], sims[plan.full] = done.indices, done.similarities
     if plan.reuse:
         rows = plan.reuse
@@ -183,8 +189,8 @@ def mine_incremental(
                 table[added],
                 table_c.take(pa.array(added)),
                 k,
-                policy,
-                chunk_rows,
+                policy=policy,
+                chunk_rows=chunk_rows,
                 strict=False,
             )
             found = np.where(part.indices >= 0, added[np.maximum(part.indices, 0)], -1)

@@ -153,6 +153,7 @@ def generate_arms(
     retrievers: dict[str, list[tuple[int | None, ClipBundle | None]]],
     prompts: Sequence[Prompt],
     seeds: Sequence[int],
+    *,
     table,
     index: IndexConfig,
     folder: Path,

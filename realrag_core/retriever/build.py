@@ -27,6 +27,7 @@ def build_retriever(
     base_folder: Path,
     prompts: Sequence[Prompt],
     rows,
+    *,
     table_version: int,
     negatives_rows: list[dict] | None,
     out_folder: Path,
@@ -68,12 +69,24 @@ def build_retriever(
         out_folder.with_name(out_folder.name + ".fits"),
         base_folder,
         cfg,
-        fit_inputs_digest(cfg, base, train, val, table, negatives_of, drop_positive),
+        fit_inputs_digest(cfg, base, train, val, table=table, negatives_of=negatives_of, drop_positive=drop_positive),
     )
 
     def fit(lr: float, seed: int) -> tuple[ClipBundle, dict]:
         return fits.get(
-            lr, seed, lambda: fit_one(cfg, base_folder, train, val, table, negatives_of, drop_positive, lr, seed)
+            lr,
+            seed,
+            lambda: fit_one(
+                cfg,
+                base_folder,
+                train,
+                val,
+                table=table,
+                negatives_of=negatives_of,
+                drop_positive=drop_positive,
+                lr=lr,
+                seed=seed,
+            ),
         )
 
     grid, best = [], None

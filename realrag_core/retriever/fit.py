@@ -82,6 +82,7 @@ def train_retriever(
     prompts: Sequence[Prompt],
     table: TableView,
     negatives_of: dict[str, list[str]],  # prompt id -> negative image ids (empty for the baseline)
+    *,
     steps: int,
     batch_size: int,
     lr: float,
@@ -169,7 +170,9 @@ def train_retriever(
             same = cs[:, None] == cs[None, :]
         tokens = all_tokens[[token_row[p.prompt] for p in items]]
         text = F.normalize(model.encode_text(tokens), dim=-1)
-        loss = reflective_contrastive_loss(text, images, scale, negatives, mask, same, image_to_text)
+        loss = reflective_contrastive_loss(
+            text, images, scale, negatives=negatives, negative_mask=mask, same_concept=same, image_to_text=image_to_text
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -237,6 +240,7 @@ def fit_one(
     base_folder: Path,
     train: Sequence[Prompt],
     val: Sequence[Prompt],
+    *,
     table: TableView,
     negatives_of: dict[str, list[str]],
     drop_positive: bool,
@@ -267,15 +271,15 @@ def fit_one(
         train,
         table,
         negatives_of,
-        r.steps,
-        r.batch_size,
-        lr,
-        seed,
-        r.mask_same_concept,
-        r.image_to_text,
-        drop_positive,
-        checkpoint if early else None,
-        trainable,
+        steps=r.steps,
+        batch_size=r.batch_size,
+        lr=lr,
+        seed=seed,
+        mask_same_concept=r.mask_same_concept,
+        image_to_text=r.image_to_text,
+        drop_positive_negatives=drop_positive,
+        on_step=checkpoint if early else None,
+        trainable=trainable,
     )
     if early:
         model.model.load_state_dict(best["state"])

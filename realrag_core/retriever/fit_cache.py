@@ -18,6 +18,7 @@ def fit_inputs_digest(
     base: ClipBundle,
     train: Sequence[Prompt],
     val: Sequence[Prompt],
+    *,
     table: TableView,
     negatives_of: dict[str, list[str]],
     drop_positive: bool,

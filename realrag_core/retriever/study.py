@@ -41,6 +41,7 @@ def control_negatives(
     prompts: Sequence[Prompt],
     table: TableView,
     counts: dict[str, int],
+    *,
     text_emb: torch.Tensor | None = None,
     seed: int = 0,
 ) -> dict[str, list[str]]:
@@ -73,7 +74,9 @@ def remine(generated, rows, k: int, policy: str, table_version: int) -> list[dic
     """Reflective negatives of the same generated images under another k or policy."""
     emb = np.stack(generated["embedding"].to_numpy(zero_copy_only=False))
     table_emb = np.stack(rows[VECTOR_COLUMN].to_numpy(zero_copy_only=False))
-    neg = mine_negatives(emb, generated["concept"].to_pylist(), table_emb, rows["concept"].to_pylist(), k, policy)
+    neg = mine_negatives(
+        emb, generated["concept"].to_pylist(), table_emb, rows["concept"].to_pylist(), k, policy=policy
+    )
     return negatives_table(generated, rows, neg, table_version, policy).to_pylist()
 
 
@@ -82,6 +85,7 @@ def run_ablations(
     base_folder: Path,
     prompts: Sequence[Prompt],
     rows,
+    *,
     generated,
     negatives_rows: list[dict],
     table_version: int,
@@ -108,7 +112,7 @@ def run_ablations(
             (
                 f"control_{kind}",
                 f"{kind} negatives, same count as reflective",
-                control_negatives(kind, train, table, counts, text_emb, seed=cfg.prompts.seed),
+                control_negatives(kind, train, table, counts, text_emb=text_emb, seed=cfg.prompts.seed),
                 False,
                 None,
             )
@@ -164,7 +168,18 @@ def run_ablations(
     for name, changed, negatives_of, drop, trainable in variants:
         runs = []
         for seed in a.seeds:
-            _, run = fit_one(cfg, base_folder, train, val, table, negatives_of, drop, lr, seed, trainable)
+            _, run = fit_one(
+                cfg,
+                base_folder,
+                train,
+                val,
+                table=table,
+                negatives_of=negatives_of,
+                drop_positive=drop,
+                lr=lr,
+                seed=seed,
+                trainable=trainable,
+            )
             runs.append(run)
             if progress:
                 progress(name, seed)

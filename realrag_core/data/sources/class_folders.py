@@ -50,6 +50,7 @@ def iter_class_folders(
     root: Path,
     template: str,
     style: str,
+    *,
     held_out_fraction: float = 0.0,
     held_out_style: str = "held_out",
     with_errors: bool = False,
@@ -107,7 +108,12 @@ def iter_class_folders(
 
 def _records(source: ClassFolderSourceConfig, with_errors: bool = False) -> Iterator[ImageRecord]:
     return iter_class_folders(
-        source.root, source.caption_template, source.style, source.held_out_fraction, source.held_out_style, with_errors
+        source.root,
+        source.caption_template,
+        source.style,
+        held_out_fraction=source.held_out_fraction,
+        held_out_style=source.held_out_style,
+        with_errors=with_errors,
     )
 
 

@@ -269,6 +269,7 @@ def train_generator(
     unet: UNet2DConditionModel,
     text: TextTokens,
     spec: DemoUNetConfig,
+    *,
     images: torch.Tensor,  # [N, 3, H, W] in [-1, 1]
     captions: Sequence[str],
     reference_pool: Sequence[Sequence[int]],  # for example i: indices of other images of its concept

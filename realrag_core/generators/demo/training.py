@@ -81,11 +81,11 @@ def build_text_encoder(cfg, records: list[ImageRecord], folder: Path, reports: P
         recipe.architecture,
         recipe.train,
         recipe.seed,
-        text_encoder_records(cfg, records),
-        folder / TEXT_ENCODER_DIR,
-        reports / "generator_text_encoder_loss.png",
-        "generator text encoder",
-        force,
+        records=text_encoder_records(cfg, records),
+        folder=folder / TEXT_ENCODER_DIR,
+        plot=reports / "generator_text_encoder_loss.png",
+        title="generator text encoder",
+        force=force,
     )
 
 
@@ -154,7 +154,7 @@ def unfamiliar_captions(cfg, world: World, records: list[ImageRecord]) -> list[s
 
 
 def build_demo_generator(
-    cfg, world: World, records: list[ImageRecord], folder: Path, reports: Path, force: bool = False
+    cfg, world: World, records: list[ImageRecord], folder: Path, reports: Path, *, force: bool = False
 ) -> tuple[DemoDiffusionGenerator, dict]:
     text_key = text_encoder_key(cfg, records)
     key = generator_key(cfg, world, text_key)
@@ -207,21 +207,21 @@ def build_demo_generator(
             unet,
             text,
             cfg.generator.unet,
-            images,
-            captions,
-            pools,
-            t.steps,
-            t.batch_size,
-            t.lr,
-            t.mix,
-            t.seed,
-            on_step,
-            t.ema_decay,
-            t.paired_augment,
-            t.unfamiliar_text,
-            unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else (),
-            t.outside_share,
-            outside_set(cfg, world, records)[:3] if t.outside_share else None,
+            images=images,
+            captions=captions,
+            reference_pool=pools,
+            steps=t.steps,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            mix=t.mix,
+            seed=t.seed,
+            on_step=on_step,
+            ema_decay=t.ema_decay,
+            paired=t.paired_augment,
+            unfamiliar_text=t.unfamiliar_text,
+            unfamiliar_captions=unfamiliar_captions(cfg, world, records) if t.unfamiliar_text else (),
+            outside_share=t.outside_share,
+            outside=outside_set(cfg, world, records)[:3] if t.outside_share else None,
         )
         bar.close()
         info = {
@@ -293,7 +293,7 @@ def database_references(
 
 
 def check_generator(
-    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, seed: int = 1234
+    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, *, seed: int = 1234
 ) -> tuple[dict, object]:
     """(a) text-only samples of known concepts; (b) reference-conditioned vs text-only samples of novel
     concepts, same prompts and seeds. Judge top-1 concept among all world concepts, with Wilson intervals."""
@@ -353,7 +353,7 @@ def check_generator(
 
 
 def reference_effect(
-    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, seed: int = 4321
+    gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, *, seed: int = 4321
 ) -> dict:
     """Does a reference carry its concept? Prompts of novel concepts c paired with a database reference of
     another novel concept c' (same prompts and seeds with and without it): how often the judge names c' with

@@ -10,7 +10,7 @@ from realrag_core.generators.kind import GeneratorKind
 def _build(cfg, world, records, folder, reports, force: bool = False):
     from realrag_core.generators.demo.training import build_demo_generator
 
-    return build_demo_generator(cfg, world, records, folder, reports, force)
+    return build_demo_generator(cfg, world, records, folder, reports, force=force)
 
 
 def _open_stored(cfg, store):
