@@ -57,13 +57,15 @@ realrag_job = dg.define_asset_job(
 
 # The same, each step in its own process (Dagster's multiprocess executor): independent stages run side by side;
 # the `gpu` pool still lets one torch-heavy step run at a time (dagster.yaml). Same results (tested). Steps fork
-# from a forkserver that has imported the definitions (torch, open_clip, diffusers, lancedb) once, instead of each
-# step process importing them again (spawn).
+# from a forkserver that has imported the definitions and the libraries the kernels load on first use (torch,
+# open_clip, diffusers, torchmetrics) once, instead of each step process importing them again (spawn). lancedb is
+# left to each step: its runtime warns about forked processes.
+STEP_PRELOAD = ["torch", "open_clip", "diffusers", "torchmetrics.image.fid", "torchmetrics.image.kid"]
 realrag_multiprocess_job = dg.define_asset_job(
     "realrag_multiprocess",
     selection=dg.AssetSelection.all(),
     executor_def=dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}}
+        {"start_method": {"forkserver": {"preload_modules": [*STEP_PRELOAD, "pipelines.definitions"]}}}
     ),
     tags=ALL_SHARDS,
     description="Every RealRAG stage, each step in its own process (needs a persistent instance: DAGSTER_HOME).",

@@ -19,8 +19,10 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "[test] ${need[*]} not found: the tests that need them will be skipped (apt-get install ${need[*]})"
   fi
 fi
-# One process by default. REALRAG_TEST_WORKERS=auto (or N) spreads the suite over pytest-xdist workers (tests that
-# share a folder outside tmp_path stay on one worker); measured on 2 busy cores it made the subprocess-heavy
-# tests time out and the Celery comparison differ in float rounding (workers train with another thread count),
-# so it is opt-in until the suite's tiers are split (issue 18).
-.venv/bin/python -m pytest -n "${REALRAG_TEST_WORKERS:-0}" --dist loadgroup --durations 15 "$@"
+# pytest-xdist workers: one per core, at most 4 (REALRAG_TEST_WORKERS=N to choose, 0 for one process). Tests that
+# share a folder outside tmp_path stay on one worker (loadgroup); each worker gives torch its share of the cores, and
+# the executor tests hand that thread count to their step processes, so floats round as in the reference run.
+cores=$(nproc 2>/dev/null || echo 1)
+workers=${REALRAG_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}
+[ "$workers" = 1 ] && workers=0
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup --durations 15 "$@"

@@ -49,6 +49,96 @@ def smoke_config_file(smoke_data, tmp_path) -> Path:
     return path
 
 
+# Stage tests start from a prepared store instead of materializing the stages above them from empty. The smoke
+# profile's stages run once per session, in order, and the store is kept as it stood after each of the stages
+# named here; a test restores one of these snapshots into the one folder they were made in (the table's rows and
+# the manifests hold absolute paths under it), so no two tests of one process share a store and none sees another's
+# changes. Tests of from-empty behaviour, refusals before any work and resumption after a crash start from empty
+# (their own tmp_path): README "Tests" lists them.
+PREPARED_STAGES = {
+    "image_embeddings": [
+        "image_source",
+        "world_splits",
+        "prompts",
+        "clip_backbone",
+        "judge",
+        "generator",
+        "image_embeddings",
+    ],
+    "generated_images": ["generated_images"],
+    "reflective_negatives": ["reflective_negatives"],
+}
+
+
+class PreparedSmoke:
+    """The smoke profile's stores after each of ``PREPARED_STAGES``, made on first use and restored on demand."""
+
+    def __init__(self, base: Path):
+        self.work = base / "work"  # every snapshot is made, and restored, here
+        self.snapshots = base / "snapshots"
+        self.data = smoke_dict(self.work)
+        self.made: list[str] = []
+
+    def _run(self, selection: list[str]) -> None:
+        import dagster as dg
+
+        from assets.checks import ALL_CHECKS
+        from assets.partitions import ALL_SHARDS
+        from assets.resources import RealRagConfigResource
+        from pipelines.definitions import ALL_ASSETS
+
+        result = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            selection=selection,
+            tags=ALL_SHARDS,
+            resources={"realrag": RealRagConfigResource(config_path=str(self.config_file))},
+        )
+        assert result.success
+
+    @property
+    def config_file(self) -> Path:
+        return self.work / "smoke.yaml"
+
+    def _restore(self, stage: str | None) -> None:
+        import shutil
+
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        if stage is None:
+            self.work.mkdir(parents=True)
+        else:
+            shutil.copytree(self.snapshots / stage, self.work, symlinks=True)
+        self.config_file.write_text(yaml.safe_dump(self.data))
+
+    def restore(self, stage: str):
+        """The store as it stood after ``stage`` (and every stage above it), in ``self.work``: (profile file, config)."""
+        import shutil
+
+        if stage not in PREPARED_STAGES:
+            raise KeyError(f"no prepared smoke store after {stage!r}; one of {sorted(PREPARED_STAGES)}")
+        order = list(PREPARED_STAGES)
+        while stage not in self.made:
+            nxt = order[len(self.made)]
+            self._restore(self.made[-1] if self.made else None)
+            self._run(PREPARED_STAGES[nxt])
+            shutil.copytree(self.work, self.snapshots / nxt, symlinks=True)
+            self.made.append(nxt)
+        self._restore(stage)
+        return self.config_file, parse_config(self.data, self.work)
+
+
+@pytest.fixture(scope="session")
+def _prepared_smoke(tmp_path_factory) -> PreparedSmoke:
+    return PreparedSmoke(tmp_path_factory.mktemp("prepared_smoke"))
+
+
+@pytest.fixture
+def prepared_smoke(_prepared_smoke):
+    """A function: ``prepared_smoke(stage)`` restores the smoke store as it stood after ``stage`` and returns
+    (profile file, parsed config) rooted in that store's folder; the test may change it at will."""
+    return _prepared_smoke.restore
+
+
 GOOD = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("orange", "star")]
 STYLES = ("filled", "shadow")
 

@@ -96,6 +96,7 @@ def _append(args):
         table.add(pa.table({"id": [f"{worker}-{j}"], "v": [float(j)]}))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_to_a_lancedb_table_on_the_store_lose_no_rows(s3_bucket):
     """Lance commits a table version with a conditional write (If-None-Match); a writer that loses the race
     retries on the new version. Four processes appending at once: every row arrives. (The server refuses a

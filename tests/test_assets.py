@@ -57,6 +57,7 @@ def test_definitions_load_with_the_main_job():
     assert job.executor_def.name == "in_process"
 
 
+@pytest.mark.slow
 def test_full_smoke_run_then_rerun_is_incremental(smoke_config_file, smoke_cfg):
     first = _materialize(smoke_config_file)
     assert first.success
@@ -238,6 +239,7 @@ def test_the_library_never_imports_its_test_support():
             ), path
 
 
+@pytest.mark.slow
 def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, tmp_path):
     import yaml
 
@@ -273,6 +275,7 @@ def test_a_retriever_that_trains_both_towers_searches_its_own_table(smoke_data, 
     assert {r["table_name"] for r in rows if r["arm"] == "clip"} == {"image_embeddings"}
 
 
+@pytest.mark.slow
 def test_launchpad_overrides_apply_on_top_of_the_profile(smoke_config_file, smoke_cfg):
     """What a user types into the launchpad's resource config reaches the stage, validated like the YAML."""
     from realrag_core.data.prompts import load_prompts
@@ -307,23 +310,13 @@ def test_launchpad_overrides_apply_on_top_of_the_profile(smoke_config_file, smok
     assert "mining.kk: unknown key" in str(err.value.__cause__)
 
 
-def test_negatives_re_mine_incrementally_after_the_database_grows(smoke_config_file, smoke_cfg):
+@pytest.mark.slow
+def test_negatives_re_mine_incrementally_after_the_database_grows(prepared_smoke):
     """Negatives mined while 5 images were missing from the table; the images come back (the database grew by
     5): the incremental re-mine compares only them and gives exactly what a full re-mine gives."""
     import pyarrow.parquet as pq
 
-    upstream = [
-        "image_source",
-        "world_splits",
-        "prompts",
-        "clip_backbone",
-        "judge",
-        "generator",
-        "image_embeddings",
-        "generated_images",
-        "reflective_negatives",
-    ]
-    assert _materialize(smoke_config_file, upstream).success
+    smoke_config_file, smoke_cfg = prepared_smoke("reflective_negatives")
     table = lancedb.connect(str(smoke_cfg.artifacts_root / "lancedb")).open_table("image_embeddings")
     ids = sorted(table.search().select(["id"]).limit(None).to_arrow()["id"].to_pylist())
     table.delete("id IN (" + ", ".join(f"'{i}'" for i in ids[:5]) + ")")
@@ -343,7 +336,8 @@ def test_negatives_re_mine_incrementally_after_the_database_grows(smoke_config_f
     assert incremental.select(cols).to_pylist() == again.select(cols).to_pylist()
 
 
-def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, smoke_cfg):
+@pytest.mark.slow
+def test_negatives_are_mined_from_the_current_generator_only(prepared_smoke):
     """The generated manifest keeps an earlier generator's images for reuse; mining them too would hand the
     retriever negatives of a generator it is not trained for (the blocking check caught exactly that)."""
     import pyarrow as pa
@@ -352,17 +346,7 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
 
     from realrag_core.storage.manifest import read_manifest
 
-    upstream = [
-        "image_source",
-        "world_splits",
-        "prompts",
-        "clip_backbone",
-        "judge",
-        "generator",
-        "image_embeddings",
-        "generated_images",
-    ]
-    assert _materialize(smoke_config_file, upstream).success
+    smoke_config_file, smoke_cfg = prepared_smoke("generated_images")
     folder = smoke_cfg.artifacts_root / "generated"
     current = read_manifest(folder)
     old = current.set_column(
@@ -384,6 +368,7 @@ def test_negatives_are_mined_from_the_current_generator_only(smoke_config_file, 
     assert negatives.num_rows == current.num_rows * smoke_cfg.mining.k
 
 
+@pytest.mark.slow
 def test_a_new_base_clip_re_embeds_the_generated_images_instead_of_refusing(smoke_data, tmp_path):
     """A user pulls a new base CLIP into an existing folder: the table is rebuilt by the new tower, the generator
     is the same, so generated_images embeds its images again (no generation) and mining goes on."""
@@ -411,9 +396,8 @@ def test_a_new_base_clip_re_embeds_the_generated_images_instead_of_refusing(smok
     assert set(negatives["encoder_id"].to_pylist()) == {after["encoder_id"]}
 
 
-def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(
-    smoke_config_file, smoke_cfg, smoke_data, tmp_path, run_outputs
-):
+@pytest.mark.slow
+def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(prepared_smoke, tmp_path, run_outputs):
     """generated_images and rag_images run shard by shard (as a multi-run backfill launches them) and a few
     shards per run (a single-run backfill's range) in one copy, and as one run of every shard in another: same
     manifests, same PNG bytes, same negatives and results. A stage downstream of missing shards names them."""
@@ -423,8 +407,8 @@ def test_a_backfill_of_prompt_shards_adds_up_to_one_run_of_every_shard(
 
     from assets.partitions import SHARD_NAMES
 
-    upstream = ["image_source", "world_splits", "prompts", "clip_backbone", "judge", "generator", "image_embeddings"]
-    assert _materialize(smoke_config_file, upstream).success
+    smoke_config_file, smoke_cfg = prepared_smoke("image_embeddings")
+    smoke_data = yaml.safe_load(smoke_config_file.read_text())
     one_root = tmp_path / "one_run"
     shutil.copytree(smoke_cfg.artifacts_root, one_root / "artifacts")
     one_file = tmp_path / "one_run.yaml"
@@ -499,6 +483,7 @@ def _assert_same_rows(a: list[dict], b: list[dict]) -> None:
                 assert u == v, (k, u, v)
 
 
+@pytest.mark.slow
 def test_both_protocols_run_side_by_side_each_with_its_own_retrievers_and_results(smoke_data, tmp_path):
     """prompts.protocols [unseen_concepts, seen_concepts]: every concept gets seen-concepts prompts of three
     template sets, each fine-tuned arm trains once per protocol, and every result row names its protocol."""

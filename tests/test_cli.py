@@ -82,6 +82,7 @@ def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg,
     assert "outline" not in set(rows["style"].to_pylist())  # pre-training style stays out of the database
 
 
+@pytest.mark.slow
 def test_generate_cli_says_what_to_run_when_stages_are_missing(smoke_config_file, tmp_path):
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path)}
     proc = subprocess.run(

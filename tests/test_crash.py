@@ -10,8 +10,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 
 from realrag_core.clip.bundle import create_untrained, save_clip
 from realrag_core.data.sources.synthetic import COLOURS, SHAPES, draw_concept
+from realrag_core.testing.forked import ForkedChild
 
 CHILD = """
 import json, sys
@@ -29,6 +28,7 @@ from realrag_core.data.sources.caption_file import CaptionFileSourceConfig
 from realrag_core.config.stages import EmbeddingsConfig
 from realrag_core.embed.embedding import embed_source
 from realrag_core.embed.reader import Scope
+import lancedb  # loaded before "ready" (the kernel imports it on first use): the kills aim at the embedding
 args = json.loads(sys.argv[1])
 clip = load_clip(Path(args["clip"]))
 source = CaptionFileSourceConfig(image_dir=Path(args["images"]), captions=Path(args["captions"]))
@@ -68,9 +68,7 @@ def world(tmp_path, smoke_cfg):
 def start(world, db, tmp_path):
     args = json.dumps({**world, "db": str(db), "rejects": str(tmp_path / "rejects.parquet")})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = ForkedChild(CHILD, [args], env)
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
     return proc
 
@@ -180,9 +178,7 @@ def test_generation_killed_at_random_points_resumes_to_the_clean_images(world, t
     def run(out):
         args = json.dumps({"profile": str(smoke_config_file), "clip": world["clip"], "out": str(out)})
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-c", GENERATE, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
+        proc = ForkedChild(GENERATE, [args], env)
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
         return proc
 
@@ -290,9 +286,7 @@ def test_retriever_training_killed_at_random_points_resumes_and_never_leaves_a_b
             }
         )
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-c", TRAIN, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
+        proc = ForkedChild(TRAIN, [args], env)
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
         return proc
 

@@ -12,11 +12,15 @@ from pathlib import Path
 
 import lancedb
 import pytest
+import torch
 import yaml
 
 from realrag_core.config.base import PROJECT_ROOT
 from conftest import smoke_dict
 
+# the steps compute with the torch thread count the in-process reference ran with (one per core, or fewer under
+# pytest-xdist), so their floats round the same way
+THREADS = str(torch.get_num_threads())
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -143,6 +147,7 @@ def test_celery_workers_with_a_redis_broker_give_the_in_process_result(reference
         "REALRAG_CONFIG": str(path),
         "HOME": str(tmp_path),
         "TQDM_DISABLE": "1",
+        "OMP_NUM_THREADS": THREADS,
         "DAGSTER_HOME": str(instance_home(tmp_path)),
         "REALRAG_CELERY_BROKER": broker,
     }
@@ -245,6 +250,7 @@ def test_artifacts_and_table_on_an_s3_server_each_step_in_its_own_process(
         "REALRAG_CONFIG": str(path),
         "HOME": str(tmp_path),
         "TQDM_DISABLE": "1",
+        "OMP_NUM_THREADS": THREADS,
         "DAGSTER_HOME": str(instance_home(tmp_path)),
         **s3_server,
     }

@@ -4,6 +4,7 @@ import os
 import time
 
 import dagster as dg
+import pytest
 from PIL import Image
 
 from assets.resources import RealRagConfigResource
@@ -50,6 +51,7 @@ def test_class_folder_fingerprint_sees_added_and_removed_files_only(tmp_path):
     assert source_fingerprint(cfg)["entries"] == 4
 
 
+@pytest.mark.slow
 def test_new_images_reach_a_new_retriever_through_the_sensor_without_a_full_rebuild(smoke_config_file, smoke_cfg):
     """Issue 5's growth path on one Dagster instance: after a full run, new images of known concepts are dropped
     into the source; the sensor's run request embeds only them and re-mines incrementally; the retrain job's

@@ -91,6 +91,7 @@ def _write_concurrently(uri, ids, lock, writers=3):
         pool.map(_concurrent_writer, [(uri, w, ids, lock) for w in range(writers)])
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_a_local_table_leave_one_row_per_id(tmp_path):
     open_embedding_table(str(tmp_path), "t", DIM, "m")
     ids = [f"r{i}" for i in range(150)]
@@ -101,6 +102,7 @@ def test_concurrent_writers_of_a_local_table_leave_one_row_per_id(tmp_path):
     assert sorted(got) == sorted(ids)  # none lost, none twice
 
 
+@pytest.mark.slow
 def test_duplicates_left_by_concurrent_writers_are_repaired(tmp_path, s3_bucket):
     """On object storage nothing is locked: whatever duplicates concurrent merges leave (lancedb#2463), the
     repair keeps the last-written row of each id and loses none."""

@@ -15,18 +15,21 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 from PIL import Image, ImageOps
 from safetensors.torch import save_file
 
 from realrag_core.config.clip import ClipArchitecture, ClipTrainConfig
 from realrag_core.evaluate.stats import wilson_interval
+
+# open_clip (with torchvision, timm and transformers) takes seconds to import: only where a model is made
+if TYPE_CHECKING:
+    import open_clip
+    from open_clip.loss import ClipLoss
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -96,6 +99,8 @@ def create_untrained(folder: Path, arch: ClipArchitecture, seed: int, aug_cfg: d
 
     The factory is pointed at a scratch folder holding only the config: ``local-dir:`` would otherwise load
     weights an earlier run left in ``folder`` and silently continue from them."""
+    import open_clip
+
     write_model_config(folder, arch)
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as scratch, _quiet_open_clip(), warnings.catch_warnings():
@@ -152,6 +157,8 @@ def train_clip(
 ) -> list[float]:
     """Contrastive training on (caption, image) pairs. Each batch holds each of its concepts once (with
     ``image_pair_weight``, two images of it and its caption once), so no in-batch negative is secretly a positive."""
+    from open_clip.loss import ClipLoss
+
     rng = random.Random(seed)
     flip_rng = random.Random(f"flip-{seed}")
     torch.manual_seed(seed)
@@ -269,6 +276,8 @@ def save_clip(model: open_clip.CLIP, folder: Path, name: str | None = None) -> s
 
 def load_clip(folder: Path, device: str = "cpu", precision: str = "float32") -> ClipBundle:
     """Open a saved CLIP (demo, pretrained or fine-tuned) through open_clip's ``local-dir:`` loader."""
+    import open_clip
+
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}: materialize clip_backbone first")

@@ -14,13 +14,13 @@ import json
 import time
 from pathlib import Path
 
-import open_clip
-
 from realrag_core.clip.bundle import CONFIG_NAME, TRAINING_FILE, WEIGHTS_NAME, save_clip
 from realrag_core.config.clip import PretrainedClipConfig
 
 
 def pretrained_name(spec: PretrainedClipConfig) -> str:
+    import open_clip
+
     if spec.pretrained:
         return f"open_clip:{spec.model}/{spec.pretrained}"
     schema, _ = open_clip.factory.parse_model_name(spec.model)
@@ -35,6 +35,8 @@ def _file_stamp(path: Path) -> str:
 
 
 def pretrained_key(spec: PretrainedClipConfig) -> str:
+    import open_clip
+
     tag = spec.pretrained
     if tag and Path(tag).is_file():  # a checkpoint file: its bytes, not its path, decide reuse
         tag = _file_stamp(Path(tag))
@@ -47,6 +49,8 @@ def pretrained_key(spec: PretrainedClipConfig) -> str:
 
 def materialize_pretrained(spec: PretrainedClipConfig, folder: Path, force: bool = False) -> dict:
     """Put the named pretrained model into ``folder`` (reused when the same name and tag are already there)."""
+    import open_clip
+
     folder = Path(folder)
     key = pretrained_key(spec)
     meta = folder / TRAINING_FILE

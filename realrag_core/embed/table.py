@@ -8,11 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import HnswSq, IvfPq
 
 from realrag_core.config.stages import IndexConfig
 
@@ -56,6 +54,8 @@ def open_embedding_table(uri: str, name: str, dim: int, model_id: str, on_mismat
 
     Returns ``(table, recreated)``; ``recreated`` is True when a mismatching table was dropped by policy.
     """
+    import lancedb
+
     db = lancedb.connect(uri)
     if name in db.table_names():
         table = db.open_table(name)
@@ -93,6 +93,8 @@ def open_database_table(cfg):
 
 
 def open_table_readonly(uri: str, name: str):
+    import lancedb
+
     db = lancedb.connect(uri)
     if name not in db.table_names():
         raise FileNotFoundError(f"no LanceDB table {name!r} at {uri}: materialize image_embeddings first")
@@ -170,6 +172,8 @@ def _vector_index(table):
 
 def ensure_index(table, cfg: IndexConfig) -> IndexState:
     """Build the vector index once the table passes the threshold; fold new rows into it afterwards."""
+    from lancedb.index import HnswSq, IvfPq
+
     rows = table.count_rows()
     index = _vector_index(table)
     if index is None:
@@ -304,6 +308,8 @@ def exact_search_batch(
 def ids_at_version(uri: str, name: str, version: int) -> pa.ChunkedArray | None:
     """The row ids the table held at ``version`` (Lance keeps old versions until they are cleaned up); None when
     that version is gone."""
+    import lancedb
+
     table = lancedb.connect(uri).open_table(name)
     try:
         table.checkout(version)

@@ -25,8 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from realrag_core.clip.bundle import ClipBundle
 
@@ -104,6 +102,9 @@ def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Im
 
     One Inception network serves both metrics. Images reach it as uint8 at 299 px, resized here with PIL's
     bicubic filter, so torchmetrics' own resize is the identity."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     if min(len(real), len(fake)) < 3:
         return None
     state = inception_state_dict(spec)
@@ -133,6 +134,9 @@ def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Im
 
 def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
     """fid_judge and kid_judge of ``fake`` against ``real``; None when either set has fewer than 3 images."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     if min(len(real), len(fake)) < 3:
         return None
     feature = JudgeFeatures(judge)

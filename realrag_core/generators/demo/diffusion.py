@@ -15,30 +15,28 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    UNet2DConditionModel,
-    UniPCMultistepScheduler,
-)
-from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from realrag_core.clip.bundle import ClipBundle
 from realrag_core.generators.demo.config import DemoUNetConfig, GeneratorMix, PairedAugment
 from realrag_core.generators.base import check_generate_args
 
+# diffusers (which loads torch._dynamo) takes seconds to import: only where a UNet or scheduler is made
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
 NUM_TRAIN_TIMESTEPS = 1000
 
 
 def build_unet(spec: DemoUNetConfig, text_width: int, text_dim: int | None = None) -> UNet2DConditionModel:
     """``text_dim``: size of the pooled text embedding, needed when ``spec.global_text``."""
+    from diffusers import UNet2DConditionModel
+
     if spec.global_text and not text_dim:
         raise ValueError("global_text needs the pooled text embedding's size")
     extra = (
@@ -64,6 +62,8 @@ def build_unet(spec: DemoUNetConfig, text_width: int, text_dim: int | None = Non
 
 
 def training_scheduler() -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         beta_schedule="squaredcos_cap_v2",
@@ -73,6 +73,8 @@ def training_scheduler() -> DDPMScheduler:
 
 
 def sampling_scheduler(kind: str = "ddim"):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
     common = dict(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         beta_schedule="squaredcos_cap_v2",
@@ -174,6 +176,8 @@ class DemoDiffusionGenerator:
         return out
 
     def _generate_batch(self, prompts, references, seeds) -> list[Image.Image]:
+        from diffusers import DDIMScheduler
+
         n, size = len(prompts), self.spec.image_size
         noise = torch.stack(
             [torch.randn(3, size, size, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
@@ -222,6 +226,8 @@ class DemoDiffusionGenerator:
 def untrained_like(gen: DemoDiffusionGenerator, seed: int = 0) -> DemoDiffusionGenerator:
     """The same architecture, text tower and sampler with freshly initialised weights (an ablation's
     'generator that learned nothing')."""
+    from diffusers import UNet2DConditionModel
+
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(gen.unet.config)
     return DemoDiffusionGenerator(
@@ -300,6 +306,8 @@ def train_generator(
     With ``snapshot_every`` and ``on_snapshot``, every that many steps ``on_snapshot(steps_done, unet)`` sees the
     weights a run of exactly ``steps_done`` steps would save (the EMA average when ``ema_decay`` is set: the
     learning rate is constant and the data order depends only on the step), then training goes on unchanged."""
+    from diffusers.training_utils import EMAModel
+
     rng = random.Random(seed)
     torch.manual_seed(seed)
     scheduler = training_scheduler()
@@ -393,6 +401,8 @@ def save_generator(unet: UNet2DConditionModel, folder: Path, info: dict) -> None
 
 
 def load_unet(folder: Path) -> tuple[UNet2DConditionModel, dict]:
+    from diffusers import UNet2DConditionModel
+
     info_path = folder / "generator.json"
     if not info_path.is_file():
         raise FileNotFoundError(f"no generator.json in {folder}: materialize the generator first")
