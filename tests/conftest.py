@@ -104,11 +104,11 @@ class PreparedSmoke:
 
         if self.work.exists():
             shutil.rmtree(self.work)
-        if stage is None:
+        if stage is None:  # from empty: only the profile
             self.work.mkdir(parents=True)
-        else:
+            self.config_file.write_text(yaml.safe_dump(self.data))
+        else:  # each snapshot holds the profile it was made with
             shutil.copytree(self.snapshots / stage, self.work, symlinks=True)
-        self.config_file.write_text(yaml.safe_dump(self.data))
 
     def restore(self, stage: str):
         """The store as it stood after ``stage`` (and every stage above it), in ``self.work``: (profile file, config)."""

@@ -4,9 +4,8 @@ A kill test starts its kernel a dozen times and SIGKILLs it mid-run; started as 
 seconds importing torch, open_clip and diffusers before it did anything. Here each child is forked from a
 multiprocessing forkserver that imported them once (nothing in it has run, so no threads; lancedb is left to each
 child, since its runtime warns about forks): it starts in milliseconds and is still a process of its own, killed
-by a real SIGKILL. ``ForkedChild`` answers
-like the part of ``subprocess.Popen`` the tests use: ``stdout``/``stderr`` as text streams, ``send_signal``,
-``communicate``, ``returncode`` (negative: the signal that ended it)."""
+by a real SIGKILL. ``ForkedChild`` answers like the part of ``subprocess.Popen`` the tests use: ``stdout``/``stderr``
+as text streams, ``send_signal``, ``communicate``, ``returncode`` (negative: the signal that ended it)."""
 
 from __future__ import annotations
 
