@@ -181,13 +181,6 @@ def test_cells_nobody_judged_are_left_out_and_bradley_terry_counts_votes(tmp_pat
 def test_an_undefined_agreement_says_why_and_the_chart_draws_every_kind_of_result(tmp_path):
     """One rater per task: alpha cannot be computed, and the report says so rather than leaving a bare null; the
     chart holds win-rate, Bradley-Terry, rating and fooling-rate panels, and one saying 'no votes yet'."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from realrag_core.human_eval.results import results_chart
-
     tasks = _tasks()
     store = VoteStore(f"sqlite:///{tmp_path / 'votes.sqlite'}")
     study = tasks[0]["study"]
@@ -207,6 +200,21 @@ def test_an_undefined_agreement_says_why_and_the_chart_draws_every_kind_of_resul
     assert {"win_rate", "bradley_terry", "rating_faithfulness", "fooling_rate"} <= metrics
     # a stratum with no votes at all: the known split of the same protocol
     rows.append({**rows[0], "split": "known", "votes": 0})
+    drawn = _drawn(rows, tmp_path / "results.png")
+    assert (tmp_path / "results.png").stat().st_size > 0
+    assert "no votes yet" in drawn["texts"]
+    assert any("mean rating" in t for t in drawn["titles"]) and any("fooling rate" in t for t in drawn["titles"])
+
+
+def _drawn(rows, path) -> dict:
+    """The texts and titles of the chart ``results_chart`` saves for these rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from realrag_core.human_eval.results import results_chart
+
     drawn = {}
     real_savefig = plt.Figure.savefig
 
@@ -217,9 +225,27 @@ def test_an_undefined_agreement_says_why_and_the_chart_draws_every_kind_of_resul
 
     plt.Figure.savefig = keep
     try:
-        results_chart(rows, tmp_path / "results.png")
+        results_chart(rows, path)
     finally:
         plt.Figure.savefig = real_savefig
-    assert (tmp_path / "results.png").stat().st_size > 0
-    assert "no votes yet" in drawn["texts"]
-    assert any("mean rating" in t for t in drawn["titles"]) and any("fooling rate" in t for t in drawn["titles"])
+    return drawn
+
+
+def test_a_tie_scores_exactly_zero_and_a_zero_bar_still_shows_its_value(tmp_path):
+    tasks = _tasks()
+    store = VoteStore(f"sqlite:///{tmp_path / 'votes.sqlite'}")
+    study = tasks[0]["study"]
+    for t in (t for t in tasks if t["shown"] and t["generator_split"] == "novel"):
+        if t["kind"] == "pairwise":
+            store.add(study, t["task_id"], "r1", answer="tie")
+        elif t["kind"] == "real_or_generated":
+            store.add(study, t["task_id"], "r1", answer="generated")
+    rows, _ = study_results(tasks, store.rows(study), _cfg())
+    bt = [r for r in rows if r["metric"] == "bradley_terry"]
+    assert len(bt) == len(ARMS)
+    for r in bt:  # every arm equally strong: 0 and bounds of 0, not the centring's +-7e-17 or a -0.0
+        assert (r["value"], r["lo"], r["hi"]) == (0.0, 0.0, 0.0) and str(r["value"]) == "0.0"
+    fooled = [r for r in rows if r["metric"] == "fooling_rate"]
+    assert fooled and all(r["value"] == 0 for r in fooled)
+    texts = _drawn(rows, tmp_path / "results.png")["texts"]
+    assert texts.count("0.00") >= len(bt) + len(fooled)  # each zero bar is labelled, so none looks missing

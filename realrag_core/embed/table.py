@@ -274,13 +274,13 @@ def indexed_search_batch(
         distance[start:end] = 1.0 - np.einsum(
             "ij,ij->i", queries[query_of[start:end]], matrix[which[start:end]], dtype=np.float32
         )
+    ranked = np.lexsort((row_of, distance, query_of))  # by query, then distance, then row id
+    grouped = query_of[ranked]
+    ranked = ranked[np.arange(len(ranked)) - np.searchsorted(grouped, grouped) < k]  # each query's first k
     values = {c: rows[c].to_pylist() for c in columns}
-    position = order.argsort()  # candidate's unique row -> its place in ``rows``
-    for j in np.lexsort((row_of, distance, query_of)):
-        kept = out[query_of[j]]
-        if len(kept) < k:
-            i = position[which[j]]
-            kept.append({**{c: values[c][i] for c in columns}, "_distance": float(distance[j])})
+    position = order.argsort()[which[ranked]]  # each kept candidate's place in ``rows``
+    for j, i in zip(ranked.tolist(), position.tolist()):
+        out[query_of[j]].append({**{c: values[c][i] for c in columns}, "_distance": float(distance[j])})
     return out
 
 

@@ -80,11 +80,11 @@ async function vote(values) {
   next();
 }
 $('start').onclick = () => { localStorage.setItem('rater', $('rater').value.trim()); next(); };
+const WHICH_KEYS = {'1': 'a', 'ArrowLeft': 'a', '2': 'b', 'ArrowRight': 'b', '0': 'tie', 't': 'tie'};
 document.addEventListener('keydown', (e) => {
   if (!current || e.target.tagName === 'INPUT') return;
   const c = current.task.controls, k = e.key;
-  if (c === 'which' && ({'1': 'a', 'ArrowLeft': 'a', '2': 'b', 'ArrowRight': 'b', '0': 'tie', 't': 'tie'})[k])
-    vote({answer: ({'1': 'a', 'ArrowLeft': 'a', '2': 'b', 'ArrowRight': 'b', '0': 'tie', 't': 'tie'})[k]});
+  if (c === 'which' && WHICH_KEYS[k]) vote({answer: WHICH_KEYS[k]});
   else if (c === 'real_or_generated' && (k === 'r' || k === 'g')) vote({answer: k === 'r' ? 'real' : 'generated'});
   else if (c === 'rating' && /^[1-7]$/.test(k)) { typed.push(+k);
     if (typed.length === 2) vote({faithfulness: typed[0], realism: typed[1]}); }

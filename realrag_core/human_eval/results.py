@@ -84,7 +84,9 @@ def _bradley_terry(pairs: list[tuple[str, str, float]], arms: list[str], alpha: 
     if not data:
         return {a: math.nan for a in arms}
     params = choix.ilsr_pairwise(len(arms), data, alpha=alpha)
-    params = params - params.mean()
+    # centred log-strengths; what is left below 1e-12 is the centring's rounding (a tie gave +-7e-17), and
+    # adding 0.0 turns the -0.0 that rounding leaves into 0.0
+    params = np.round(params - params.mean(), 12) + 0.0
     return {a: float(params[index[a]]) for a in arms}
 
 
@@ -266,8 +268,9 @@ def judge_picks(tasks: Sequence[dict], judge, rag_dir, caption: str) -> dict[str
 
 def results_chart(rows: Sequence[dict], path) -> None:
     """One column per protocol and split: win rates per arm pair (95% intervals), Bradley-Terry scores, mean
-    7-point ratings (faithfulness and realism) and the real-or-generated fooling rate per arm. A panel with no
-    votes says so instead of drawing empty axes."""
+    7-point ratings (faithfulness and realism) and the real-or-generated fooling rate per arm. Every bar carries
+    its value (a 0 would otherwise look like a missing bar). A panel with no votes says so instead of drawing empty
+    axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,13 +285,15 @@ def results_chart(rows: Sequence[dict], path) -> None:
         wins = [r for r in here if r["metric"] == "win_rate"]
         ax = axes[0][j]
         if _empty(ax, wins, f"{title}: win rate"):
-            ax.barh([f"{r['arm']} vs {r['versus']}" for r in wins], [r["value"] for r in wins], xerr=_err(wins))
+            bars = ax.barh([f"{r['arm']} vs {r['versus']}" for r in wins], [r["value"] for r in wins], xerr=_err(wins))
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
             ax.axvline(0.5, color="#888", lw=1)
             ax.set_xlim(0, 1)
         bt = [r for r in here if r["metric"] == "bradley_terry"]
         ax = axes[1][j]
         if _empty(ax, bt, "Bradley-Terry score (log strength)"):
-            ax.bar([r["arm"] for r in bt], [r["value"] for r in bt], yerr=_err(bt), color="#55a868")
+            bars = ax.bar([r["arm"] for r in bt], [r["value"] for r in bt], yerr=_err(bt), color="#55a868")
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
         ax = axes[2][j]
         rated = [r for r in here if r["metric"].startswith("rating_")]
         if _empty(ax, rated, "mean rating (1-7)"):
@@ -297,14 +302,16 @@ def results_chart(rows: Sequence[dict], path) -> None:
                 sel = {r["arm"]: r for r in rated if r["metric"] == f"rating_{scale}"}
                 xs = [i + (k - 0.5) * 0.4 for i, a in enumerate(arms) if a in sel]
                 got = [sel[a] for a in arms if a in sel]
-                ax.bar(xs, [r["value"] for r in got], width=0.4, yerr=_err(got), label=scale)
+                bars = ax.bar(xs, [r["value"] for r in got], width=0.4, yerr=_err(got), label=scale)
+                ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
             ax.set_xticks(range(len(arms)), arms)
             ax.set_ylim(1, 7)
             ax.legend(fontsize=8)
         ax = axes[3][j]
         fooled = [r for r in here if r["metric"] in ("fooling_rate", "called_real")]
         if _empty(ax, fooled, "called real (generated: fooling rate)"):
-            ax.bar([r["arm"] for r in fooled], [r["value"] for r in fooled], yerr=_err(fooled), color="#c44e52")
+            bars = ax.bar([r["arm"] for r in fooled], [r["value"] for r in fooled], yerr=_err(fooled), color="#c44e52")
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
             ax.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
