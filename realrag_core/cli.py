@@ -1,10 +1,13 @@
-"""``realrag generate``: one prompt to one image, for users who want images rather than a pipeline.
+"""``realrag generate``: prompts to images, for users who want images rather than a pipeline.
 
     realrag generate "a photo of a Tesla Cybertruck" --config configs/demo.yaml --rag --out out.png
+    realrag generate --prompts-file prompts.txt --rag --out images/
 
 Uses what the pipeline left in the profile's artifact store: the generator the ``generator`` asset recorded,
 and with ``--rag`` the latest checkpoint of a retriever (first training seed) and the LanceDB table its image
-tower embedded. Prints what was retrieved. No Dagster involved.
+tower embedded; all prompts are retrieved for in one batched search. Prints what was retrieved. Several prompts
+write ``0000.png``, ... and ``index.json`` (prompt, image, retrieved image) into the ``--out`` folder. No Dagster
+involved.
 
     realrag compare configs/cars_sdxl.yaml configs/cars_flux.yaml --out artifacts/compare/cars
 
@@ -25,7 +28,20 @@ from pathlib import Path
 RETRIEVERS = {"reflective": "retriever", "contrastive": "contrastive_retriever", "clip": None}
 
 
+def prompts_of(args: argparse.Namespace) -> list[str]:
+    """The prompts on the command line, then those of ``--prompts-file`` (one a line, blank lines skipped)."""
+    prompts = [p for p in args.prompt]
+    if args.prompts_file:
+        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        prompts += [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise ValueError("no prompt: give one or more, or --prompts-file with one a line")
+    return prompts
+
+
 def generate(args: argparse.Namespace) -> int:
+    import json
+
     from PIL import Image
 
     from realrag_core.storage.sync import artifact_sync
@@ -34,16 +50,22 @@ def generate(args: argparse.Namespace) -> int:
     from realrag_core.data.prompts import Prompt
     from realrag_core.rag.retrieve import retrieve_top1
     from realrag_core.retriever.checkpoint import load_retrievers
+    from realrag_core.storage.manifest import save_png
     from realrag_core.storage.store import ArtifactStore
     from realrag_core.embed.table import open_table_readonly
 
+    prompts = prompts_of(args)
+    several = len(prompts) > 1
+    out = Path(args.out or ("out" if several else "out.png"))
+    if several and out.suffix:
+        raise ValueError(f"{len(prompts)} prompts: --out names a folder for their images, not the file {out}")
     cfg = load_config(args.config)
     sync = artifact_sync(cfg)
     if sync is not None:  # artifacts on object storage: this machine's copy first
         print(f"artifacts {sync.uri}: {sync.pull().summary()}")
     store = ArtifactStore(cfg.artifacts_root)
     gen, info, base = open_stored_generator(cfg, store)
-    reference = None
+    hits = [None] * len(prompts)
     if args.rag:
         asset = RETRIEVERS[args.retriever]
         if asset is None:
@@ -51,21 +73,39 @@ def generate(args: argparse.Namespace) -> int:
         else:
             _, retriever, table_name = load_retrievers(store.checkpoint_dir(asset), cfg.device, cfg.precision)[0]
         table = open_table_readonly(cfg.lancedb_uri, table_name or cfg.embeddings.table_name)
-        prompt = Prompt("cli", args.prompt, "", "", "", "")
-        [hit] = retrieve_top1(retriever, [prompt], table, cfg.embeddings.index)
-        print(
-            f"retrieved ({args.retriever}, {retriever.model_id}): {hit.path}\n"
-            f"  concept {hit.concept!r}, style {hit.style!r}, cosine similarity {hit.similarity:.3f}"
-        )
-        reference = Image.open(hit.path).convert("RGB")
-    image = gen.generate([args.prompt], [reference] if reference is not None else None, [args.seed])[0]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out)
-    print(
-        f"wrote {out} ({image.width}x{image.height}) with {info['generator_id']}, seed {args.seed}"
-        + (", reference-conditioned" if reference is not None else ", text only")
-    )
+        items = [Prompt(f"cli{i}", text, "", "", "", "") for i, text in enumerate(prompts)]
+        hits = retrieve_top1(retriever, items, table, cfg.embeddings.index)  # every prompt in one batched search
+        for text, hit in zip(prompts, hits):
+            print(
+                f"retrieved ({args.retriever}, {retriever.model_id}): {hit.path}"
+                + (f"\n  for {text!r}" if several else "")
+                + f"\n  concept {hit.concept!r}, style {hit.style!r}, cosine similarity {hit.similarity:.3f}"
+            )
+    index, batch = [], cfg.generator.sampling.batch_size
+    for start in range(0, len(prompts), batch):
+        texts, found = prompts[start : start + batch], hits[start : start + batch]
+        refs = [Image.open(h.path).convert("RGB") for h in found] if args.rag else None
+        for i, (text, hit, image) in enumerate(zip(texts, found, gen.generate(texts, refs, [args.seed] * len(texts)))):
+            path = out / f"{start + i:04d}.png" if several else out
+            save_png(image, path)
+            index.append(
+                {
+                    "prompt": text,
+                    "image": path.name,
+                    "seed": args.seed,
+                    "retriever": f"{args.retriever}:{retriever.model_id}" if hit else None,
+                    "retrieved_path": hit.path if hit else None,
+                    "retrieved_concept": hit.concept if hit else None,
+                    "similarity": round(hit.similarity, 6) if hit else None,
+                }
+            )
+    mode = ", reference-conditioned" if args.rag else ", text only"
+    if not several:
+        print(f"wrote {out} ({image.width}x{image.height}) with {info['generator_id']}, seed {args.seed}{mode}")
+        return 0
+    record = {"generator_id": info["generator_id"], "images": index}
+    (out / "index.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {len(index)} images and index.json to {out}/ with {info['generator_id']}, seed {args.seed}{mode}")
     return 0
 
 
@@ -96,13 +136,16 @@ def human_eval(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="realrag", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="one prompt -> one image, optionally retrieval-augmented")
-    g.add_argument("prompt")
+    g = sub.add_parser("generate", help="prompts -> images, optionally retrieval-augmented")
+    g.add_argument("prompt", nargs="*", help="one or more prompts")
+    g.add_argument("--prompts-file", default=None, help="more prompts, one a line")
     g.add_argument("--config", default=None, help="profile YAML (default: $REALRAG_CONFIG, then configs/demo.yaml)")
     g.add_argument("--rag", action="store_true", help="retrieve one real image and condition on it")
     g.add_argument("--retriever", choices=sorted(RETRIEVERS), default="reflective")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--out", default="out.png")
+    g.add_argument(
+        "--out", default=None, help="the image (one prompt; default out.png) or a folder (several; default out/)"
+    )
     r = sub.add_parser("rejects", help="what the last image_embeddings run could not use, counted by reason")
     r.add_argument("--config", default=None, help="profile YAML (default: $REALRAG_CONFIG, then configs/demo.yaml)")
     r.add_argument("--examples", type=int, default=3, help="paths shown per reason")

@@ -82,6 +82,19 @@ def test_materialize_image_embeddings_from_the_cli(smoke_config_file, smoke_cfg,
     assert "outline" not in set(rows["style"].to_pylist())  # pre-training style stays out of the database
 
 
+def test_generate_cli_refuses_no_prompt_and_a_file_out_for_several_before_loading_anything(tmp_path, capsys):
+    from realrag_core.cli import main
+
+    missing = str(tmp_path / "no-such-profile.yaml")  # never read: both are refused first
+    assert main(["generate", "--config", missing]) == 2
+    assert "no prompt" in capsys.readouterr().err
+    listed = tmp_path / "prompts.txt"
+    listed.write_text("a blue square\n\n")
+    assert main(["generate", "a red circle", "--prompts-file", str(listed), "--out", "x.png", "--config", missing]) == 2
+    assert "2 prompts: --out names a folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.slow
 def test_generate_cli_says_what_to_run_when_stages_are_missing(smoke_config_file, tmp_path):
     env = {"PATH": str(VENV_BIN), "REALRAG_CONFIG": str(smoke_config_file), "HOME": str(tmp_path)}
@@ -217,13 +230,38 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
         events = instance.fetch_materializations(dg.AssetKey("retriever"), limit=10).records
         assert len(events) == 3  # the job's, the classic command's, dg's
     # the one-prompt CLI on what the job left behind: retrieval-augmented, then text only
-    out = run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag", "--out", str(tmp_path / "rag.png")])
-    assert "retrieved (reflective, retriever:" in out and "reference-conditioned" in out
+    out_rag = run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--rag", "--out", str(tmp_path / "rag.png")])
+    assert "retrieved (reflective, retriever:" in out_rag and "reference-conditioned" in out_rag
     out = run([str(VENV_BIN / "realrag"), "generate", "a red circle", "--seed", "3", "--out", str(tmp_path / "t.png")])
     assert "text only" in out
+    import numpy as np
     from PIL import Image
 
     assert Image.open(tmp_path / "rag.png").size == Image.open(tmp_path / "t.png").size
+    # several prompts: one batched retrieval, a folder of images and their index; the prompt alone and in the batch
+    # retrieves the same picture and (the generator is batch-invariant) makes the same image
+    single = next(line for line in out_rag.splitlines() if line.startswith("retrieved ("))
+    listed = tmp_path / "prompts.txt"
+    listed.write_text("a blue square\n\na green triangle\n")
+    many = tmp_path / "many"
+    out = run(
+        [
+            str(VENV_BIN / "realrag"),
+            "generate",
+            "a red circle",
+            "--prompts-file",
+            str(listed),
+            "--rag",
+            "--out",
+            str(many),
+        ]
+    )
+    assert "wrote 3 images and index.json" in out and out.count("retrieved (reflective, retriever:") == 3
+    index = json.loads((many / "index.json").read_text())["images"]
+    assert [r["prompt"] for r in index] == ["a red circle", "a blue square", "a green triangle"]
+    assert [r["image"] for r in index] == ["0000.png", "0001.png", "0002.png"]
+    assert single.endswith(index[0]["retrieved_path"]) and all(r["retrieved_path"] for r in index)
+    assert np.array_equal(np.asarray(Image.open(many / "0000.png")), np.asarray(Image.open(tmp_path / "rag.png")))
 
 
 def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke_data, tmp_path):
