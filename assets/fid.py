@@ -9,7 +9,7 @@ from realrag_core.clip.pretrained import materialize_pretrained
 from realrag_core.rag.retrieve import complete_eval_rows
 from realrag_core.evaluate.results import evaluate, results_grid, write_results
 from realrag_core.evaluate.reference_set import fid_reference_set
-from realrag_core.data.sources.registry import iter_records
+from realrag_core.embed.embedding import reference_listing
 from realrag_core.embed.table import open_database_table
 from realrag_core.data.world import load_world
 
@@ -46,7 +46,7 @@ def fid(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg
         if cfg.world.styles.reference:
             threshold = cfg.metrics.near_duplicate_threshold
             reference, ref_report = fid_reference_set(
-                iter_records(cfg.source),
+                reference_listing(store.rejects_dir),  # what stage 1 found decodable, in source order
                 cfg.world.styles.reference,
                 by_split,
                 clip=load_clip(store.clip_dir, cfg.device, cfg.precision) if threshold is not None else None,

@@ -19,14 +19,15 @@ from ._metadata import IO_RETRY, readable
     retry_policy=IO_RETRY,
     code_version="1",
     description=(
-        'Stage 1: the database images embedded into the LanceDB table (resumable, deduplicated by content); every entry that cannot become a row is a reject with its reason. README: "The assets", "Reliability".'
+        'Stage 1: the database images embedded into the LanceDB table (resumable, deduplicated by content); every entry that cannot become a row is a reject with its reason; the held-out reference images are checked the same way (not embedded). README: "The assets", "Reliability".'
     ),
 )
 def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
     store = realrag.store()
     world = load_world(store.world_dir)
-    scope = Scope(frozenset(cfg.world.styles.database), world.concept_split)
+    reference = frozenset({cfg.world.styles.reference} - {None})  # held out: checked, never embedded
+    scope = Scope(frozenset(cfg.world.styles.database), world.concept_split, reference)
     report = embed_source(
         cfg.source,
         scope,
@@ -41,6 +42,7 @@ def image_embeddings(context: dg.AssetExecutionContext, realrag: RealRagConfigRe
     metadata["table_uri"] = cfg.lancedb_uri
     metadata["rejects_path"] = dg.MetadataValue.path(report.rejects_path)
     metadata["label_conflicts_path"] = dg.MetadataValue.path(report.label_conflicts_path)
+    metadata["reference_path"] = dg.MetadataValue.path(report.reference_path)
     metadata["dagster/row_count"] = report.rows
     if report.rejected:
         kinds = ", ".join(f"{n} {kind}" for kind, n in report.rejects_by_reason.items())

@@ -309,3 +309,103 @@ def test_the_source_preview_grid_skips_what_it_cannot_decode(corpus):
     images, labels, columns = sample_for_preview(ClassFolderSourceConfig(root=root), per_style=20)
     assert images and len(images) == len(labels) and all(i.mode == "RGB" for i in images)
     assert columns >= 1
+
+
+def _names(folder: str, held: bool, stems: list[str], suffix: str) -> list[str]:
+    """A file name per stem that the listing's stable draw puts in the held-out share (``held``) or not."""
+    out = []
+    for stem in stems:
+        i = 0
+        while sources.held_out(f"{folder}/{stem}{i}{suffix}", 0.5) != held:
+            i += 1
+        out.append(f"{stem}{i}{suffix}")
+    return out
+
+
+def test_held_out_reference_images_are_checked_like_the_database_and_listed_for_fid_and_the_study(
+    clip, tmp_path, monkeypatch
+):
+    """A class folder's held-out share (the real images of FID and of the human study) is read and decoded by
+    stage 1 as the database is: a broken file there is a reject, the same picture as a database image of
+    another class is a label conflict, and what decodes is listed for the later stages, never embedded."""
+    from realrag_core.embed.embedding import reference_listing, rejects_summary
+    from realrag_core.evaluate.reference_set import fid_reference_set
+    import realrag_core.embed.reader as reader
+
+    root = tmp_path / "cars"
+    tesla, ford = root / "Tesla_Cybertruck", root / "Ford_F150"
+    for folder in (tesla, ford):
+        folder.mkdir(parents=True)
+    shared = drawing("blue", "square", 40, "JPEG")
+    t_db, t_good, t_fake, t_empty, t_grey, t_shared = _names("Tesla_Cybertruck", False, ["db"], ".png") + _names(
+        "Tesla_Cybertruck", True, ["good", "fake", "empty", "grey", "shared"], ".png"
+    )
+    f_shared, f_other, f_ref = _names("Ford_F150", False, ["shared", "other"], ".jpg") + _names(
+        "Ford_F150", True, ["ref"], ".png"
+    )
+    files = {
+        tesla / t_db: drawing("red", "triangle"),
+        tesla / t_good: drawing("red", "circle"),
+        tesla / t_fake: b"not a picture at all",
+        tesla / t_empty: b"",
+        tesla / t_grey: encoded(Image.fromarray((np.arange(32 * 32).reshape(32, 32) * 60).astype(np.uint16)), "PNG"),
+        tesla / t_shared: shared,
+        ford / f_shared: shared,
+        ford / f_other: drawing("green", "circle", 32, "JPEG"),
+        ford / f_ref: drawing("green", "square"),
+    }
+    for path, data in files.items():
+        path.write_bytes(data)
+    source = ClassFolderSourceConfig(root=root, held_out_fraction=0.5, held_out_style="held_out")
+    scope = Scope(frozenset({"photo"}), {"Tesla Cybertruck": "known", "Ford F150": "novel"}, frozenset({"held_out"}))
+    decoded = []
+    real_decode = reader.decode_image
+    monkeypatch.setattr(reader, "decode_image", lambda data, limits: decoded.append(1) or real_decode(data, limits))
+
+    def run(db, **embeddings):
+        rejects = tmp_path / db / "rejects" / "image_embeddings.parquet"
+        cfg = EmbeddingsConfig(batch_size=3, num_workers=0, **embeddings)
+        report = embed_source(
+            source, scope, clip, uri=str(tmp_path / db), cfg=cfg, rejects_path=rejects, progress=False
+        )
+        table, _ = open_embedding_table(str(tmp_path / db), "image_embeddings", clip.dim, clip.model_id)
+        rows = {pathlib.Path(r["path"]) for r in table.to_arrow().to_pylist()}
+        return report, rows, pq.read_table(rejects).to_pylist(), rejects.parent
+
+    report, rows, rejects, folder = run("keep")
+    assert rows == {tesla / t_db, ford / f_shared, ford / f_other}  # the held-out share is never embedded
+    by_path = {pathlib.Path(r["path"]): r for r in rejects}
+    assert set(by_path) == {tesla / t_fake, tesla / t_empty}
+    assert "not an image" in by_path[tesla / t_fake]["reason"] and "empty file" in by_path[tesla / t_empty]["reason"]
+    assert {r["role"] for r in rejects} == {"reference"} and {r["style"] for r in rejects} == {"held_out"}
+    listed = reference_listing(folder)
+    assert [r.path for r in listed] == [ford / f_ref, tesla / t_good, tesla / t_grey, tesla / t_shared]  # source order
+    assert {r.concept for r in listed} == {"Tesla Cybertruck", "Ford F150"} and {r.style for r in listed} == {
+        "held_out"
+    }
+    assert report.reference_checked == 4 and report.rejected == 2
+    conflicts = pq.read_table(report.label_conflicts_path).to_pylist()
+    assert report.label_conflicts == 1
+    assert {pathlib.Path(c["path"]) for c in conflicts} == {tesla / t_shared, ford / f_shared}
+    assert {tuple(c["concepts"]) for c in conflicts} == {("Ford F150", "Tesla Cybertruck")}
+    summary = rejects_summary(folder / "image_embeddings.parquet")
+    assert "2 of them reference images, held out of the database" in summary
+    # FID's reference set reads the listing: nothing undecodable left in it; a broken record is named, not counted
+    by_split = {"known": {"Tesla Cybertruck"}, "novel": {"Ford F150"}}
+    ref, ref_report = fid_reference_set(listed, "held_out", by_split)
+    assert ref_report["undecodable"] == 0 and ref_report["kept"] == {"known": 3, "novel": 1}
+    broken = [*listed, sources.ImageRecord(tesla / t_fake, "", "Tesla Cybertruck", "held_out")]
+    assert fid_reference_set(broken, "held_out", by_split)[1]["undecodable_paths"] == [str(tesla / t_fake)]
+
+    decoded.clear()
+    again, _, rejects_again, _ = run("keep")  # a rerun reads the bytes again but decodes only what failed before
+    assert len(decoded) == 2 and again.reference_checked == 4 and len(rejects_again) == 2
+
+    report, rows, rejects, folder = run("drop", label_conflicts="drop_both")
+    assert ford / f_shared not in rows and tesla / t_shared not in {r.path for r in reference_listing(folder)}
+    dropped = [r for r in rejects if "label conflict" in r["reason"]]
+    assert {(pathlib.Path(r["path"]), r["role"]) for r in dropped} == {
+        (tesla / t_shared, "reference"),
+        (ford / f_shared, "database"),
+    }
+    assert report.reference_checked == 3

@@ -239,7 +239,8 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
 
     assert Image.open(tmp_path / "rag.png").size == Image.open(tmp_path / "t.png").size
     # several prompts: one batched retrieval, a folder of images and their index; the prompt alone and in the batch
-    # retrieves the same picture and (the generator is batch-invariant) makes the same image
+    # retrieves the same picture and makes the same image up to float rounding (a batch of one may take other
+    # matrix kernels: at most one level apart)
     single = next(line for line in out_rag.splitlines() if line.startswith("retrieved ("))
     listed = tmp_path / "prompts.txt"
     listed.write_text("a blue square\n\na green triangle\n")
@@ -261,7 +262,8 @@ def test_main_job_then_one_stage_in_a_new_shell_and_time_per_asset(smoke_config_
     assert [r["prompt"] for r in index] == ["a red circle", "a blue square", "a green triangle"]
     assert [r["image"] for r in index] == ["0000.png", "0001.png", "0002.png"]
     assert single.endswith(index[0]["retrieved_path"]) and all(r["retrieved_path"] for r in index)
-    assert np.array_equal(np.asarray(Image.open(many / "0000.png")), np.asarray(Image.open(tmp_path / "rag.png")))
+    alone, batched = (np.asarray(Image.open(p), dtype=np.int16) for p in (tmp_path / "rag.png", many / "0000.png"))
+    assert np.abs(alone - batched).max() <= 1
 
 
 def test_compare_puts_runs_side_by_side_keyed_by_dataset_generator_encoder(smoke_data, tmp_path):

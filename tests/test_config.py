@@ -213,3 +213,16 @@ def test_rag_seeds_per_protocol(smoke_config_file):
     for bad in ({"seen_concepts": [1, 1]}, {"seen_concepts": []}, {"seen": [0]}):
         with pytest.raises(ValueError, match="seeds_by_protocol"):
             load_config(smoke_config_file, {"rag.seeds_by_protocol": bad})
+
+
+def test_the_profile_check_run_before_the_job_says_why_in_one_line(tmp_path, capsys):
+    from realrag_core.config.__main__ import main
+
+    assert main([str(PROJECT_ROOT / "configs" / "smoke.yaml")]) == 0
+    assert capsys.readouterr().out.startswith("profile smoke: artifacts in ")
+    profile = tmp_path / "mine.yaml"  # the own-folders profile, its class folder never made
+    missing = tmp_path / "never_made"
+    profile.write_text(f"extends: {PROJECT_ROOT / 'configs' / 'my_folders.yaml'}\nsource:\n  root: {missing}\n")
+    assert main([str(profile)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"root {missing} is not a folder" in err

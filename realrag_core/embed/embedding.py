@@ -23,6 +23,7 @@ from realrag_core.clip.bundle import ClipBundle
 from realrag_core.config.stages import EmbeddingsConfig
 from realrag_core.embed.reader import ImageReadDataset, Scope, collate_read_batch
 from realrag_core.data.image_io import DecodeLimits
+from realrag_core.data.sources.listing import ImageRecord
 from realrag_core.embed.table import (
     IndexState,
     ensure_index,
@@ -40,7 +41,20 @@ REJECT_SCHEMA = pa.schema(
         ("concept", pa.string()),
         ("style", pa.string()),
         ("split", pa.string()),
+        ("role", pa.string()),  # database | reference (held out, checked only) | "" (not an image of the world)
         ("reason", pa.string()),
+        ("run_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+REFERENCE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("path", pa.string()),
+        ("caption", pa.string()),
+        ("concept", pa.string()),
+        ("style", pa.string()),
+        ("split", pa.string()),
+        ("image_sha256", pa.string()),
         ("run_at", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -67,6 +81,8 @@ class EmbedReport:
     label_conflicts: int = 0  # pictures (by their bytes) listed under two or more concepts
     label_conflict_rows_dropped: int = 0  # their rows removed by ``embeddings.label_conflicts``
     label_conflicts_path: str = ""
+    reference_checked: int = 0  # reference images (held out of the database) that decode: FID's and the study's
+    reference_path: str = ""  # their listing (``reference_listing``), in source order
 
     def as_metadata(self) -> dict:
         out = asdict(self)
@@ -161,6 +177,11 @@ def rejects_summary(rejects_path: Path, examples: int = 3) -> str:
         by_kind.setdefault(reason_kind(r["reason"]), []).append(r)
     when = rejects[0]["run_at"].isoformat(timespec="seconds") if rejects else "the last run"
     lines = [f"{len(rejects)} entries rejected by image_embeddings ({when}), {rejects_path}"]
+    held_out = sum(r.get("role") == "reference" for r in rejects)
+    if held_out:
+        lines.append(
+            f"  ({held_out} of them reference images, held out of the database: FID and the human study leave them out)"
+        )
     for kind, rows in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         lines.append(f"  {len(rows):6d}  {kind}")
         lines += [f"          {r['path']}: {r['reason']}" for r in rows[:examples]]
@@ -250,12 +271,19 @@ def embed_source(
     run_at = datetime.now(timezone.utc)
     table, recreated = open_embedding_table(uri, cfg.table_name, clip.dim, clip.model_id, cfg.on_model_mismatch)
     known = existing_ids(table)
+    reference_path = rejects_path.with_name(f"{rejects_path.stem}_reference.parquet")
+    known_reference = (
+        frozenset(pq.read_table(reference_path, columns=["id"])["id"].to_pylist())
+        if reference_path.is_file()
+        else frozenset()
+    )
     dataset = ImageReadDataset(
         source_cfg,
         scope,
         clip.preprocess,
         DecodeLimits(cfg.max_image_pixels, cfg.min_image_side, cfg.max_caption_chars),
         known,
+        known_reference,
     )
     loader = DataLoader(
         dataset,
@@ -271,6 +299,7 @@ def embed_source(
     present: set[str] = set()  # ids of every listed, readable image in scope (embedded now or before)
     skipped = duplicates = 0
     rejects: list[dict] = []
+    reference: dict[str, dict] = {}  # id -> the first listing of each decodable reference image
     bar = tqdm(desc="image_embeddings", unit="img", disable=not progress)
     try:
         for batch in loader:
@@ -280,6 +309,10 @@ def embed_source(
             rejects.extend(batch["rejects"])
             for meta in batch["skipped"]:
                 labels.add(meta)
+            for meta in batch["checked"]:
+                labels.add(meta)
+                if meta["id"] not in reference or meta["position"] < reference[meta["id"]]["position"]:
+                    reference[meta["id"]] = meta
             keep = []
             for i, meta in enumerate(batch["ok"]):
                 if meta["id"] in seen:
@@ -293,7 +326,7 @@ def embed_source(
             if keep:
                 vectors = clip.embed_pixels(batch["pixels"][keep])
                 writer.add([batch["ok"][i] for i in keep], vectors)
-            bar.update(len(batch["ok"]) + len(batch["skipped"]) + len(batch["rejects"]))
+            bar.update(len(batch["ok"]) + len(batch["skipped"]) + len(batch["checked"]) + len(batch["rejects"]))
             bar.set_postfix(new=writer.written + len(writer.buffer), skipped=skipped, rejected=len(rejects))
     finally:
         writer.flush()  # whatever was embedded before a failure is kept
@@ -306,13 +339,18 @@ def embed_source(
         by_id = {m["id"]: m for listings in conflicts.values() for m in listings}
         for i in sorted(dropped):
             others = sorted({m["concept"] for m in conflicts[by_id[i]["image_sha256"]]} - {by_id[i]["concept"]})
-            meta = {k: by_id[i][k] for k in ("path", "caption", "concept", "style", "split")}
+            meta = {k: by_id[i][k] for k in ("path", "caption", "concept", "style", "split", "role")}
             rejects.append(
                 {**meta, "reason": f"label conflict: the same picture is also listed as {', '.join(others)}"}
             )
         write_rejects(rejects, rejects_path, run_at)
         delete_ids(table, dropped & (existing_ids(table)))
         present -= dropped
+    write_reference(
+        sorted((m for i, m in reference.items() if i not in dropped), key=lambda m: m["position"]),
+        reference_path,
+        run_at,
+    )
     repaired = repair_duplicates(table)
     removed, kept_stale = remove_missing(table, known - present - dropped, cfg.remove_missing)
     index = ensure_index(table, cfg.index)
@@ -336,4 +374,29 @@ def embed_source(
         label_conflicts=len(conflicts),
         label_conflict_rows_dropped=len(dropped),
         label_conflicts_path=str(conflicts_path),
+        reference_checked=len(reference.keys() - dropped),
+        reference_path=str(reference_path),
     )
+
+
+def write_reference(listings: list[dict], path: Path, run_at: datetime) -> None:
+    """The reference images stage 1 found decodable (and did not drop for a label conflict), replacing the last
+    run's list."""
+    rows = {f.name: [m[f.name] for m in listings] for f in REFERENCE_SCHEMA if f.name != "run_at"}
+    rows["run_at"] = [run_at] * len(listings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pydict(rows, schema=REFERENCE_SCHEMA), tmp)
+    tmp.replace(path)
+
+
+def reference_listing(rejects_dir: Path) -> list[ImageRecord]:
+    """The reference images (held out of the database) of the world's concepts that the last ``image_embeddings``
+    run read and decoded without a reject, in source order: the real images FID and the human study may use. A
+    broken file, or one dropped by ``embeddings.label_conflicts``, is not among them (``realrag rejects`` lists
+    it)."""
+    path = rejects_dir / "image_embeddings_reference.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: materialize image_embeddings first (it checks the reference images)")
+    rows = pq.read_table(path, columns=["path", "caption", "concept", "style"]).to_pylist()
+    return [ImageRecord(Path(r["path"]), r["caption"], r["concept"], r["style"]) for r in rows]

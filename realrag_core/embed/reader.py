@@ -24,27 +24,45 @@ def content_id(data: bytes, caption: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which records belong in the table: database styles of the world's concepts."""
+    """Which records belong in the table (database styles of the world's concepts), and which are only checked:
+    the ``reference`` styles of the world's concepts (held out of the database: the real images of FID and of the
+    human study), read and decoded as the table's images are, so that a broken one is a reject, and hashed for
+    label conflicts, but never embedded."""
 
     styles: frozenset[str]
     concept_split: dict[str, str]
+    reference: frozenset[str] = frozenset()
 
     def split_of(self, concept: str, style: str) -> str | None:
         if style not in self.styles:
             return None
         return self.concept_split.get(concept)
 
+    def role_of(self, style: str) -> str:
+        return "database" if style in self.styles else "reference" if style in self.reference else ""
+
 
 class ImageReadDataset(IterableDataset):
-    """Yields one item per record in scope: ``ok`` (with pixels), ``skip`` (id already in the table) or
-    ``reject`` (with a reason). Records are sharded across workers by position, so each is read once."""
+    """Yields one item per record in scope: ``ok`` (with pixels), ``skip`` (id already in the table),
+    ``checked`` (a reference image that decodes; not embedded) or ``reject`` (with a reason). Records are sharded
+    across workers by position, so each is read once. ``known_reference``: ids of reference images the last run
+    found decodable (their bytes are hashed again, not decoded)."""
 
-    def __init__(self, source_cfg, scope: Scope, transform: Callable, limits: DecodeLimits, known_ids=frozenset()):
+    def __init__(
+        self,
+        source_cfg,
+        scope: Scope,
+        transform: Callable,
+        limits: DecodeLimits,
+        known_ids=frozenset(),
+        known_reference=frozenset(),
+    ):
         self.source_cfg = source_cfg
         self.scope = scope
         self.transform = transform
         self.limits = limits
         self.known_ids = known_ids
+        self.known_reference = known_reference
 
     def __iter__(self):
         info = get_worker_info()
@@ -60,21 +78,25 @@ class ImageReadDataset(IterableDataset):
                     "concept": record.concept,
                     "style": record.style,
                     "split": "",
+                    "role": self.scope.role_of(record.style),
                     "reason": record.error,
                 }
                 continue
             split = self.scope.split_of(record.concept, record.style)
-            if split is None:
-                continue
-            yield self.read(record, split, position)
+            if split is not None:
+                yield self.read(record, split, position)
+            elif record.style in self.scope.reference and record.concept in self.scope.concept_split:
+                yield self.read(record, self.scope.concept_split[record.concept], position, embed=False)
 
-    def read(self, record, split: str, position: int = 0) -> dict:
+    def read(self, record, split: str, position: int = 0, *, embed: bool = True) -> dict:
+        """One record's outcome; ``embed=False`` (a reference image): decoded to check it, never transformed."""
         meta = {
             "path": str(record.path),
             "caption": record.caption,
             "concept": record.concept,
             "style": record.style,
             "split": split,
+            "role": "database" if embed else "reference",
             "position": position,  # in the listing: which of two conflicting labels came first
         }
         if not record.caption:
@@ -95,11 +117,13 @@ class ImageReadDataset(IterableDataset):
             return {"status": "reject", **meta, "reason": f"unreadable file: {err.strerror or err}"}
         row_id = content_id(data, record.caption)
         meta["image_sha256"] = hashlib.sha256(data).hexdigest()[:32]  # the picture alone: label conflicts
-        if row_id in self.known_ids:
-            return {"status": "skip", "id": row_id, **meta}
+        if row_id in (self.known_ids if embed else self.known_reference):
+            return {"status": "skip" if embed else "checked", "id": row_id, **meta}
         image, reason = decode_image(data, self.limits)
         if reason:
             return {"status": "reject", **meta, "reason": reason}
+        if not embed:
+            return {"status": "checked", "id": row_id, **meta}
         try:
             pixels = self.transform(image)
         except Exception as err:  # noqa: BLE001 - a transform failure rejects the file, not the run
@@ -113,5 +137,6 @@ def collate_read_batch(items: list[dict]) -> dict:
         "ok": [{k: v for k, v in i.items() if k not in ("pixels", "status")} for i in ok],
         "pixels": torch.stack([i["pixels"] for i in ok]) if ok else None,
         "skipped": [i for i in items if i["status"] == "skip"],
+        "checked": [{k: v for k, v in i.items() if k != "status"} for i in items if i["status"] == "checked"],
         "rejects": [{k: v for k, v in i.items() if k != "status"} for i in items if i["status"] == "reject"],
     }

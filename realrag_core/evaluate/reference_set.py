@@ -38,6 +38,7 @@ def fid_reference_set(
         "style": style,
         "listed": len(chosen),
         "undecodable": len(chosen) - len(kept),
+        "undecodable_paths": sorted({str(r.path) for r in chosen} - {str(r.path) for r in kept}),
         "threshold": threshold,
         "near_duplicates": [],
     }

@@ -203,19 +203,20 @@ def build_tasks(rows: Sequence[dict], real: dict[str, list[str]], cfg) -> tuple[
 
 def study_inputs(cfg, store, shard_count: int) -> tuple[list[dict], dict[str, list[str]], dict]:
     """The RAG stage's current rows on the evaluation prompts (each with its protocol) and the held-out real
-    images of their concepts (the reference style's: never a database image), as ``build_tasks`` takes them.
+    images of their concepts (the reference style's: never a database image; only those ``image_embeddings``
+    found decodable), as ``build_tasks`` takes them.
     Refuses a partial RAG stage as the results stage does: a study drawn from some shards would be redrawn."""
+    from realrag_core.embed.embedding import reference_listing
     from realrag_core.generators.registry import recorded_generator_id
     from realrag_core.rag.retrieve import complete_eval_rows
-    from realrag_core.data.sources.registry import iter_records
 
     rows = [{**r, "protocol": p} for p, (here, _) in complete_eval_rows(cfg, store, shard_count).items() for r in here]
     generator_id = recorded_generator_id(cfg, store)
     real: dict[str, list[str]] = defaultdict(list)
     style = cfg.world.styles.reference
     concepts = {r["concept"] for r in rows}
-    if style:
-        for rec in iter_records(cfg.source):
+    if style:  # the reference images stage 1 read and decoded: never a broken file shown as a real picture
+        for rec in reference_listing(store.rejects_dir):
             if rec.style == style and rec.concept in concepts:
                 real[rec.concept].append(str(rec.path))
     return rows, dict(real), {"generator_id": generator_id, "real_style": style}
