@@ -17,7 +17,7 @@ from ._metadata import IO_RETRY, readable
     kinds={"lancedb", "pytorch"},
     pool="gpu",
     retry_policy=IO_RETRY,
-    code_version="1",
+    code_version="2",  # 2: also checks the held-out reference images and lists them
     description=(
         'Stage 1: the database images embedded into the LanceDB table (resumable, deduplicated by content); every entry that cannot become a row is a reject with its reason; the held-out reference images are checked the same way (not embedded). README: "The assets", "Reliability".'
     ),
