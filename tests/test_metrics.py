@@ -33,6 +33,26 @@ def test_distribution_metrics_separate_same_from_different(judge):
     assert distribution_metrics(judge, reds[:2], blues) is None  # too few for a covariance: no number
 
 
+def test_kid_does_not_depend_on_what_ran_before_and_leaves_the_random_state_alone(judge):
+    """KID averages random subsets: they are drawn from a seeded generator, so ``fid`` run alone gives the
+    number it gives after other steps in the same process."""
+    import torch
+
+    shapes = ["circle", "square", "triangle", "star"]
+    reds = [draw_concept(c, s, st, 32) for c in ("red", "orange") for s in shapes for st in ("filled", "shadow")]
+    blues = [draw_concept(c, s, "outline", 32) for c in ("blue", "teal", "black", "purple") for s in shapes]
+    got = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        torch.rand(state * 100)  # whatever an earlier step drew
+        got.append(distribution_metrics(judge, reds, blues)["kid_judge"])
+        after = torch.rand(3)
+        torch.manual_seed(state)
+        torch.rand(state * 100)
+        assert torch.equal(after, torch.rand(3))  # the caller's random stream goes on as if KID had not run
+    assert got[0] == got[1]
+
+
 def test_bootstrap_resamples_prompts_not_images():
     values = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=float)
     lo, hi = bootstrap_ci(values, ["a"] * 4 + ["b"] * 4)

@@ -97,6 +97,15 @@ def inception_state_dict(spec) -> dict[str, torch.Tensor]:
     )
 
 
+def seeded_kid(kid, seed: int = 0):
+    """KID's mean and std over its random subsets, drawn from a generator seeded here (torchmetrics draws them
+    with the global one: the same images gave another KID when ``fid`` ran after other steps in its process than
+    when it ran alone). The caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return kid.compute()
+
+
 def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Image]) -> dict | None:
     """Standard FID and KID of ``fake`` against ``real`` (``spec``: an ``InceptionConfig``); None below 3 images.
 
@@ -122,7 +131,7 @@ def inception_metrics(spec, real: Sequence[Image.Image], fake: Sequence[Image.Im
             batch = to_uint8(images[start : start + spec.batch_size], INCEPTION_SIZE)
             for metric in (fid, kid):
                 metric.update(batch, real=is_real)
-    kid_mean, kid_std = kid.compute()
+    kid_mean, kid_std = seeded_kid(kid)
     return {
         "fid": float(fid.compute()),
         "kid": float(kid_mean),
@@ -149,7 +158,7 @@ def distribution_metrics(judge: ClipBundle, real: Sequence[Image.Image], fake: S
     for metric in (fid, kid):
         metric.update(r, real=True)
         metric.update(f, real=False)
-    kid_mean, kid_std = kid.compute()
+    kid_mean, kid_std = seeded_kid(kid)
     return {
         "fid_judge": float(fid.compute()),
         "kid_judge": float(kid_mean),
