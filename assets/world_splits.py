@@ -4,7 +4,7 @@ import dagster as dg
 
 from .resources import RealRagConfigResource
 from realrag_core.data.sources.registry import iter_records
-from realrag_core.data.world import compute_world, save_world
+from realrag_core.data.world import compute_world, left_out_concepts, save_world
 from ._metadata import readable
 
 
@@ -19,7 +19,15 @@ from ._metadata import readable
 )
 def world_splits(context: dg.AssetExecutionContext, realrag: RealRagConfigResource) -> dg.MaterializeResult:
     cfg = realrag.load()
-    world = compute_world(iter_records(cfg.source), cfg.world)
+    records = list(iter_records(cfg.source))
+    world = compute_world(records, cfg.world)
+    left_out = left_out_concepts(records, cfg.world)
+    if left_out and cfg.world.num_concepts is None:  # every class was asked for: say which are not in the world
+        shown = "; ".join(f"{c}: {why}" for c, why in list(left_out.items())[:20])
+        context.log.warning(
+            f"{len(left_out)} concept(s) of the source left out of the world, their images unused: {shown}"
+            + (f"; and {len(left_out) - 20} more (reports/world_splits.json)" if len(left_out) > 20 else "")
+        )
     store = realrag.store()
     path = save_world(world, store.world_dir)
     counts = {
@@ -27,7 +35,8 @@ def world_splits(context: dg.AssetExecutionContext, realrag: RealRagConfigResour
         "known": len(world.concepts_in("known")),
         "novel": len(world.concepts_in("novel")),
     }
-    store.write_report("world_splits", {"hash": world.hash, **counts})
+    counts["left_out_concepts"] = len(left_out)
+    store.write_report("world_splits", {"hash": world.hash, **counts, "left_out": left_out})
     return dg.MaterializeResult(
         metadata=readable(
             {

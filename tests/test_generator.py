@@ -450,3 +450,42 @@ def test_unfamiliar_text_swaps_captions_of_reference_examples_for_outside_ones(s
             seed=0,
             unfamiliar_text=0.5,
         )
+
+
+def test_the_generator_checks_never_hand_over_a_file_that_does_not_decode(smoke_data, tmp_path):
+    """The generator stage runs before stage 1, on the user's files as listed: a concept's broken database image
+    (stage 1 rejects it later) is never a reference, and a concept none of whose images decode is left out of the
+    reference arms instead of ending the stage (a new-user trial's IndexError)."""
+    from PIL import Image
+
+    from realrag_core.data.sources.listing import ImageRecord
+    from realrag_core.generators.demo.training import check_generator, reference_effect
+
+    _, cfg, records, world = _smoke_world(smoke_data, tmp_path)
+    novel = world.concepts_in("novel")
+    database = cfg.world.styles.database[0]
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a picture")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    broken = [ImageRecord(junk, f"a {novel[0]}", novel[0], database)]  # beside the concept's good images
+    # the last novel concept: only broken files in the database style
+    only_broken = [ImageRecord(empty, f"a {novel[-1]}", novel[-1], database)]
+    kept = [r for r in records if not (r.concept == novel[-1] and r.style in cfg.world.styles.database)]
+    handed = []
+
+    class Recording:
+        def generate(self, prompts, references, seeds):
+            handed.extend(references or [])
+            return [Image.new("RGB", (16, 16), (i * 7 % 255, 0, 0)) for i in range(len(prompts))]
+
+    judge_dir = tmp_path / "judge"
+    model, *_ = create_untrained(judge_dir, cfg.judge.architecture, seed=0)
+    save_clip(model, judge_dir)
+    judge = load_clip(judge_dir)
+    for _ in range(3):  # several draws: the broken image is among each pick's candidates
+        checks, _ = check_generator(Recording(), judge, world, broken + kept + only_broken, cfg)
+        effect = reference_effect(Recording(), judge, world, broken + kept + only_broken, cfg)
+    assert handed and all(isinstance(r, Image.Image) for r in handed)
+    assert checks["novel/text_and_reference"]["n"] == (len(novel) - 1) * cfg.generator.check_samples_per_concept
+    assert effect["concepts"] == len(novel) - 1

@@ -31,6 +31,14 @@ def test_concepts_missing_a_role_style_are_left_out(smoke_data, tmp_path):
     records = _records(concepts, ["outline", "filled", "shadow", "striped", "dotted"], missing={("c3", "dotted")})
     world = compute_world(records, cfg.world)
     assert "c3" not in world.concept_split and len(world.concepts) == 7
+    # and the report says which and why (a class folder whose held-out draw took none of its files)
+    from realrag_core.data.world import left_out_concepts
+
+    records += _records(["c8"], [cfg.world.styles.reference])  # only held-out images
+    left_out = left_out_concepts(records, cfg.world)
+    assert set(left_out) == {"c3", "c8"} == {c for c in {r.concept for r in records} if c not in world.concept_split}
+    assert left_out["c3"] == "no image in the style(s) dotted"
+    assert all(s in left_out["c8"] for s in cfg.world.styles.database)
 
 
 def test_asking_for_more_concepts_than_exist_fails(smoke_cfg):

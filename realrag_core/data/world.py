@@ -88,6 +88,23 @@ def compute_world(records: Iterable[ImageRecord], cfg: WorldConfig) -> World:
     return World(split, roles, cfg.seed, world_hash(split, roles, cfg.seed), selection)
 
 
+def left_out_concepts(records: Iterable[ImageRecord], cfg: WorldConfig) -> dict[str, str]:
+    """Concept -> why it cannot be in the world, by ``compute_world``'s rule: with ``require_all_styles`` it lacks
+    an image in one of the database and reference styles (a class folder whose held-out draw took none of its
+    files, or all of them), otherwise it has none in any database style."""
+    database = set(cfg.styles.database)
+    needed = database | ({cfg.styles.reference} if cfg.styles.reference else set())
+    styles_of = defaultdict(set)
+    for r in records:
+        styles_of[r.concept].add(r.style)
+    out = {}
+    for concept, styles in sorted(styles_of.items()):
+        missing = (needed - styles) if cfg.require_all_styles else (database if not styles & database else set())
+        if missing:
+            out[concept] = f"no image in the style(s) {', '.join(sorted(missing))}"
+    return out
+
+
 def choose_selection(eligible: list[str], world: list[str], cfg: WorldConfig) -> tuple[str, ...]:
     """``cfg.selection_concepts`` of the eligible concepts outside the world, by a seed of their own (so the
     world's draw is untouched by it)."""

@@ -292,6 +292,36 @@ def database_references(
     return out
 
 
+class DecodedReferences:
+    """Database references for the generator's checks, each decoded once however many arms and seeds reuse it.
+    The generator runs before stage 1, so a broken file of the user's (stage 1 rejects it later) can be among a
+    concept's images: it is never handed over, and a concept none of whose images decode is left out."""
+
+    def __init__(self) -> None:
+        self.cache: dict = {}
+
+    def image(self, record):
+        if record.path not in self.cache:
+            images, _ = load_images([record])
+            self.cache[record.path] = images[0] if images else None
+        return self.cache[record.path]
+
+    def usable(self, records) -> bool:
+        return any(self.image(r) is not None for r in records)
+
+    def pick(self, rng: random.Random, records):
+        """``rng.choice`` among the records, an undecodable pick dropped from the pool and chosen again (the same
+        draws as a plain ``rng.choice`` when every image decodes)."""
+        pool = list(records)
+        while pool:
+            record = rng.choice(pool)
+            image = self.image(record)
+            if image is not None:
+                return image
+            pool.remove(record)
+        raise ValueError("no database image of this concept decodes")
+
+
 def check_generator(
     gen: Generator, judge: ClipBundle, world: World, records: list[ImageRecord], cfg, *, seed: int = 1234
 ) -> tuple[dict, object]:
@@ -306,23 +336,17 @@ def check_generator(
     if cap:  # a seeded subset keeps the checks affordable on large worlds
         known = sorted(random.Random(seed).sample(known, min(cap, len(known))))
         novel = sorted(random.Random(seed + 1).sample(novel, min(cap, len(novel))))
-
-    cache: dict = {}
-
-    def decoded(record):  # each reference is decoded once, however many arms and seeds reuse it
-        if record.path not in cache:
-            cache[record.path] = load_images([record])[0][0]
-        return cache[record.path]
+    references = DecodedReferences()
+    novel = [c for c in novel if references.usable(refs_by_concept.get(c, ()))]  # arms with a reference need one
 
     def run(concepts, with_ref, with_text=True):
-        prompts, refs, seeds, truth = [], [], [], []
+        prompts, ref_images, seeds, truth = [], [], [], []
         for c in concepts:
             for k in range(per):
                 prompts.append(caption.format(concept=c) if with_text else "")
-                refs.append(rng.choice(refs_by_concept[c]) if with_ref else None)
+                ref_images.append(references.pick(rng, refs_by_concept[c]) if with_ref else None)
                 seeds.append(seed + k)
                 truth.append(c)
-        ref_images = [decoded(r) if r else None for r in refs]
         images = gen.generate(prompts, ref_images if with_ref else None, seeds)
         return images, ref_images, truth
 
@@ -364,19 +388,23 @@ def reference_effect(
     per = cfg.generator.check_samples_per_concept
     caption = cfg.clip.eval_caption
     refs_by_concept = database_references(cfg, world, records, "novel")
-    novel = sorted(refs_by_concept)
+    references = DecodedReferences()
+    novel = sorted(c for c, rs in refs_by_concept.items() if references.usable(rs))
     cap = cfg.generator.check_max_concepts
     rng = random.Random(seed)
     if cap and len(novel) > cap:
         novel = sorted(rng.sample(novel, cap))
     if len(novel) < 2:
-        raise ValueError("the reference effect needs at least two novel concepts with database images")
+        raise ValueError(
+            "the reference effect needs at least two novel concepts with database images that decode "
+            f"(the world has {len(world.concepts_in('novel'))} novel concepts): give the source more classes"
+        )
     partner = {c: novel[(i + 1) % len(novel)] for i, c in enumerate(novel)}  # another novel concept
     prompts, refs, seeds, own, other = [], [], [], [], []
     for c in novel:
         for k in range(per):
             prompts.append(caption.format(concept=c))
-            refs.append(load_images([rng.choice(refs_by_concept[partner[c]])])[0][0])
+            refs.append(references.pick(rng, refs_by_concept[partner[c]]))
             seeds.append(seed + k)
             own.append(c)
             other.append(partner[c])
