@@ -390,6 +390,7 @@ def test_held_out_reference_images_are_checked_like_the_database_and_listed_for_
     assert {tuple(c["concepts"]) for c in conflicts} == {("Ford F150", "Tesla Cybertruck")}
     summary = rejects_summary(folder / "image_embeddings.parquet")
     assert "2 of them reference images, held out of the database" in summary
+    assert f"{tesla / t_fake}: not an image" in summary and summary.count("[held out]") == 2  # each one marked
     # FID's reference set reads the listing: nothing undecodable left in it; a broken record is named, not counted
     by_split = {"known": {"Tesla Cybertruck"}, "novel": {"Ford F150"}}
     ref, ref_report = fid_reference_set(listed, "held_out", by_split)

@@ -184,7 +184,8 @@ def rejects_summary(rejects_path: Path, examples: int = 3) -> str:
         )
     for kind, rows in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         lines.append(f"  {len(rows):6d}  {kind}")
-        lines += [f"          {r['path']}: {r['reason']}" for r in rows[:examples]]
+        held = {True: " [held out]", False: ""}
+        lines += [f"          {r['path']}: {r['reason']}{held[r.get('role') == 'reference']}" for r in rows[:examples]]
         if len(rows) > examples:
             lines.append(f"          ... and {len(rows) - examples} more")
     conflicts_path = rejects_path.with_name(f"{rejects_path.stem}_label_conflicts.parquet")
