@@ -91,7 +91,7 @@ def _fit(realrag: RealRagConfigResource, name: str, reflective: bool) -> dg.Mate
                     "train_seconds": info["train_seconds"],
                     "negatives_per_prompt": info["negatives_per_prompt"],
                     "train_prompts": info["train_prompts"],
-                    **{f"lr_grid/{g['lr']:g}/val_top1": g["score"] for g in info["lr_grid"]},
+                    **{f"lr_grid/{c['lr']:g}/val_top1": c["top1"] for c in info["lr_choice"]},  # mean of its seeds
                     **flat(
                         "validation_mean_over_seeds",
                         {

@@ -132,6 +132,68 @@ def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, s
     assert json.loads((out / RETRIEVER_FILE).read_text())["validation"]["novel"]["seeds"] == 2
 
 
+@pytest.mark.parametrize("choice_seeds, expected", [(1, 1e-3), (2, 1e-2)])
+def test_learning_rate_is_chosen_by_the_mean_of_lr_choice_seeds(
+    world, smoke_cfg, tmp_path, monkeypatch, choice_seeds, expected
+):
+    """Seed 0 alone prefers 1e-3; seeds 0 and 1 together prefer 1e-2 (its seed 1 is far better): with
+    lr_choice_seeds 2 no single seed's luck picks the rate, every grid fit of the chosen rate is a final model."""
+    import dataclasses
+
+    import realrag_core.retriever.build as build
+    from realrag_core.retriever.build import build_retriever
+
+    folder, table, prompts = world
+    prompts = [dataclasses.replace(p, retriever_split="val" if i % 3 == 0 else "train") for i, p in enumerate(prompts)]
+    top1 = {(1e-3, 0): 0.6, (1e-3, 1): 0.2, (1e-3, 2): 0.5, (1e-2, 0): 0.5, (1e-2, 1): 0.5, (1e-2, 2): 0.1}
+    calls = []
+
+    def fake_fit(cfg, base_folder, train, val, *, lr, seed, **_):
+        calls.append((lr, seed))
+        m = {"top1": top1[(lr, seed)], "top5": 1.0, "mrr": 0.5, "queries": 10}
+        return load_clip(base_folder), {
+            "lr": lr,
+            "seed": seed,
+            "train_seconds": 1.0,
+            "final_loss": 0.1,
+            "losses": [0.2, 0.1],
+            "kept_step": 2,
+            "validation": {"known": m, "novel": m},
+            "score": m["top1"],
+        }
+
+    monkeypatch.setattr(build, "fit_one", fake_fit)
+    update = {"lr_grid": (1e-3, 1e-2), "seeds": (0, 1, 2), "lr_choice_seeds": choice_seeds}
+    cfg = smoke_cfg.model_copy(update={"retriever": smoke_cfg.retriever.model_copy(update=update)})
+    report = build_retriever(
+        cfg,
+        folder,
+        prompts,
+        _rows(table),
+        table_version=1,
+        negatives_rows=None,
+        out_folder=tmp_path / "ret",
+        plot=tmp_path / "loss.png",
+        title="t",
+    )
+    assert report["chosen_lr"] == expected
+    choosers = [0, 1][:choice_seeds]
+    rest = [(expected, s) for s in (0, 1, 2) if s not in choosers]
+    assert calls == [(lr, s) for lr in (1e-3, 1e-2) for s in choosers] + rest  # nothing fitted twice
+    assert [(g["lr"], g["seed"]) for g in report["lr_grid"]] == [(lr, s) for lr in (1e-3, 1e-2) for s in choosers]
+    means = {c["lr"]: c["top1"] for c in report["lr_choice"]}
+    assert means == pytest.approx({lr: np.mean([top1[(lr, s)] for s in choosers]) for lr in (1e-3, 1e-2)})
+    assert [s["validation"]["novel"]["top1"] for s in report["seeds"]] == [top1[(expected, s)] for s in (0, 1, 2)]
+
+
+def test_lr_choice_seeds_cannot_exceed_the_seeds(smoke_data, tmp_path):
+    from realrag_core.config.loading import parse_config
+
+    smoke_data["retriever"].update(seeds=[0, 1], lr_choice_seeds=3)
+    with pytest.raises(ValueError, match="lr_choice_seeds is 3, but retriever.seeds has only 2"):
+        parse_config(smoke_data, tmp_path)
+
+
 def test_control_negatives_match_the_reflective_count_and_avoid_the_concept(world):
     from realrag_core.retriever.study import control_negatives
 

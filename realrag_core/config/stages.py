@@ -160,8 +160,8 @@ class RetrieverConfig(StrictModel):
     lr: float = Field(1e-4, gt=0, description="used when lr_grid is empty")
     lr_grid: tuple[float, ...] = Field(
         (),
-        description="learning rates tried on validation with the first seed; each retriever (reflective and "
-        "contrastive alike) keeps its best, so both get the same tuning budget",
+        description="learning rates tried on validation (with the first lr_choice_seeds seeds); each retriever "
+        "(reflective and contrastive alike) keeps its best, so both get the same tuning budget",
     )
     lr_grid_by_protocol: dict[Literal["unseen_concepts", "seen_concepts"], tuple[float, ...]] = Field(
         {},
@@ -169,6 +169,13 @@ class RetrieverConfig(StrictModel):
         "under seen_concepts, where every concept trains; both retrievers of that protocol share it",
     )
     seeds: Seeds = Field((0, 1, 2), description="training seeds per retriever (each one is a model)")
+    lr_choice_seeds: int = Field(
+        1,
+        ge=1,
+        description="every learning rate of the grid is fitted with this many of the first seeds and the one with "
+        "the best mean validation score is chosen (1: the first seed alone decides; len(seeds): no seed's luck "
+        "picks the rate, and the grid's fits are the final models)",
+    )
     mask_same_concept: bool = True
     image_to_text: bool = False
     validate_every: int | None = Field(
@@ -185,6 +192,14 @@ class RetrieverConfig(StrictModel):
             raise ValueError(
                 "retriever.validate_every: early stopping re-embeds the database at every check when "
                 "trainable is 'both'; use it with 'text' or 'text_head'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _choice_seeds(self):
+        if self.lr_choice_seeds > len(self.seeds):
+            raise ValueError(
+                f"retriever.lr_choice_seeds is {self.lr_choice_seeds}, but retriever.seeds has only {len(self.seeds)}"
             )
         return self
 

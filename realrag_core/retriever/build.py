@@ -37,8 +37,8 @@ def build_retriever(
     negatives_version: str | None = None,
 ) -> dict:
     """Train one retriever per seed (reflective when ``negatives_rows`` is given, the contrastive baseline when
-    None). The learning rate is chosen on validation prompts from ``retriever.lr_grid`` with the first seed;
-    the same code and grid serve both retrievers, so they get the same tuning budget. Each seed's model is
+    None). The learning rate is chosen on validation prompts from ``retriever.lr_grid`` by the mean score of
+    the first ``retriever.lr_choice_seeds`` seeds (by default the first seed alone); the same code and grid serve both retrievers, so they get the same tuning budget. Each seed's model is
     saved in ``out_folder/seed_<s>``; the report holds the grid, every seed's validation next to the zero-shot
     base, and their mean. With ``retriever.trainable == "both"`` each model's image tower changed, so
     ``reembed(model) -> (table name, version)`` writes the database embedded by it, and the model records it."""
@@ -89,16 +89,19 @@ def build_retriever(
             ),
         )
 
-    grid, best = [], None
+    choosers = r.seeds[: r.lr_choice_seeds]
+    grid, scores, best = [], [], None
     for lr in rates:
-        model, run = fit(lr, first)
-        grid.append({k: v for k, v in run.items() if k != "losses"})
-        key = validation_score(run["validation"])
+        fitted = [fit(lr, s) for s in choosers]
+        grid.extend({k: v for k, v in run.items() if k != "losses"} for _, run in fitted)
+        keys = [validation_score(run["validation"]) for _, run in fitted]
+        key = tuple(sum(part) / len(part) for part in zip(*keys))  # mean top-1, then mean top-5, over the seeds
+        scores.append({"lr": lr, "seeds": list(choosers), "top1": key[0], "top5": key[1]})
         if best is None or key > best[0]:
-            best = (key, model, run)
-    _, model, run = best
-    chosen_lr = run["lr"]
-    runs = [(model, run)] + [fit(chosen_lr, s) for s in rest]
+            best = (key, fitted)  # only the best rate's models stay in memory
+    _, runs = best
+    chosen_lr = runs[0][1]["lr"]
+    runs = runs + [fit(chosen_lr, s) for s in r.seeds[len(choosers) :]]
     # written into a staging folder and swapped in at the end: a run killed half-way leaves the previous
     # retrievers whole (in the instant between the two renames, as <folder>.old, which readers fall back to),
     # never a mix or half a file
@@ -151,10 +154,11 @@ def build_retriever(
     report = {
         **common,
         "lr_grid": grid,
+        "lr_choice": scores,
         "seeds": seeds,
         "validation": mean_validation([run for _, run in runs]),
         "train_seconds": round(
-            sum(g["train_seconds"] for g in grid) + sum(run["train_seconds"] for _, run in runs[1:]), 2
+            sum(g["train_seconds"] for g in grid) + sum(run["train_seconds"] for _, run in runs[len(choosers) :]), 2
         ),
     }
     (out_folder / RETRIEVER_FILE).write_text(json.dumps(report, indent=2))

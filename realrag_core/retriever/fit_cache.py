@@ -25,7 +25,7 @@ def fit_inputs_digest(
 ) -> str:
     """Everything a fit's result depends on besides its learning rate and seed."""
     settings = cfg.retriever.model_dump(
-        mode="json", exclude={"lr", "lr_grid", "lr_grid_by_protocol", "seeds", "ablations"}
+        mode="json", exclude={"lr", "lr_grid", "lr_grid_by_protocol", "lr_choice_seeds", "seeds", "ablations"}
     )
     h = hashlib.sha256(
         json.dumps(

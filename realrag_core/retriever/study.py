@@ -163,8 +163,13 @@ def run_ablations(
         out.append(
             _row(name, f"main {name} retriever (lr {report['chosen_lr']:g})", report["chosen_lr"], report["seeds"])
         )
+        by_lr: dict[float, list[dict]] = {}
         for g in report["lr_grid"]:
-            out.append(_row(f"{name}_lr_{g['lr']:g}", f"{name}, lr grid, seed {g['seed']}", g["lr"], [g]))
+            by_lr.setdefault(g["lr"], []).append(g)
+        for lr_, fits in by_lr.items():
+            seeds = ", ".join(str(g["seed"]) for g in fits)
+            label = f"{name}, lr grid, seed{'s' if len(fits) > 1 else ''} {seeds}"
+            out.append(_row(f"{name}_lr_{lr_:g}", label, lr_, fits))
     for name, changed, negatives_of, drop, trainable in variants:
         runs = []
         for seed in a.seeds:
