@@ -42,8 +42,6 @@ def prompts_of(args: argparse.Namespace) -> list[str]:
 def generate(args: argparse.Namespace) -> int:
     import json
 
-    from PIL import Image
-
     from realrag_core.storage.sync import artifact_sync
     from realrag_core.config.loading import load_config
     from realrag_core.generators.registry import open_stored_generator
@@ -52,7 +50,7 @@ def generate(args: argparse.Namespace) -> int:
     from realrag_core.retriever.checkpoint import load_retrievers
     from realrag_core.storage.manifest import save_png
     from realrag_core.storage.store import ArtifactStore
-    from realrag_core.embed.table import open_table_readonly
+    from realrag_core.embed.table import open_row_image, open_table_readonly
 
     prompts = prompts_of(args)
     several = len(prompts) > 1
@@ -84,7 +82,7 @@ def generate(args: argparse.Namespace) -> int:
     index, batch = [], cfg.generator.sampling.batch_size
     for start in range(0, len(prompts), batch):
         texts, found = prompts[start : start + batch], hits[start : start + batch]
-        refs = [Image.open(h.path).convert("RGB") for h in found] if args.rag else None
+        refs = [open_row_image(h.path) for h in found] if args.rag else None
         for i, (text, hit, image) in enumerate(zip(texts, found, gen.generate(texts, refs, [args.seed] * len(texts)))):
             path = out / f"{start + i:04d}.png" if several else out
             save_png(image, path)

@@ -581,3 +581,35 @@ def test_metadata_numbers_are_rounded_for_people_and_stay_numbers():
     assert isinstance(out["md"], dg.MetadataValue.md("").__class__) and all(
         isinstance(out[k], float) for k in ("acc", "diff", "seconds")
     )
+
+
+@pytest.mark.slow
+def test_a_moved_store_runs_on_and_gives_the_same_results(prepared_smoke, tmp_path):
+    """The whole project folder (profile, source, artifacts) moved elsewhere, as a renamed clone or a store
+    copied to another machine's path: the job runs on, nothing is embedded again, the table's paths follow the
+    pictures, the RAG images are reused and fid opens the retrieved pictures where they are now: the same
+    results."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    config_file, cfg = prepared_smoke("reflective_negatives")
+    rest = ["contrastive_retriever", "retriever", "rag_images", "fid"]
+    assert _materialize(config_file, rest).success
+    before = pq.read_table(cfg.artifacts_root / "reports" / "results.parquet").to_pylist()
+    old = config_file.parent
+    new = tmp_path / "moved"
+    shutil.move(old, new)
+    data = yaml.safe_load((new / config_file.name).read_text())
+    data["artifacts_root"] = str(new / "artifacts")
+    data["source"]["image_dir"] = str(new / "artifacts" / "source")
+    (new / config_file.name).write_text(yaml.safe_dump(data))
+    result = _materialize(new / config_file.name, ["image_embeddings", "reflective_negatives", *rest])
+    assert result.success
+    emb = _metadata(result, "image_embeddings")
+    assert emb["inserted"] == 0 and emb["paths_refreshed"] == emb["rows"] > 0
+    paths = lancedb.connect(str(new / "artifacts" / "lancedb")).open_table("image_embeddings").to_arrow()["path"]
+    assert all(p.startswith(str(new)) for p in paths.to_pylist())
+    assert _metadata(result, "rag_images")["generated"] == 0
+    assert pq.read_table(new / "artifacts" / "reports" / "results.parquet").to_pylist() == before

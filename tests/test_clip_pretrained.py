@@ -137,7 +137,7 @@ def test_a_local_dir_model_is_named_for_its_folder_and_reloads_when_its_weights_
     )
     spec = PretrainedClipConfig(kind="open_clip_pretrained", model=f"local-dir:{source}")
     info = materialize_pretrained(spec, tmp_path / "clip")
-    assert info["model_name"] == f"open_clip:local-dir:{source}" and "random" not in info["model_id"]
+    assert info["model_name"] == "open_clip:local-dir:mine" and "random" not in info["model_id"]
     first = load_clip(tmp_path / "clip")
     reference = load_clip(source)
     tokens = open_clip.get_tokenizer(name)(["a red circle"])
@@ -147,3 +147,28 @@ def test_a_local_dir_model_is_named_for_its_folder_and_reloads_when_its_weights_
     materialize_pretrained(PretrainedClipConfig(kind="open_clip_pretrained", model=name, pretrained=str(other)), source)
     again = materialize_pretrained(spec, tmp_path / "clip")
     assert not again["reused"] and load_clip(tmp_path / "clip").model_id != first.model_id
+
+
+def test_a_moved_local_dir_model_keeps_its_id(tiny_checkpoints, tmp_path):
+    """A clone moved elsewhere (its weights folder and artifacts with it) is the same model: same model id, so its
+    embedding table is not another model's, and the materialized copy is reused; a copy with new file times
+    materializes again, to the same id."""
+    import os
+
+    name, (weights, _) = tiny_checkpoints
+    old = tmp_path / "old"
+    materialize_pretrained(
+        PretrainedClipConfig(kind="open_clip_pretrained", model=name, pretrained=str(weights)), old / "weights" / "w"
+    )
+    before = materialize_pretrained(
+        PretrainedClipConfig(kind="open_clip_pretrained", model=f"local-dir:{old / 'weights' / 'w'}"), old / "clip"
+    )
+    os.rename(old, tmp_path / "new")
+    new = tmp_path / "new"
+    spec = PretrainedClipConfig(kind="open_clip_pretrained", model=f"local-dir:{new / 'weights' / 'w'}")
+    after = materialize_pretrained(spec, new / "clip")
+    assert after["reused"] and after["model_id"] == before["model_id"] == load_clip(new / "clip").model_id
+    for f in (new / "weights" / "w").iterdir():  # a fresh clone: the same bytes, new file times
+        os.utime(f, ns=(1, 1))
+    again = materialize_pretrained(spec, new / "clip")
+    assert not again["reused"] and again["model_id"] == before["model_id"]

@@ -94,6 +94,28 @@ def test_rerun_is_idempotent_and_incremental(source, clip, tmp_path, user_folder
     assert content_id((user_folder / "shadow-orange-star.png").read_bytes(), "orange star") in ids
 
 
+def test_a_moved_source_folder_rewrites_paths_and_keeps_the_vectors(source, clip, tmp_path, user_folder):
+    """A clone or source folder moved elsewhere: nothing is embedded again, every row's path follows the listing
+    (later stages open the pictures by it), the vectors stay; a rerun then changes nothing."""
+    import os
+
+    first = _run(source, clip, tmp_path)
+    before = {r["id"]: r for r in _table(tmp_path, clip).to_arrow().to_pylist()}
+    moved = tmp_path / "elsewhere" / "images"
+    moved.parent.mkdir()
+    os.rename(user_folder, moved)
+    source = CaptionFileSourceConfig(image_dir=moved, captions=moved / "captions.csv")
+    second = _run(source, clip, tmp_path)
+    assert second.inserted == 0 and second.removed == 0 and second.paths_refreshed == first.rows == second.rows
+    after = {r["id"]: r for r in _table(tmp_path, clip).to_arrow().to_pylist()}
+    assert after.keys() == before.keys()
+    for i, row in after.items():
+        assert row["path"] == str(moved / os.path.relpath(before[i]["path"], user_folder))
+        assert os.path.isfile(row["path"]) and row["embedding"] == before[i]["embedding"]
+    third = _run(source, clip, tmp_path)
+    assert third.paths_refreshed == 0 and third.table_version == second.table_version > first.table_version
+
+
 def test_removed_images_leave_the_table_unless_the_source_looks_gone(source, clip, tmp_path, user_folder):
     first = _run(source, clip, tmp_path)
     lines = (user_folder / "captions.csv").read_text().splitlines()

@@ -21,17 +21,22 @@ from realrag_core.config.clip import PretrainedClipConfig
 def pretrained_name(spec: PretrainedClipConfig) -> str:
     import open_clip
 
-    if spec.pretrained:
-        return f"open_clip:{spec.model}/{spec.pretrained}"
-    schema, _ = open_clip.factory.parse_model_name(spec.model)
-    if schema is not None:  # local-dir: / hf-hub: models bring their weights: nothing is random
+    if spec.pretrained:  # a tag, or a checkpoint file by its name (not the folder it lies in)
+        tag = Path(spec.pretrained).name if Path(spec.pretrained).is_file() else spec.pretrained
+        return f"open_clip:{spec.model}/{tag}"
+    schema, identifier = open_clip.factory.parse_model_name(spec.model)
+    if schema == "local-dir":  # its folder's name, not where the folder lies: a moved clone is the same model
+        return f"open_clip:local-dir:{Path(identifier).name}"
+    if schema is not None:  # hf-hub: models bring their weights: nothing is random
         return f"open_clip:{spec.model}"
     return f"open_clip:{spec.model}/random"
 
 
 def _file_stamp(path: Path) -> str:
+    """Name, size and modification time: the folder it lies in is left out, so moving a clone (which keeps
+    them) reuses the materialized copy; a copy that changes the times materializes again, the same weights."""
     stat = path.stat()
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def pretrained_key(spec: PretrainedClipConfig) -> str:
@@ -44,7 +49,8 @@ def pretrained_key(spec: PretrainedClipConfig) -> str:
     if not tag and schema == "local-dir" and Path(identifier).is_dir():  # new weights there: materialize again
         files = sorted(Path(identifier).iterdir())
         tag = [_file_stamp(p) for p in files if p.name.startswith("open_clip_") and p.is_file()]
-    return hashlib.sha256(json.dumps([spec.model, tag]).encode()).hexdigest()[:16]
+    model = f"local-dir:{Path(identifier).name}" if schema == "local-dir" else spec.model
+    return hashlib.sha256(json.dumps([model, tag]).encode()).hexdigest()[:16]
 
 
 def materialize_pretrained(spec: PretrainedClipConfig, folder: Path, force: bool = False) -> dict:

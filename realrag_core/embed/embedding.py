@@ -28,6 +28,8 @@ from realrag_core.embed.table import (
     IndexState,
     ensure_index,
     existing_ids,
+    existing_paths,
+    refresh_paths,
     open_embedding_table,
     repair_duplicates,
     table_schema,
@@ -83,6 +85,7 @@ class EmbedReport:
     label_conflicts_path: str = ""
     reference_checked: int = 0  # reference images (held out of the database) that decode: FID's and the study's
     reference_path: str = ""  # their listing (``reference_listing``), in source order
+    paths_refreshed: int = 0  # rows whose picture now lies elsewhere (a moved clone or folder): path rewritten
 
     def as_metadata(self) -> dict:
         out = asdict(self)
@@ -271,7 +274,8 @@ def embed_source(
     start = time.perf_counter()
     run_at = datetime.now(timezone.utc)
     table, recreated = open_embedding_table(uri, cfg.table_name, clip.dim, clip.model_id, cfg.on_model_mismatch)
-    known = existing_ids(table)
+    stored = existing_paths(table)
+    known = frozenset(stored)
     reference_path = rejects_path.with_name(f"{rejects_path.stem}_reference.parquet")
     known_reference = (
         frozenset(pq.read_table(reference_path, columns=["id"])["id"].to_pylist())
@@ -301,6 +305,7 @@ def embed_source(
     skipped = duplicates = 0
     rejects: list[dict] = []
     reference: dict[str, dict] = {}  # id -> the first listing of each decodable reference image
+    listed: dict[str, list[tuple[int, str]]] = {}  # id of a row already in the table -> where the listing has it
     bar = tqdm(desc="image_embeddings", unit="img", disable=not progress)
     try:
         for batch in loader:
@@ -310,6 +315,7 @@ def embed_source(
             rejects.extend(batch["rejects"])
             for meta in batch["skipped"]:
                 labels.add(meta)
+                listed.setdefault(meta["id"], []).append((meta["position"], meta["path"]))
             for meta in batch["checked"]:
                 labels.add(meta)
                 if meta["id"] not in reference or meta["position"] < reference[meta["id"]]["position"]:
@@ -352,12 +358,21 @@ def embed_source(
         reference_path,
         run_at,
     )
+    # a row whose picture is listed, but no longer where the row says (the clone or the source folder moved):
+    # its path follows the listing (the first place listed), its vector stays
+    moved = {
+        i: min(places)[1]
+        for i, places in listed.items()
+        if i not in dropped and stored.get(i) not in {p for _, p in places}
+    }
+    paths_refreshed = refresh_paths(table, moved)
     repaired = repair_duplicates(table)
     removed, kept_stale = remove_missing(table, known - present - dropped, cfg.remove_missing)
     index = ensure_index(table, cfg.index)
     return EmbedReport(
         inserted=writer.written,
         skipped_unchanged=skipped,
+        paths_refreshed=paths_refreshed,
         valid_images=len(present),
         removed=removed,
         stale_kept=kept_stale,

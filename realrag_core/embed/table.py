@@ -82,6 +82,43 @@ def existing_ids(table) -> frozenset[str]:
     return frozenset(read_rows(table, ["id"])["id"].to_pylist())
 
 
+def existing_paths(table) -> dict[str, str]:
+    """id -> the image path each row records (the vectors are not read)."""
+    if table.count_rows() == 0:
+        return {}
+    rows = read_rows(table, ["id", "path"])
+    return dict(zip(rows["id"].to_pylist(), rows["path"].to_pylist()))
+
+
+def refresh_paths(table, paths: dict[str, str]) -> int:
+    """Rewrite the path of the rows named (id -> new path), keeping their vectors: the same picture now lies
+    elsewhere (a moved clone, a renamed source folder). One merge_insert per 1,000 rows; returns rows rewritten."""
+    ids = sorted(paths)
+    done = 0
+    for start in range(0, len(ids), 1000):
+        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 1000])
+        rows = table.search().where(f"id IN ({quoted})").limit(None).to_arrow()
+        new = pa.array([paths[i] for i in rows["id"].to_pylist()], pa.string())
+        upsert(table, rows.set_column(rows.schema.get_field_index("path"), "path", new))
+        done += rows.num_rows
+    return done
+
+
+def open_row_image(path: str):
+    """The picture a table row points to, as RGB; a clear error when it is no longer there."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: a database image the embedding table points to is gone (the clone or the source folder "
+            "moved, or the file was removed, after image_embeddings ran): materialize image_embeddings, which "
+            "rewrites the paths of moved images and removes rows of missing ones"
+        ) from None
+
+
 def read_rows(table, columns=("id", "concept", "style", VECTOR_COLUMN)) -> pa.Table:
     """Every row of the table, only the named columns."""
     return table.search().select(list(columns)).limit(None).to_arrow()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 import pyarrow as pa
-from PIL import Image
 from tqdm.auto import tqdm
 
 from realrag_core.clip.bundle import ClipBundle
@@ -24,7 +23,7 @@ from realrag_core.config.stages import IndexConfig
 from realrag_core.generators.base import Generator
 from realrag_core.storage.manifest import append_part, read_manifest, save_png
 from realrag_core.data.prompts import Prompt
-from realrag_core.embed.table import search_batch
+from realrag_core.embed.table import open_row_image, search_batch
 
 ARMS = ("none", "oracle", "clip", "contrastive", "reflective")
 SCHEMA = pa.schema(
@@ -203,7 +202,7 @@ def generate_arms(
     bar = tqdm(total=len(images_todo), desc="rag_images", unit="img", disable=not progress)
     for i in range(0, len(images_todo), batch_size):
         chunk = images_todo[i : i + batch_size]
-        refs = [Image.open(hit.path).convert("RGB") if hit else None for _, _, hit, _ in chunk]
+        refs = [open_row_image(hit.path) if hit else None for _, _, hit, _ in chunk]
         images = generator.generate([p.prompt for _, p, _, _ in chunk], refs, [s for *_, s in chunk])
         for (rel, *_), img in zip(chunk, images):
             save_png(img, folder / rel)
@@ -251,14 +250,19 @@ def complete_eval_rows(cfg, store, shard_count: int) -> dict[str, tuple[list[dic
     from realrag_core.generators.registry import recorded_generator_id
     from realrag_core.data.prompts import load_prompts, of_protocol
     from realrag_core.data.shards import require_complete
-    from realrag_core.embed.table import open_database_table
+    from realrag_core.embed.table import existing_paths, open_database_table
 
     manifest = read_manifest(store.rag_dir)
     if manifest is None:
         raise FileNotFoundError("no RAG images: materialize rag_images first")
     generator_id = recorded_generator_id(cfg, store)
-    current = current_arms(cfg, store, open_database_table(cfg))  # the models rag_images generates with
-    manifest_rows = manifest.to_pylist()
+    table = open_database_table(cfg)
+    current = current_arms(cfg, store, table)  # the models rag_images generates with
+    where = existing_paths(table)  # a retrieved picture is opened where the table has it now (a moved clone)
+    manifest_rows = [
+        {**r, "retrieved_path": where.get(r["retrieved_id"], r["retrieved_path"])} if r["retrieved_id"] else r
+        for r in manifest.to_pylist()
+    ]
     prompts = load_prompts(store.world_dir)
     out = {}
     for protocol in cfg.prompts.protocols:

@@ -72,9 +72,9 @@ def trainable_parameters(model, trainable: str) -> list[torch.nn.Parameter]:
 
 def load_pixels(paths: Sequence[str], clip: ClipBundle) -> torch.Tensor:
     """The table's images through the model's evaluation transform (what the image tower sees)."""
-    from PIL import Image
+    from realrag_core.embed.table import open_row_image
 
-    return torch.stack([clip.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    return torch.stack([clip.preprocess(open_row_image(p)) for p in paths])
 
 
 def train_retriever(
