@@ -41,7 +41,7 @@ def test_a_named_model_lands_in_the_store_and_opens_like_the_factory(tiny_checkp
     name, (weights, _) = tiny_checkpoints
     spec = PretrainedClipConfig(kind="open_clip_pretrained", model=name, pretrained=str(weights))
     info = materialize_pretrained(spec, tmp_path / "clip")
-    assert not info["reused"] and info["model_id"].startswith(f"open_clip:{name}/{weights}:")
+    assert not info["reused"] and info["model_id"].startswith(f"open_clip:{name}/{weights.name}:")
     bundle = load_clip(tmp_path / "clip")
     assert bundle.model_id == info["model_id"] and (tmp_path / "clip" / NAME_FILE).is_file()
     reference, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(weights))
@@ -113,9 +113,9 @@ def test_smoke_pipeline_runs_on_pretrained_models_and_standard_metrics(
     assert model_ids == {load_clip(cfg.artifacts_root / "checkpoints" / "clip_backbone").model_id}
     assert next(iter(model_ids)).startswith(f"open_clip:{name}/")
     judge_id = load_clip(cfg.artifacts_root / "checkpoints" / "judge").model_id
-    assert judge_id.startswith(f"open_clip:{name}/{judge}:") and judge_id not in model_ids
+    assert judge_id.startswith(f"open_clip:{name}/{judge.name}:") and judge_id not in model_ids
     report = json.loads((cfg.artifacts_root / "reports" / "fid.json").read_text())
-    assert report["clip_score_model"] == f"open_clip:{name}/{judge}"
+    assert report["clip_score_model"] == f"open_clip:{name}/{judge.name}"
     rows = {(r["arm"], r["split"], r["metric"]): r for r in report["results"]}
     assert report["reference_set"]["kept"] == {"known": 9, "novel": 3}  # one held-out image per concept
     for arm in ("none", "clip", "contrastive", "reflective"):
