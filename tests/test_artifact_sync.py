@@ -1,7 +1,6 @@
 """Artifacts on object storage: the working copy and an S3-compatible server (moto, started on localhost), and the
 LanceDB table on that server with concurrent writers."""
 
-import multiprocessing as mp
 import os
 
 import lancedb
@@ -105,13 +104,14 @@ def test_concurrent_writers_to_a_lancedb_table_on_the_store_lose_no_rows(s3_buck
     import boto3
     from botocore.exceptions import ClientError
 
+    from realrag_core.testing.spawned import run_spawned
+
     s3 = boto3.client("s3")
     s3.put_object(Bucket=s3_bucket, Key="probe", Body=b"1")
     with pytest.raises(ClientError, match="PreconditionFailed"):
         s3.put_object(Bucket=s3_bucket, Key="probe", Body=b"2", IfNoneMatch="*")
     uri = f"s3://{s3_bucket}/lancedb"
     lancedb.connect(uri).create_table("t", schema=pa.schema([("id", pa.string()), ("v", pa.float64())]))
-    with mp.get_context("spawn").Pool(4) as pool:  # spawn: forking next to Lance's runtime threads can crash
-        pool.map(_append, [(uri, w) for w in range(4)])
+    run_spawned(_append, [(uri, w) for w in range(4)])
     rows = lancedb.connect(uri).open_table("t").to_arrow()
     assert sorted(rows["id"].to_pylist()) == sorted(f"{w}-{j}" for w in range(4) for j in range(5))

@@ -64,9 +64,9 @@ def test_pq_threshold_below_training_size_is_a_config_error(smoke_data, tmp_path
         parse_config(smoke_data, tmp_path)
 
 
-def _concurrent_writer(args, done=None):
+def _concurrent_writer(args):
     """One of several processes merging overlapping batches into the same table (a second run of
-    image_embeddings started while the first still writes); puts its number on ``done`` when every write is in."""
+    image_embeddings started while the first still writes)."""
     uri, worker, ids, lock = args
     import lancedb
 
@@ -81,41 +81,13 @@ def _concurrent_writer(args, done=None):
             vector_table.upsert(table, rows)
         else:  # object storage: no shared lock, merge_insert as is
             table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
-    if done is not None:
-        done.put(worker)
     return worker
 
 
 def _write_concurrently(uri, ids, lock, writers=3):
-    """Writers in processes of their own (spawn: forking next to Lance's runtime can crash). Each reports when its
-    writes are in; one that then does not exit is killed: a spawned child holding Lance's runtime once hung at exit
-    for minutes (Pool's teardown waited on it forever, which would stall the suite), and its writes were already
-    committed, which is what the tests check."""
-    import multiprocessing as mp
-    import queue
-    import time
+    from realrag_core.testing.spawned import run_spawned
 
-    ctx = mp.get_context("spawn")
-    done = ctx.Queue()
-    procs = [ctx.Process(target=_concurrent_writer, args=((uri, w, ids, lock), done)) for w in range(writers)]
-    for p in procs:
-        p.start()
-    finished, deadline = set(), time.monotonic() + 300
-    try:
-        while len(finished) < writers:
-            try:
-                finished.add(done.get(timeout=2))
-            except queue.Empty:
-                gone = [w for w, p in enumerate(procs) if w not in finished and not p.is_alive()]
-                if gone or time.monotonic() > deadline:
-                    codes = [p.exitcode for p in procs]
-                    raise AssertionError(f"writers {sorted(set(range(writers)) - finished)} did not finish: {codes}")
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    run_spawned(_concurrent_writer, [(uri, w, ids, lock) for w in range(writers)])
 
 
 @pytest.mark.slow
