@@ -11,6 +11,15 @@ PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   if command -v python3.11 >/dev/null 2>&1; then PY=python3.11; else PY=python3; fi
 fi
+# a moved or copied clone: the venv's scripts (dg, dagster, realrag, pip) and its editable install still point at
+# the folder it was made in, so it is made again here (about 2.5 min)
+if [ -f .venv/bin/pip ]; then
+  made_in="$(head -1 .venv/bin/pip | sed -e 's|^#!||' -e 's|/\.venv/bin/python.*$||')"
+  if [ "$made_in" != "$ROOT" ]; then
+    echo "[setup] .venv was made in $made_in, not here ($ROOT): its scripts point there; making it again"
+    rm -rf .venv
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   "$PY" -m venv .venv

@@ -609,6 +609,15 @@ def test_a_moved_store_runs_on_and_gives_the_same_results(prepared_smoke, tmp_pa
     assert result.success
     emb = _metadata(result, "image_embeddings")
     assert emb["inserted"] == 0 and emb["paths_refreshed"] == emb["rows"] > 0
+    from realrag_core.config.loading import load_config
+    from realrag_core.evaluate.summary import summary_lines
+    from realrag_core.storage.store import ArtifactStore
+
+    line = next(
+        x for x in summary_lines(ArtifactStore(load_config(new / config_file.name).artifacts_root)) if "embeddings" in x
+    )
+    assert f"inserted 0, skipped {emb['skipped_unchanged']}, rejected" in line
+    assert f"paths rewritten {emb['rows']} (moved)" in line
     paths = lancedb.connect(str(new / "artifacts" / "lancedb")).open_table("image_embeddings").to_arrow()["path"]
     assert all(p.startswith(str(new)) for p in paths.to_pylist())
     assert _metadata(result, "rag_images")["generated"] == 0

@@ -489,3 +489,18 @@ def test_the_generator_checks_never_hand_over_a_file_that_does_not_decode(smoke_
     assert handed and all(isinstance(r, Image.Image) for r in handed)
     assert checks["novel/text_and_reference"]["n"] == (len(novel) - 1) * cfg.generator.check_samples_per_concept
     assert effect["concepts"] == len(novel) - 1
+
+
+def test_too_few_novel_concepts_names_the_classes_left_out_of_the_world(smoke_data, tmp_path):
+    """A new-user trial: six classes of eight images, one of which the held-out draw left without a reference-style
+    image; the generator's check then found one novel concept and said only "give the source more classes"."""
+    from realrag_core.generators.demo.training import reference_effect
+
+    _, cfg, records, world = _smoke_world(smoke_data, tmp_path)
+    novel = world.concepts_in("novel")
+    gone = set(novel[1:])  # every novel concept but one loses its database images
+    kept = [r for r in records if not (r.concept in gone and r.style in cfg.world.styles.database)]
+    with pytest.raises(ValueError, match="give the source more classes") as err:
+        reference_effect(None, None, world, kept, cfg)
+    assert f"{len(gone)} class(es) of the source are not in the world" in str(err.value)
+    assert all(f"{c}: no image in the style(s)" in str(err.value) for c in gone)

@@ -50,8 +50,9 @@ def summary_lines(store: ArtifactStore) -> list[str]:
     if emb:
         lines.append(
             f"embeddings {emb['rows']} rows (table v{emb['table_version']}): inserted {emb['inserted']}, "
-            f"skipped {emb['skipped_unchanged']}, rejected {emb['rejected']}, index: {emb['index']}, "
-            f"{emb['seconds']} s"
+            f"skipped {emb['skipped_unchanged']}, rejected {emb['rejected']}, "
+            + (f"paths rewritten {emb['paths_refreshed']} (moved), " if emb.get("paths_refreshed") else "")
+            + f"index: {emb['index']}, {emb['seconds']} s"
         )
     judge = store.read_report("judge")
     if judge:

@@ -395,9 +395,19 @@ def reference_effect(
     if cap and len(novel) > cap:
         novel = sorted(rng.sample(novel, cap))
     if len(novel) < 2:
+        from realrag_core.data.world import left_out_concepts
+
+        left = left_out_concepts(records, cfg.world)
+        why = (
+            f"; {len(left)} class(es) of the source are not in the world: "
+            + "; ".join(f"{c}: {reason}" for c, reason in left.items())
+            + " (a class needs images on both sides of the held-out draw: give it more images)"
+            if left
+            else ""
+        )
         raise ValueError(
             "the reference effect needs at least two novel concepts with database images that decode "
-            f"(the world has {len(world.concepts_in('novel'))} novel concepts): give the source more classes"
+            f"(the world has {len(world.concepts_in('novel'))} novel concepts): give the source more classes" + why
         )
     partner = {c: novel[(i + 1) % len(novel)] for i, c in enumerate(novel)}  # another novel concept
     prompts, refs, seeds, own, other = [], [], [], [], []
