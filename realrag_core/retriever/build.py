@@ -38,7 +38,8 @@ def build_retriever(
 ) -> dict:
     """Train one retriever per seed (reflective when ``negatives_rows`` is given, the contrastive baseline when
     None). The learning rate is chosen on validation prompts from ``retriever.lr_grid`` by the mean score of
-    the first ``retriever.lr_choice_seeds`` seeds (by default the first seed alone); the same code and grid serve both retrievers, so they get the same tuning budget. Each seed's model is
+    the first ``retriever.lr_choice_seeds`` seeds (by default the first seed alone); the same code and grid
+    serve both retrievers, so they get the same tuning budget. Each seed's model is
     saved in ``out_folder/seed_<s>``; the report holds the grid, every seed's validation next to the zero-shot
     base, and their mean. With ``retriever.trainable == "both"`` each model's image tower changed, so
     ``reembed(model) -> (table name, version)`` writes the database embedded by it, and the model records it."""
@@ -62,7 +63,6 @@ def build_retriever(
     zero_shot = validate(base, val, table)
     negatives_of = negatives_by_prompt(negatives_rows) if negatives_rows is not None else {}
     drop_positive = cfg.mining.policy == "exclude_positive"
-    first, *rest = r.seeds
     # every finished fit is kept in a sibling folder until the new retrievers are in place: a run killed half-way
     # resumes after its last finished fit instead of starting over (only fits of the very same inputs are reused)
     fits = FitCache(
@@ -150,7 +150,7 @@ def build_retriever(
         if negatives_rows is not None
         else "contrastive loss (no reflective negatives)"
     )
-    line_plot(runs[0][1]["losses"], plot, f"{title}: {loss_label}, lr {chosen_lr:g}, seed {first}", "step", "loss")
+    line_plot(runs[0][1]["losses"], plot, f"{title}: {loss_label}, lr {chosen_lr:g}, seed {r.seeds[0]}", "step", "loss")
     report = {
         **common,
         "lr_grid": grid,
