@@ -29,6 +29,7 @@ from realrag_core.embed.table import (
     ensure_index,
     existing_ids,
     existing_paths,
+    id_filters,
     refresh_paths,
     open_embedding_table,
     repair_duplicates,
@@ -116,10 +117,8 @@ def reason_kind(reason: str) -> str:
 
 
 def delete_ids(table, ids) -> None:
-    ids = sorted(ids)
-    for start in range(0, len(ids), 1000):
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 1000])
-        table.delete(f"id IN ({quoted})")
+    for where in id_filters(ids):
+        table.delete(where)
 
 
 def remove_missing(table, stale: set[str], enabled: bool) -> tuple[int, int]:

@@ -90,14 +90,19 @@ def existing_paths(table) -> dict[str, str]:
     return dict(zip(rows["id"].to_pylist(), rows["path"].to_pylist()))
 
 
+def id_filters(ids, size: int = 1000):
+    """``id IN (...)`` filters over ``ids`` (sorted, quoted), ``size`` ids each."""
+    ids = sorted(ids)
+    for start in range(0, len(ids), size):
+        yield "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + size]) + ")"
+
+
 def refresh_paths(table, paths: dict[str, str]) -> int:
     """Rewrite the path of the rows named (id -> new path), keeping their vectors: the same picture now lies
     elsewhere (a moved clone, a renamed source folder). One merge_insert per 1,000 rows; returns rows rewritten."""
-    ids = sorted(paths)
     done = 0
-    for start in range(0, len(ids), 1000):
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 1000])
-        rows = table.search().where(f"id IN ({quoted})").limit(None).to_arrow()
+    for where in id_filters(paths):
+        rows = table.search().where(where).limit(None).to_arrow()
         new = pa.array([paths[i] for i in rows["id"].to_pylist()], pa.string())
         upsert(table, rows.set_column(rows.schema.get_field_index("path"), "path", new))
         done += rows.num_rows
