@@ -91,10 +91,25 @@ def _rows(table):
     return pa.table({"id": table.ids, "concept": table.concepts, "embedding": [e.tolist() for e in table.embeddings]})
 
 
+def _build_contrastive(cfg, folder, prompts, table, out, tmp_path):
+    from realrag_core.retriever.build import build_retriever
+
+    return build_retriever(
+        cfg,
+        folder,
+        prompts,
+        _rows(table),
+        table_version=1,
+        negatives_rows=None,
+        out_folder=out,
+        plot=tmp_path / "loss.png",
+        title="t",
+    )
+
+
 def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, smoke_cfg, tmp_path):
     import json
 
-    from realrag_core.retriever.build import build_retriever
     from realrag_core.retriever.checkpoint import RETRIEVER_FILE, load_retrievers
 
     folder, table, prompts = world
@@ -109,17 +124,7 @@ def test_learning_rate_is_chosen_on_validation_and_each_seed_is_a_model(world, s
     )
     out = tmp_path / "ret"
     (out / "seed_9").mkdir(parents=True)  # a seed no longer configured is removed
-    report = build_retriever(
-        cfg,
-        folder,
-        prompts,
-        _rows(table),
-        table_version=1,
-        negatives_rows=None,
-        out_folder=out,
-        plot=tmp_path / "loss.png",
-        title="t",
-    )
+    report = _build_contrastive(cfg, folder, prompts, table, out, tmp_path)
     scores = {g["lr"]: (g["score"], g["validation"]) for g in report["lr_grid"]}
     assert set(scores) == {1e-6, 3e-3} and all(g["seed"] == 0 for g in report["lr_grid"])
     best = max(scores, key=lambda lr: (scores[lr][0], np.mean([m["top5"] for m in scores[lr][1].values()])))
@@ -141,7 +146,6 @@ def test_learning_rate_is_chosen_by_the_mean_of_lr_choice_seeds(
     import dataclasses
 
     import realrag_core.retriever.build as build
-    from realrag_core.retriever.build import build_retriever
 
     folder, table, prompts = world
     prompts = [dataclasses.replace(p, retriever_split="val" if i % 3 == 0 else "train") for i, p in enumerate(prompts)]
@@ -165,17 +169,7 @@ def test_learning_rate_is_chosen_by_the_mean_of_lr_choice_seeds(
     monkeypatch.setattr(build, "fit_one", fake_fit)
     update = {"lr_grid": (1e-3, 1e-2), "seeds": (0, 1, 2), "lr_choice_seeds": choice_seeds}
     cfg = smoke_cfg.model_copy(update={"retriever": smoke_cfg.retriever.model_copy(update=update)})
-    report = build_retriever(
-        cfg,
-        folder,
-        prompts,
-        _rows(table),
-        table_version=1,
-        negatives_rows=None,
-        out_folder=tmp_path / "ret",
-        plot=tmp_path / "loss.png",
-        title="t",
-    )
+    report = _build_contrastive(cfg, folder, prompts, table, tmp_path / "ret", tmp_path)
     assert report["chosen_lr"] == expected
     choosers = [0, 1][:choice_seeds]
     rest = [(expected, s) for s in (0, 1, 2) if s not in choosers]
